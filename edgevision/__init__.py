@@ -1,0 +1,28 @@
+"""edgevision: take small vision models from PyTorch to edge devices, and prove they still work there.
+
+The device-side API needs no PyTorch:
+
+    from edgevision import Predictor, load_bundle
+    dets = Predictor("bundles/fast-yolo-demo-cpu-int8").predict(image_rgb)
+
+Host-side export and checks live in ``edgevision.export`` and ``edgevision.check``.
+"""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # Lazy, so `import edgevision` stays cheap on devices and never pulls PyTorch in.
+    if name == "Predictor":
+        from edgevision.predictor import Predictor
+
+        return Predictor
+    if name == "load_bundle":
+        from edgevision.bundle import load_bundle
+
+        return load_bundle
+    if name == "export_bundle":
+        from edgevision.export import export_bundle
+
+        return export_bundle
+    raise AttributeError(name)

@@ -1,0 +1,5 @@
+import sys
+
+from edgevision.cli import main
+
+sys.exit(main())

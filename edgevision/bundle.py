@@ -1,0 +1,208 @@
+"""Bundles: a directory holding one compiled artifact plus ``edgevision.json``.
+
+Bundles are written atomically: everything is built in a sibling temp directory that is renamed into place
+only once complete, so a failed export leaves no half bundle and never touches an existing one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from edgevision.errors import BadInput
+from edgevision.ops.preprocess import Preprocess
+
+FORMAT_VERSION = 1
+META_FILE = "edgevision.json"
+
+
+class TensorSpec(BaseModel):
+    name: str
+    shape: list[int]
+    dtype: str
+    layout: str | None = None
+
+
+class BundleMeta(BaseModel):
+    """The contract between export and every runtime. Field meanings are documented in README.md."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format_version: int = FORMAT_VERSION
+    edgevision_version: str
+    created: str
+    model: str  # registry variant
+    family: str  # "module:Class" of the PyTorch model
+    task: str
+    imgsz: int
+    input: TensorSpec
+    outputs: list[TensorSpec]
+    preprocess: Preprocess
+    head: dict[str, Any]
+    labels: list[str]
+    precision: Literal["fp32", "fp16", "int8"]
+    target: str  # profile name
+    target_family: str
+    artifact: str  # file name inside the bundle
+    artifact_format: str  # onnx | openvino-ir | tflite | ...
+    random_weights: bool = False
+    random_seed: int | None = None
+    weights_path: str | None = None
+    weights_sha256: str | None = None
+    calibration: dict[str, Any] | None = None  # source, image count, sha256
+    quantization: dict[str, Any] | None = None  # tool, preset, layers kept in float
+    toolchain: dict[str, str] = {}
+    reference: dict[str, Any] | None = None  # FP32 PyTorch accuracy on the eval set at export time
+
+
+class Bundle:
+    def __init__(self, path: Path, meta: BundleMeta) -> None:
+        self.path = path
+        self.meta = meta
+
+    @property
+    def artifact_path(self) -> Path:
+        return self.path / self.meta.artifact
+
+    def __repr__(self) -> str:
+        m = self.meta
+        return f"Bundle({self.path}, {m.model}, {m.target}, {m.precision})"
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    path = Path(path)
+    meta_path = path / META_FILE
+    if not path.exists():
+        raise BadInput(f"{path}: no such bundle; create one with `edgevision export`")
+    if not meta_path.is_file():
+        raise BadInput(f"{path}: not a bundle (no {META_FILE}); pass the directory `edgevision export` wrote")
+    try:
+        raw = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise BadInput(f"{meta_path}: unreadable ({e}); re-export the bundle") from None
+    version = raw.get("format_version") if isinstance(raw, dict) else None
+    if not isinstance(version, int):
+        raise BadInput(f"{meta_path}: missing format_version; re-export the bundle")
+    if version > FORMAT_VERSION:
+        raise BadInput(f"{path}: bundle format_version {version} is newer than this edgevision supports "
+                       f"({FORMAT_VERSION}); upgrade edgevision")
+    try:
+        meta = BundleMeta.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise BadInput(f"{meta_path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}; re-export the bundle") \
+            from None
+    bundle = Bundle(path, meta)
+    if not bundle.artifact_path.is_file():
+        raise BadInput(f"{path}: artifact '{meta.artifact}' is missing; re-export the bundle")
+    return bundle
+
+
+def write_meta(directory: Path, meta: BundleMeta) -> None:
+    atomic_write_text(directory / META_FILE, meta.model_dump_json(indent=2))
+
+
+def update_meta(bundle: Bundle, **fields: Any) -> None:
+    """Refresh fields of an existing bundle's metadata in place (atomically)."""
+    bundle.meta = bundle.meta.model_copy(update=fields)
+    write_meta(bundle.path, bundle.meta)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_output_dir(out: Path, force: bool) -> None:
+    """Fail early, before any work, when the bundle could not be written."""
+    if out.exists() and not force:
+        raise BadInput(f"{out} already exists; pass --force to replace it, or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"{out} exists and is not a directory; choose another --out")
+    parent = out.parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise BadInput(f"{parent}: output directory is not writable; choose another --out")
+
+
+@contextlib.contextmanager
+def staging_dir(out: Path, force: bool) -> Iterator[Path]:
+    """Yield an empty temp dir next to ``out``; on success it replaces ``out`` (only if ``force``)."""
+    check_output_dir(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial"))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; a bundle is shared like any output directory
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if out.exists():
+        if not force:  # appeared while we were exporting
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise BadInput(f"{out} already exists; pass --force to replace it")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    try:
+        os.replace(tmp, out)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out)
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,92 @@
+"""`edgevision bench`: artifact vs FP32 PyTorch latency, measured side by side in one process.
+
+The two are interleaved run by run (alternating which goes first), so machine noise hits both alike and the
+ratio is trustworthy even when absolute numbers wander.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from edgevision import __version__
+from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
+from edgevision.data.synthetic import SceneSpec, render_scene
+from edgevision.ops.preprocess import prepare
+
+BENCH_SCHEMA_VERSION = 1
+E2E_FRAME = (480, 640)  # a VGA camera frame: what end-to-end latency is quoted for
+
+
+def latency_stats(seconds: list[float]) -> dict[str, float]:
+    ms = np.asarray(seconds) * 1000
+    return {"median_ms": round(float(np.median(ms)), 3), "p90_ms": round(float(np.percentile(ms, 90)), 3),
+            "min_ms": round(float(ms.min()), 3), "mean_ms": round(float(ms.mean()), 3), "runs": int(ms.size)}
+
+
+def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
+    """Time each callable ``runs`` times, round-robin with a rotating start, after ``warmup`` rounds."""
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for i in range(runs):
+        order = names[i % len(names):] + names[: i % len(names)]
+        for n in order:
+            t0 = time.perf_counter()
+            fns[n]()
+            times[n].append(time.perf_counter() - t0)
+        if progress:
+            progress(i + 1, runs)
+    return times
+
+
+def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 10, runtime: str | None = None,
+                 threads: int | None = None, reference: bool = True, weights: Path | None = None,
+                 json_out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Median/p90/min latency of the artifact, of the FP32 PyTorch reference and of the artifact end to end
+    (preprocess a 640x480 frame + infer + decode/NMS or argmax), plus the ratios between them."""
+    from edgevision.predictor import Predictor
+    from edgevision.runtime.base import open_runner
+
+    if runs < 1 or warmup < 0:
+        raise ValueError("runs must be >= 1 and warmup >= 0")
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    meta = bundle.meta
+    artifact = open_runner(bundle, runtime, threads)
+    predictor = Predictor(bundle, runner=artifact)
+    frame = render_scene(0, SceneSpec(size=E2E_FRAME)).image
+    batch = np.ascontiguousarray(prepare(frame, meta.imgsz, meta.preprocess.resize)[0][None])
+    fns: dict[str, Callable[[], object]] = {"artifact": lambda: artifact.run(batch),
+                                            "end_to_end": lambda: predictor.predict(frame)}
+    notes = []
+    if reference:
+        from edgevision.check.compare import reference_runner
+
+        ref = reference_runner(bundle, weights, artifact.threads)
+        fns["pytorch_fp32"] = lambda: ref.run(batch)
+    times = interleaved(fns, runs, warmup, progress)
+    stats = {k: latency_stats(v) for k, v in times.items()}
+    ratios = {"end_to_end_over_artifact": round(stats["end_to_end"]["median_ms"] / stats["artifact"]["median_ms"], 3)}
+    if reference:
+        ratios["speedup_vs_pytorch"] = round(stats["pytorch_fp32"]["median_ms"] / stats["artifact"]["median_ms"], 2)
+    else:
+        notes.append("no PyTorch reference measured")
+    report = {
+        "schema_version": BENCH_SCHEMA_VERSION, "kind": "bench", "created": now_iso(),
+        "edgevision_version": __version__,
+        "bundle": {"path": str(bundle.path), "model": meta.model, "target": meta.target, "precision": meta.precision,
+                   "imgsz": meta.imgsz},
+        "runtime": artifact.describe(), "runs": runs, "warmup": warmup, "latency": stats, "ratios": ratios,
+        "end_to_end_frame": list(E2E_FRAME), "notes": notes,
+    }
+    if json_out is not None:
+        Path(json_out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(json_out), report)
+    artifact.close()
+    return report

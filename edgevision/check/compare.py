@@ -1,0 +1,156 @@
+"""`edgevision check`: an artifact against its FP32 PyTorch reference, gated by the recipe's tolerances."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edgevision import __version__
+from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso, sha256_file
+from edgevision.check.evaluate import ModelIO, evaluate
+from edgevision.config import MetricTolerance, load_recipe
+from edgevision.data.datasets import EvalSet, load_eval_set
+from edgevision.errors import BadInput, MissingDependency
+from edgevision.models.registry import get_variant
+from edgevision.runtime.base import Runner, open_runner
+
+REPORT_SCHEMA_VERSION = 1
+REPORT_FILE = "report.json"
+
+
+def reference_runner(bundle: Bundle, weights: Path | None = None, threads: int = 2) -> Runner:
+    """The FP32 PyTorch model the bundle was exported from, rebuilt from its weights (or its random seed)."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise MissingDependency("torch", "export", "the FP32 PyTorch reference") from None
+    from edgevision.models.loading import build_model
+    from edgevision.runtime.pytorch import PyTorchRunner
+
+    meta = bundle.meta
+    variant = get_variant(meta.model)
+    path = Path(weights) if weights else (Path(meta.weights_path) if meta.weights_path else None)
+    if not meta.random_weights:
+        if path is None or not path.is_file():
+            raise BadInput(f"{bundle.path}: the reference weights {path} are not there; pass --weights with the "
+                           f"checkpoint the bundle was exported from")
+        if weights is None and meta.weights_sha256 and sha256_file(path) != meta.weights_sha256:
+            raise BadInput(f"{path} changed since {bundle.path} was exported (sha256 differs); pass --weights with "
+                           f"the original checkpoint, or re-export")
+    model = build_model(variant, weights=None if meta.random_weights else path,
+                        random_seed=meta.random_seed if meta.random_weights else None, num_classes=len(meta.labels))
+    return PyTorchRunner(model, meta.preprocess, threads)
+
+
+def _eval_set_for(bundle: Bundle, data: str | Path | None, recipe) -> tuple[EvalSet, list[str]]:
+    meta = bundle.meta
+    variant = get_variant(meta.model)
+    notes = []
+    eval_set = load_eval_set(data, imgsz=meta.imgsz, stride=variant.stride, task=meta.task, labels=meta.labels,
+                             count=recipe.eval.count, seed=recipe.eval.seed)
+    if data is None and (meta.random_weights or list(meta.labels) != list(variant.labels)):
+        eval_set.labelled = False
+        notes.append("random weights: agreement metrics only" if meta.random_weights
+                     else "custom labels: the synthetic set has no ground truth for them; agreement metrics only")
+    elif not eval_set.labelled:
+        notes.append("unlabelled data: agreement metrics only")
+    return eval_set, notes
+
+
+def gate(values: dict[str, dict[str, float]], agreement: dict[str, float],
+         tolerances: dict[str, MetricTolerance]) -> tuple[list[dict], list[str]]:
+    """Failures (one dict per metric out of budget) and the metrics that could not be evaluated."""
+    failures, skipped = [], []
+    ref, art = values.get("reference", {}), values.get("artifact", {})
+    for metric, tol in tolerances.items():
+        if tol.max_drop is not None:
+            if not (_finite(ref.get(metric)) and _finite(art.get(metric))):
+                skipped.append(metric)
+                continue
+            drop = ref[metric] - art[metric]
+            if drop > tol.max_drop + 1e-9:
+                failures.append({"metric": metric, "reference": ref[metric], "artifact": art[metric],
+                                 "delta": round(-drop, 3), "tolerance": {"max_drop": tol.max_drop},
+                                 "message": f"{metric} dropped {drop:.2f} points ({ref[metric]:.2f} -> "
+                                            f"{art[metric]:.2f}); tolerance is a drop of {tol.max_drop:g}"})
+        else:
+            value = agreement.get(metric, art.get(metric))
+            if not _finite(value):
+                skipped.append(metric)
+                continue
+            if value < tol.min - 1e-9:
+                failures.append({"metric": metric, "artifact": value, "delta": round(value - tol.min, 3),
+                                 "tolerance": {"min": tol.min},
+                                 "message": f"{metric} is {value:.2f}, {tol.min - value:.2f} points below its "
+                                            f"floor of {tol.min:g}"})
+    return failures, skipped
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def _clean(o: Any) -> Any:
+    """NaN/inf are not JSON; report them as null."""
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    if isinstance(o, dict):
+        return {k: _clean(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_clean(v) for v in o]
+    return o
+
+
+def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None, runtime: str | None = None,
+                 weights: Path | None = None, threads: int | None = None, json_out: Path | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
+    """Compare the artifact with the FP32 reference; writes report.json into the bundle and returns it.
+
+    ``report["passed"]`` is False when a metric is outside the recipe's tolerance for the bundle's target and
+    precision; the CLI turns that into exit code 1.
+    """
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    meta = bundle.meta
+    recipe = load_recipe(meta.model, meta.task)
+    tolerances = recipe.tolerances_for(meta.target_family, meta.precision)
+    eval_set, notes = _eval_set_for(bundle, data, recipe)
+    artifact = open_runner(bundle, runtime, threads)
+    reference = reference_runner(bundle, weights, artifact.threads)
+    total = len(eval_set)
+    outcome = evaluate({"reference": reference, "artifact": artifact}, eval_set, ModelIO.from_bundle(meta, recipe),
+                       output_names=[o.name for o in meta.outputs],
+                       progress=(lambda n: progress(n, total)) if progress else None)
+    metrics: dict[str, Any] = dict(outcome.metrics)
+    if outcome.metrics:
+        metrics["delta"] = {k: round(outcome.metrics["artifact"][k] - v, 3)
+                            for k, v in outcome.metrics["reference"].items()
+                            if _finite(v) and _finite(outcome.metrics["artifact"].get(k))}
+    failures, skipped = gate(outcome.metrics, outcome.agreement, tolerances)
+    report = _clean({
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "kind": "check",
+        "created": now_iso(),
+        "edgevision_version": __version__,
+        "bundle": {"path": str(bundle.path), "model": meta.model, "target": meta.target, "precision": meta.precision,
+                   "artifact": meta.artifact, "random_weights": meta.random_weights},
+        "runtime": artifact.describe(),
+        "data": {"description": eval_set.description, "images": outcome.images, "labelled": eval_set.labelled},
+        "metrics": metrics,
+        "agreement": outcome.agreement,
+        "output_similarity": outcome.similarity,
+        "tolerances": {k: v.model_dump(exclude_none=True) for k, v in tolerances.items()},
+        "not_evaluated": skipped,
+        "passed": not failures,
+        "failures": failures,
+        "worst_images": outcome.worst,
+        "notes": notes,
+    })
+    atomic_write_json(bundle.path / "report.json", report)
+    if json_out is not None:
+        json_out = Path(json_out)
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(json_out, report)
+    artifact.close()
+    return report

@@ -1,0 +1,304 @@
+"""The `edgevision` command line. Every verb is a thin layer over the Python API.
+
+Exit codes (all verbs): 0 success, 1 accuracy regression (check), 2 bad input or usage, 3 any other failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from edgevision import __version__
+from edgevision.errors import AccuracyRegression, EdgevisionError
+
+app = typer.Typer(
+    name="edgevision",
+    help="Take small vision models from PyTorch to edge devices, and prove they still work there.\n\n"
+         "Typical flow:  edgevision export fast-yolo-demo --target cpu  ->  edgevision check BUNDLE  ->  "
+         "edgevision bench BUNDLE.  Start with `edgevision demo`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+if not out.is_terminal:  # pipes and CI logs: do not wrap tables at 80 columns
+    out.width = 200
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"edgevision {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[Optional[bool], typer.Option("--version", callback=_version, is_eager=True,
+                                                    help="Print the version and exit.")] = None,
+) -> None:
+    _state["debug"] = debug
+    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+
+
+def _progress(transient: bool = True) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=err, transient=transient, disable=not err.is_terminal)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+# --------------------------------------------------------------------------------------------------- models
+@app.command(help="List the registered model variants: name, task, input size, and whether weights ship with "
+                  "edgevision.\n\nExample:  edgevision models")
+def models() -> None:
+    from edgevision.models.registry import list_variants
+
+    table = Table("name", "task", "input", "weights", "summary", box=None, pad_edge=False)
+    for v in list_variants():
+        table.add_row(v.name, v.task, f"{v.imgsz}x{v.imgsz}", "bundled" if v.has_weights else "--weights",
+                      v.summary)
+    out.print(table)
+
+
+# -------------------------------------------------------------------------------------------------- targets
+@app.command(help="List the device profiles (targets/*.yaml).\n\n--target accepts a profile name or a family "
+                  "name: cpu -> cpu, intel-npu -> intel-core-ultra-npu, rpi -> raspberry-pi-5, "
+                  "jetson -> jetson-orin-nano.\n\nExample:  edgevision targets")
+def targets() -> None:
+    from edgevision.config import FAMILY_DEFAULT_PROFILE, target_profiles
+
+    aliases = {v: k for k, v in FAMILY_DEFAULT_PROFILE.items()}
+    table = Table("profile", "family", "alias", "runtimes", "precisions", "threads", "description", box=None,
+                  pad_edge=False)
+    for p in target_profiles().values():
+        table.add_row(p.name, p.family, aliases.get(p.name, ""), ",".join(p.runtimes), ",".join(p.precisions),
+                      str(p.threads), p.description)
+    out.print(table)
+
+
+# --------------------------------------------------------------------------------------------------- export
+@app.command(help="Export a model to a bundle (a directory: artifact + edgevision.json) for a target.\n\n"
+                  "Examples:\n\n"
+                  "  edgevision export fast-yolo-demo --target cpu --precision int8\n\n"
+                  "  edgevision export mobile-unet --target intel-npu --out my-bundle --force\n\n"
+                  "  edgevision export fast-yolo --weights yolo.pt --labels voc.names --calib photos/\n\n"
+                  "  edgevision export fast-yolo --random-weights --target intel-npu   # speed tests")
+def export(
+    model: Annotated[str, typer.Argument(help="Registered variant, see `edgevision models`.")],
+    target: Annotated[str, typer.Option("--target", "-t", help="Profile or family name, see `edgevision targets`.")] = "cpu",
+    precision: Annotated[str, typer.Option("--precision", "-p", help="fp32, fp16 or int8.")] = "int8",
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Bundle directory to write "
+                                                    "[default: bundles/<model>-<target>-<precision>].")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing --out, once the new bundle is "
+                                        "complete.")] = False,
+    weights: Annotated[Optional[Path], typer.Option("--weights", "-w", help="PyTorch state_dict of this model "
+                                                    "[default: the variant's bundled weights].")] = None,
+    calib: Annotated[Optional[Path], typer.Option("--calib", help="Folder of calibration images for int8 "
+                                                  "[default: the bundled calibration set].")] = None,
+    imgsz: Annotated[Optional[int], typer.Option("--imgsz", help="Square input size, a multiple of the "
+                                                 "model's stride [default: the variant's].")] = None,
+    labels: Annotated[Optional[Path], typer.Option("--labels", help="Text file, one class name a line; also "
+                                                   "sets the class count for --weights.")] = None,
+    random_weights: Annotated[bool, typer.Option("--random-weights", help="Random init, for speed benchmarks; "
+                                                 "check then reports agreement only.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --random-weights.")] = 0,
+    dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Leave the batch dimension dynamic "
+                                                "(static by default).")] = False,
+) -> None:
+    from edgevision.export import export_bundle
+
+    with _progress() as bar:
+        task = bar.add_task("export", total=None)
+        bundle = export_bundle(model, target, precision, out_dir, weights=weights, calib=calib, imgsz=imgsz,
+                               labels=labels, random_weights=random_weights, seed=seed, force=force,
+                               dynamic_batch=dynamic_batch,
+                               progress=lambda msg: bar.update(task, description=msg))
+    m = bundle.meta
+    out.print(f"bundle: {bundle.path}  ({m.model}, {m.target}, {m.precision}, {m.artifact_format}, "
+              f"{m.imgsz}x{m.imgsz})")
+    if m.reference and m.reference.get("metrics"):
+        out.print("FP32 reference: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.reference["metrics"].items()))
+    out.print(f"next: edgevision check {bundle.path}")
+
+
+# ---------------------------------------------------------------------------------------------------- check
+@app.command(help="Compare a bundle's artifact with its FP32 PyTorch reference and gate on the recipe's "
+                  "tolerances. Writes report.json into the bundle. Exit 1 when a metric is out of budget.\n\n"
+                  "Examples:\n\n"
+                  "  edgevision check bundles/fast-yolo-demo-cpu-int8\n\n"
+                  "  edgevision check BUNDLE --data photos/              # unlabelled: agreement only\n\n"
+                  "  edgevision check BUNDLE --data coco/val.json --json ci/check.json")
+def check(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="A folder of images (agreement metrics) or a "
+                                                 "COCO .json (paths relative to it; categories matched by "
+                                                 "name) [default: the synthetic eval set].")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report to this file.")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime to use; must be allowed for the "
+                                                   "bundle's target [default: the target's first].")] = None,
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="Reference checkpoint, if it moved since "
+                                                    "export.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads [default: the "
+                                                   "target profile's].")] = None,
+) -> None:
+    from edgevision.check.compare import check_bundle
+
+    with _progress() as bar:
+        task = bar.add_task("checking", total=None)
+        report = check_bundle(bundle, data=data, runtime=runtime, weights=weights, threads=threads,
+                              json_out=json_out, progress=lambda n, total: bar.update(task, completed=n, total=total))
+    print_check(report)
+    if not report["passed"]:
+        raise AccuracyRegression("; ".join(f["message"] for f in report["failures"]))
+
+
+def print_check(report: dict) -> None:
+    b = report["bundle"]
+    out.print(f"{b['model']} on {b['target']} ({b['precision']}, {report['runtime']['runtime']} "
+              f"{report['runtime']['device']}), {report['data']['description']}")
+    m = report["metrics"]
+    if m.get("reference"):
+        table = Table("metric", "reference", "artifact", "delta", "tolerance", box=None, pad_edge=False)
+        for k, ref in m["reference"].items():
+            tol = report["tolerances"].get(k, {})
+            table.add_row(k, _fmt(ref), _fmt(m["artifact"].get(k)), _fmt(m.get("delta", {}).get(k)),
+                          f"drop <= {tol['max_drop']:g}" if "max_drop" in tol else "")
+        out.print(table)
+    for k, v in report["agreement"].items():
+        tol = report["tolerances"].get(k, {})
+        out.print(f"{k}: {_fmt(v)}" + (f"  (floor {tol['min']:g})" if "min" in tol else ""))
+    for name, s in report["output_similarity"].items():
+        out.print(f"output '{name}': cosine {s['cosine']:.5f}, max abs error {s['max_abs_error']:.4g}, "
+                  f"SQNR {_fmt(s['sqnr_db'])} dB")
+    for note in report["notes"]:
+        out.print(f"note: {note}")
+    out.print(f"report: {Path(b['path']) / 'report.json'}")
+    out.print("PASS" if report["passed"] else "FAIL")
+
+
+# ---------------------------------------------------------------------------------------------------- bench
+@app.command(help="Latency of the artifact and of the FP32 PyTorch reference, measured side by side in one "
+                  "process (interleaved runs): median, p90 and min, the speed-up, and end-to-end latency on a "
+                  "640x480 frame (preprocess + infer + decode/NMS).\n\n"
+                  "Examples:\n\n"
+                  "  edgevision bench bundles/fast-yolo-demo-cpu-int8\n\n"
+                  "  edgevision bench BUNDLE --runs 200 --warmup 20 --json bench.json")
+def bench(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs of each.")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 10,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures to this file.")] = None,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime to use; must be allowed for the "
+                                                   "bundle's target.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads (both sides).")] = None,
+    no_reference: Annotated[bool, typer.Option("--no-reference", help="Skip PyTorch (e.g. on a device "
+                                               "without it).")] = False,
+) -> None:
+    from edgevision.check.bench import bench_bundle
+
+    with _progress() as bar:
+        task = bar.add_task("benchmarking", total=runs)
+        report = bench_bundle(bundle, runs=runs, warmup=warmup, runtime=runtime, threads=threads,
+                              reference=not no_reference, json_out=json_out,
+                              progress=lambda n, total: bar.update(task, completed=n))
+    print_bench(report)
+
+
+def print_bench(report: dict) -> None:
+    b, rt = report["bundle"], report["runtime"]
+    out.print(f"{b['model']} on {b['target']} ({b['precision']}, {rt['runtime']} {rt['device']}, "
+              f"{rt['threads']} threads), {report['runs']} runs after {report['warmup']} warm-up")
+    table = Table("", "median ms", "p90 ms", "min ms", box=None, pad_edge=False)
+    names = {"artifact": "artifact", "pytorch_fp32": "PyTorch FP32", "end_to_end": "end to end (640x480)"}
+    for k, s in report["latency"].items():
+        table.add_row(names.get(k, k), f"{s['median_ms']:.2f}", f"{s['p90_ms']:.2f}", f"{s['min_ms']:.2f}")
+    out.print(table)
+    r = report["ratios"]
+    if "speedup_vs_pytorch" in r:
+        out.print(f"speed-up vs PyTorch: {r['speedup_vs_pytorch']:.2f}x")
+    out.print(f"end to end / bare inference: {r['end_to_end_over_artifact']:.2f}")
+
+
+# ----------------------------------------------------------------------------------------------------- demo
+@app.command(help="The whole job on built-in data, no camera and no download: export the demo detector and "
+                  "the U-Net to INT8 for this host, check both against FP32 PyTorch, run detection on a "
+                  "generated video and on the bundled real photos, and print a summary.\n\n"
+                  "Example:  edgevision demo --out demo-output")
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where everything is written.")] = Path("demo-output"),
+    target: Annotated[str, typer.Option("--target", "-t", help="Target to export for.")] = "cpu",
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Length of the generated video.")] = 90,
+    runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs per latency figure.")] = 30,
+) -> None:
+    from edgevision.demo import run_demo
+
+    summary = run_demo(out_dir, target=target, frames=frames, runs=runs, say=lambda m: err.print(m))
+    table = Table("model", "target", "precision", "metric", "reference", "artifact", "delta", "ref ms", "artifact ms",
+                  "speed-up", "check", box=None, pad_edge=False)
+    for row in summary["rows"]:
+        table.add_row(row["model"], row["target"], row["precision"], row["metric"], _fmt(row["reference"]),
+                      _fmt(row["artifact"]), _fmt(row["delta"]), _fmt(row["reference_ms"]), _fmt(row["artifact_ms"]),
+                      f"{row['speedup']:.1f}x", "PASS" if row["passed"] else "FAIL")
+    out.print(table)
+    out.print("written:")
+    for what, path in summary["written"].items():
+        out.print(f"  {what}: {path}")
+    if not all(r["passed"] for r in summary["rows"]):
+        raise AccuracyRegression("an exported model is outside its accuracy budget (see the table above)")
+
+
+# ----------------------------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: maps exceptions to the documented exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False, prog_name="edgevision")
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return 2
+    except EdgevisionError as e:
+        if debug:
+            traceback.print_exc()
+        label = "accuracy regression" if isinstance(e, AccuracyRegression) else "error"
+        err.print(f"{label}: {e}", markup=False)
+        return e.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    except Exception as e:  # anything unexpected: one line, exit 3
+        if debug:
+            traceback.print_exc()
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        err.print(f"error: {type(e).__name__}: {first} (run with --debug for the traceback)", markup=False)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Project files: device profiles (targets/*.yaml) and quantization recipes (recipes/*.yaml).
+
+Both are validated with pydantic; a bad file is a one-line error naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edgevision.errors import BadInput
+from edgevision.resources import resource_dir
+
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+# `--target jetson` and friends: the family name picks this profile.
+FAMILY_DEFAULT_PROFILE = {
+    "cpu": "cpu",
+    "intel-npu": "intel-core-ultra-npu",
+    "rpi": "raspberry-pi-5",
+    "jetson": "jetson-orin-nano",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThreadSplit(_Strict):
+    """How a profile's cores are shared by the camera pipeline's stages (see edgevision run)."""
+
+    inference: int = Field(1, ge=1)
+    postprocess: int = Field(1, ge=0)
+
+
+class TargetProfile(_Strict):
+    name: str
+    family: Literal["cpu", "intel-npu", "rpi", "jetson"]
+    description: str
+    runtimes: list[str] = Field(min_length=1)  # allowed runtimes; the first is the default
+    precisions: list[Precision] = Field(min_length=1)
+    threads: int = Field(2, ge=1)  # inference threads
+    pipeline: ThreadSplit = ThreadSplit()
+    dla_cores: int = Field(0, ge=0)
+    static_shapes: bool = True
+    default_imgsz: int | None = None
+    memory_budget_mb: int = Field(1024, ge=64)
+    device: str | None = None  # e.g. OpenVINO device name
+    check_command: str = ""
+
+
+class MetricTolerance(_Strict):
+    """A budget for one metric, in points (0-100): either a maximum drop versus the reference or a floor."""
+
+    max_drop: float | None = Field(None, ge=0)
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.max_drop is None) == (self.min is None):
+            raise ValueError("give exactly one of max_drop or min")
+        return self
+
+
+Tolerances = dict[str, MetricTolerance]
+
+
+class EvalSpec(_Strict):
+    count: int = Field(200, ge=1)
+    seed: int = 1
+
+
+class QuantizationSpec(_Strict):
+    preset: Literal["performance", "mixed"] = "mixed"
+    ignored_types: list[str] = []  # op types kept in float (e.g. Sigmoid, Softmax of a detection head)
+    ignored_names: list[str] = []
+    subset_size: int = Field(300, ge=1)
+
+
+class Recipe(_Strict):
+    model: str
+    primary_metric: str
+    agreement_score_threshold: float = Field(0.25, ge=0, le=1)
+    conf_threshold: float = Field(0.25, ge=0, le=1)  # what `run`/`demo` draw
+    iou_threshold: float = Field(0.45, ge=0, le=1)
+    eval: EvalSpec = EvalSpec()
+    quantization: QuantizationSpec = QuantizationSpec()
+    tolerances: dict[Precision, Tolerances] = {}
+    target_tolerances: dict[str, dict[Precision, Tolerances]] = {}  # per target family, overrides
+
+    def tolerances_for(self, family: str, precision: str) -> Tolerances:
+        merged = dict(self.tolerances.get(precision, {}))  # type: ignore[arg-type]
+        merged.update(self.target_tolerances.get(family, {}).get(precision, {}))  # type: ignore[arg-type]
+        return merged
+
+
+def _load_yaml(path: Path, schema: type[BaseModel]):
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as e:
+        raise BadInput(f"{path}: cannot read YAML ({str(e).splitlines()[0]}); fix the file") from None
+    try:
+        return schema.model_validate(data or {})
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise BadInput(f"{path}: field '{where}': {err['msg']}; fix the file") from None
+
+
+@lru_cache(maxsize=None)
+def target_profiles() -> dict[str, TargetProfile]:
+    profiles = {}
+    for path in sorted(resource_dir("targets").glob("*.yaml")):
+        profile = _load_yaml(path, TargetProfile)
+        if profile.name != path.stem:
+            raise BadInput(f"{path}: name '{profile.name}' must match the file name '{path.stem}'")
+        profiles[profile.name] = profile
+    return profiles
+
+
+def get_target(name: str) -> TargetProfile:
+    """A profile by its name, or by family name (``jetson`` -> ``jetson-orin-nano``)."""
+    profiles = target_profiles()
+    name = FAMILY_DEFAULT_PROFILE.get(name, name)
+    if name not in profiles:
+        choices = ", ".join([*FAMILY_DEFAULT_PROFILE, *(p for p in profiles if p not in FAMILY_DEFAULT_PROFILE)])
+        raise BadInput(f"unknown target '{name}'; choose one of: {choices} (see `edgevision targets`)")
+    return profiles[name]
+
+
+@lru_cache(maxsize=None)
+def load_recipe(model: str, task: str) -> Recipe:
+    """recipes/<model>.yaml, or the task's default recipe when the model has none."""
+    root = resource_dir("recipes")
+    path = root / f"{model}.yaml"
+    if not path.is_file():
+        path = root / f"default-{task}.yaml"
+    recipe = _load_yaml(path, Recipe)
+    return recipe if recipe.model == model else recipe.model_copy(update={"model": model})
+
+
+def load_recipe_file(path: Path) -> Recipe:
+    return _load_yaml(path, Recipe)

@@ -1,0 +1,64 @@
+"""cpu target: ONNX for ONNX Runtime's CPU provider (OpenVINO on CPU reads the same file).
+
+INT8 is static QDQ from ONNX Runtime's own quantizer with uint8 activations and per-channel int8 weights:
+the combination ORT's x86 kernels run natively (symmetric int8 activations fall back to float there).
+The detection head's tail (from the first Sigmoid/Softmax on) stays float, as the recipe says.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from edgevision.export.base import ArtifactInfo, ExportContext
+from edgevision.export.onnx_graph import ensure_node_names, tail_nodes
+
+
+def export_artifact(ctx: ExportContext) -> ArtifactInfo:
+    out = ctx.workdir / "model.onnx"
+    if ctx.precision == "fp32":
+        shutil.copyfile(ctx.onnx_fp32, out)
+        return ArtifactInfo(out.name, "onnx")
+    return quantize_qdq(ctx, out, symmetric_activations=False)
+
+
+def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool) -> ArtifactInfo:
+    """Static QDQ INT8 with ONNX Runtime's quantizer; per-channel int8 weights."""
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = ctx.workdir / ".pre.onnx"
+    named = ctx.workdir / ".named.onnx"
+    model = onnx.load(str(ctx.onnx_fp32))
+    ensure_node_names(model)
+    onnx.save(model, str(named))
+    quant_pre_process(str(named), str(pre), skip_symbolic_shape=True)
+    model = onnx.load(str(pre))
+    ensure_node_names(model)
+    onnx.save(model, str(pre))
+    excluded = tail_nodes(model, ctx.recipe.quantization.ignored_types)
+    batches = ctx.calibration.batches[: ctx.recipe.quantization.subset_size]
+    input_name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(batches)
+
+        def get_next(self):
+            b = next(self._it, None)
+            return None if b is None else {input_name: b}
+
+    quantize_static(
+        str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+        weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+        extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
+    )
+    pre.unlink(missing_ok=True)
+    named.unlink(missing_ok=True)
+    return ArtifactInfo(out.name, "onnx", quantization={
+        "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(batches),
+        "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
+        "weights": "int8 symmetric per-channel", "float_nodes": excluded,
+    }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__})

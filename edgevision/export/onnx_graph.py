@@ -1,0 +1,60 @@
+"""PyTorch -> ONNX, and small ONNX graph utilities shared by the target exporters."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+
+from edgevision.errors import EdgevisionError
+
+OPSET = 18
+
+
+def export_onnx(wrapper: torch.nn.Module, imgsz: int, path: Path, *, output_names: list[str],
+                dynamic_batch: bool = False) -> None:
+    """Export the uint8-input wrapper with ``torch.onnx.export(dynamo=True)``; static shapes by default."""
+    example = torch.zeros(1, imgsz, imgsz, 3, dtype=torch.uint8)
+    dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=64)}} if dynamic_batch else None
+    quiet = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=OPSET,
+                                        input_names=["images"], output_names=output_names,
+                                        dynamic_shapes=dynamic, verbose=False)
+            program.save(str(path))
+    except Exception as e:  # the exporter raises many types; all mean the same to a user
+        raise EdgevisionError(f"ONNX export failed: {str(e).strip().splitlines()[0][:300]}") from e
+
+
+def tail_nodes(model, op_types: list[str]) -> list[str]:
+    """Names of the nodes of ``op_types`` and of every node downstream of them (the head's float tail)."""
+    if not op_types:
+        return []
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    selected: dict[str, None] = {}
+    stack = [n for n in model.graph.node if n.op_type in op_types]
+    while stack:
+        node = stack.pop()
+        if node.name in selected:
+            continue
+        selected[node.name] = None
+        for out in node.output:
+            stack.extend(consumers.get(out, []))
+    return list(selected)
+
+
+def ensure_node_names(model) -> None:
+    """Give unnamed nodes stable names, so that quantizer exclusions and per-layer reports can refer to them."""
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"

@@ -1,0 +1,71 @@
+"""Build a variant's PyTorch model and load weights into it, with errors a user can act on."""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edgevision.errors import BadInput
+from edgevision.models.registry import ModelVariant
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """A state_dict from a checkpoint file: plain, or wrapped as {"model": ...} / {"state_dict": ...}.
+
+    Checkpoints are untrusted input, so only tensors and plain containers are unpickled.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"--weights {path}: no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise BadInput(f"--weights {path}: not a readable PyTorch checkpoint ({first[:160]})") from None
+    for key in ("model", "state_dict", "model_state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise BadInput(f"--weights {path}: expected a state_dict of tensors, got {type(obj).__name__}")
+    return obj
+
+
+def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> nn.Module:
+    """Strict load that names the first few missing/unexpected/mis-shaped keys."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+              if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {', '.join(unexpected[:3])})")
+        raise BadInput(f"--weights {source}: keys do not match this model: {'; '.join(parts)}; "
+                       f"is it a checkpoint of another model?")
+    if shapes:
+        raise BadInput(f"--weights {source}: shapes do not match: {'; '.join(shapes[:2])}; "
+                       f"if the class count differs, pass --labels with one class name per line")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=True)
+    return model
+
+
+def build_model(variant: ModelVariant, *, weights: Path | None = None, random_seed: int | None = None,
+                num_classes: int | None = None) -> nn.Module:
+    """The FP32 reference in eval mode: user weights, else random init (seeded), else bundled weights."""
+    if random_seed is not None:
+        torch.manual_seed(random_seed)
+        return variant.build(num_classes).eval()
+    path = weights or variant.weights_path
+    if path is None:
+        raise BadInput(f"model '{variant.name}' ships no weights; pass --weights PATH (a state_dict of this model) "
+                       f"or --random-weights for speed tests")
+    model = variant.build(num_classes)
+    return load_into(model, read_state_dict(path), path).eval()

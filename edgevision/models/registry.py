@@ -1,0 +1,97 @@
+"""The model registry: every exportable variant, described without importing PyTorch.
+
+A variant differs from its siblings only in hyperparameters and bundled weights; the family class is named
+by import path and loaded on first use, so device-side code can list variants without PyTorch. Adding a
+model is a new file under models/ plus one ``ModelVariant`` line in ``VARIANTS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edgevision.data.synthetic import SHAPE_CLASSES
+from edgevision.errors import BadInput
+from edgevision.ops.preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from torch import nn
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+VOC_CLASSES = (
+    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
+)  # fmt: skip
+IMAGENET = Preprocess(resize="letterbox", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+
+
+@dataclass(frozen=True)
+class ModelVariant:
+    name: str
+    family: str  # "module:Class" of the nn.Module
+    task: str  # detect | segment | classify | ...
+    imgsz: int
+    stride: int
+    labels: tuple[str, ...]
+    preprocess: Preprocess
+    config: Mapping[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # file name under models/weights/
+    summary: str = ""
+
+    @property
+    def weights_path(self) -> Path | None:
+        return WEIGHTS_DIR / self.weights if self.weights else None
+
+    @property
+    def has_weights(self) -> bool:
+        path = self.weights_path
+        return path is not None and path.is_file()
+
+    def model_class(self) -> type[nn.Module]:
+        module, _, cls = self.family.partition(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def build(self, num_classes: int | None = None) -> nn.Module:
+        """A randomly initialised model; ``num_classes`` defaults to the variant's label count."""
+        return self.model_class()(num_classes=num_classes or len(self.labels), **self.config)
+
+
+VARIANTS: tuple[ModelVariant, ...] = (
+    ModelVariant(
+        "fast-yolo", "edgevision.models.fast_yolo:FastYOLO", "detect", imgsz=448, stride=64,
+        labels=VOC_CLASSES, preprocess=Preprocess(resize="plain"),
+        config={"num_pools": 6, "boxes_per_cell": 2},
+        summary="Fast YOLO as in the YOLOv1 paper: 9 conv layers, S=7, B=2, C=20 (pass --weights)",
+    ),
+    ModelVariant(
+        "fast-yolo-demo", "edgevision.models.fast_yolo:FastYOLO", "detect", imgsz=224, stride=32,
+        labels=SHAPE_CLASSES, preprocess=Preprocess(resize="letterbox"),
+        config={"num_pools": 5, "boxes_per_cell": 2, "widths": (16, 32, 64, 96, 128, 192, 256, 256, 192)},
+        weights="fast-yolo-demo.pt",
+        summary="reduced-width Fast YOLO trained on edgevision's synthetic shapes",
+    ),
+    ModelVariant(
+        "mobile-unet", "edgevision.models.mobile_unet:MobileUNet", "segment", imgsz=256, stride=32,
+        labels=("background", *SHAPE_CLASSES), preprocess=IMAGENET,
+        weights="mobile-unet.pt",
+        summary="MobileNetV2-style U-Net trained on edgevision's synthetic shapes",
+    ),
+)  # fmt: skip
+
+_BY_NAME = {v.name: v for v in VARIANTS}
+
+
+def get_variant(name: str) -> ModelVariant:
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise BadInput(f"unknown model '{name}'; run `edgevision models` to list them "
+                       f"({', '.join(_BY_NAME)})") from None
+
+
+def list_variants() -> tuple[ModelVariant, ...]:
+    return VARIANTS

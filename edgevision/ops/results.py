@@ -1,0 +1,40 @@
+"""What postprocessors return, in source-image pixels. Plain NumPy containers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Detections:
+    boxes: np.ndarray  # (N, 4) float32 xyxy
+    scores: np.ndarray  # (N,) float32
+    class_ids: np.ndarray  # (N,) int64
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    def to_json(self, labels: list[str] | tuple[str, ...] = ()) -> list[dict]:
+        return [
+            {"box": [round(float(v), 2) for v in b], "score": round(float(s), 4), "class_id": int(c),
+             **({"label": labels[int(c)]} if int(c) < len(labels) else {})}
+            for b, s, c in zip(self.boxes, self.scores, self.class_ids)
+        ]
+
+
+@dataclass
+class Segmentation:
+    label_map: np.ndarray  # (H, W) uint8 class index per pixel, 0 = background
+    confidence: np.ndarray | None = None  # (H, W) float32 probability of the chosen class
+
+    def to_json(self, labels: list[str] | tuple[str, ...] = ()) -> dict:
+        counts = np.bincount(self.label_map.ravel(), minlength=max(len(labels), 1))
+        total = self.label_map.size
+        return {"pixels": {(labels[i] if i < len(labels) else str(i)): round(int(c) / total, 4)
+                           for i, c in enumerate(counts) if c}}

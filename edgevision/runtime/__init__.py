@@ -1,0 +1,5 @@
+"""Backends that run bundles, behind one interface: ``open_runner(bundle).run(batch)``."""
+
+from edgevision.runtime.base import RUNTIMES, Runner, open_runner
+
+__all__ = ["RUNTIMES", "Runner", "open_runner"]

@@ -1,0 +1,41 @@
+"""OpenVINO backend: intel-npu bundles (NPU when present, else CPU with a notice), and cpu bundles."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from edgevision.runtime.base import Runner, require
+
+ov = require("openvino", "openvino")
+log = logging.getLogger("edgevision")
+
+
+class OpenVINORunner(Runner):
+    runtime = "openvino"
+
+    def __init__(self, bundle, threads=None, *, device: str | None = None) -> None:
+        super().__init__(bundle, threads)
+        from edgevision.config import get_target
+
+        core = ov.Core()
+        wanted = device or get_target(bundle.meta.target).device or "CPU"
+        available = core.available_devices
+        if wanted not in available:
+            if wanted != "CPU":
+                log.warning("OpenVINO device %s not found (have: %s); running on CPU", wanted, ", ".join(available))
+            wanted = "CPU"
+        self.device = wanted
+        config = {"PERFORMANCE_HINT": "LATENCY"}
+        if wanted == "CPU":
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        if bundle.meta.precision == "fp32" and wanted == "CPU":
+            config["INFERENCE_PRECISION_HINT"] = "f32"  # keep FP32 bundles FP32 on CPUs with bf16/fp16 units
+        self.compiled = core.compile_model(str(bundle.artifact_path), wanted, config)
+        self.request = self.compiled.create_infer_request()
+        self._outputs = list(self.compiled.outputs)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        result = self.request.infer({0: batch}, share_inputs=True)
+        return [np.array(result[o]) for o in self._outputs]

@@ -1,0 +1,203 @@
+"""Training of the bundled demo weights on procedural scenes (see scripts/train_demo_weights.py).
+
+Deterministic by seed: scenes come from ``render_scene(seed)`` and torch is seeded before init.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgevision.data.synthetic import SceneSpec, render_scene
+from edgevision.models.registry import ModelVariant
+
+TRAIN_SEED_BASE = 10_000_000  # eval sets use small base seeds, training never overlaps them
+
+
+def _render_batch(args: tuple[list[int], SceneSpec, bool]) -> tuple[np.ndarray, list, list, np.ndarray | None]:
+    seeds, spec, want_semantic = args
+    images, boxes, labels, sem = [], [], [], []
+    for s in seeds:
+        scene = render_scene(s, spec)
+        images.append(scene.image)
+        boxes.append(scene.boxes)
+        labels.append(scene.labels)
+        if want_semantic:
+            sem.append(scene.semantic())
+    return np.stack(images), boxes, labels, (np.stack(sem) if want_semantic else None)
+
+
+def render_pool(count: int, spec: SceneSpec, semantic: bool, workers: int = 2, seed_base: int = TRAIN_SEED_BASE):
+    """Pre-render ``count`` training scenes in ``workers`` processes."""
+    chunks = [list(range(seed_base + i, seed_base + min(i + 256, count))) for i in range(0, count, 256)]
+    images, boxes, labels, sems = [], [], [], []
+    with ProcessPoolExecutor(workers) as pool:
+        for im, bx, lb, sm in pool.map(_render_batch, [(c, spec, semantic) for c in chunks]):
+            images.append(im)
+            boxes += bx
+            labels += lb
+            if sm is not None:
+                sems.append(sm)
+    return np.concatenate(images), boxes, labels, (np.concatenate(sems) if semantic else None)
+
+
+def normalise(images_u8: np.ndarray, variant: ModelVariant) -> torch.Tensor:
+    """(N, H, W, 3) uint8 -> (N, 3, H, W) float, exactly as the exported graph does it."""
+    x = torch.from_numpy(images_u8).permute(0, 3, 1, 2).float()
+    mean = torch.tensor(variant.preprocess.mean).view(1, 3, 1, 1)
+    std = torch.tensor(variant.preprocess.std).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+# ----------------------------------------------------------------------------------------------- detection
+def yolo_targets(boxes: list[np.ndarray], labels: list[np.ndarray], imgsz: int, grid: int) -> torch.Tensor:
+    """(N, S, S, 6): has_obj, cx, cy, w, h (all relative to the image), class."""
+    t = torch.zeros(len(boxes), grid, grid, 6)
+    for n, (bx, lb) in enumerate(zip(boxes, labels)):
+        for (x0, y0, x1, y1), c in zip(bx, lb):
+            cx, cy, w, h = (x0 + x1) / 2 / imgsz, (y0 + y1) / 2 / imgsz, (x1 - x0) / imgsz, (y1 - y0) / imgsz
+            col, row = min(int(cx * grid), grid - 1), min(int(cy * grid), grid - 1)
+            t[n, row, col] = torch.tensor([1.0, cx, cy, w, h, float(c)])
+    return t
+
+
+def _cell_boxes_xyxy(pred_xywh: torch.Tensor, grid: int) -> torch.Tensor:
+    """(N, S, S, B, 4) of x, y in-cell offsets and sqrt w, h -> image-relative xyxy."""
+    s = pred_xywh.shape[1]
+    idx = torch.arange(s, dtype=pred_xywh.dtype)
+    cx = (pred_xywh[..., 0] + idx.view(1, 1, s, 1)) / grid
+    cy = (pred_xywh[..., 1] + idx.view(1, s, 1, 1)) / grid
+    w, h = pred_xywh[..., 2] ** 2, pred_xywh[..., 3] ** 2
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def _iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    inter = (rb - lt).clamp(min=0).prod(-1)
+    area_a = (a[..., 2:] - a[..., :2]).clamp(min=0).prod(-1)
+    area_b = (b[..., 2:] - b[..., :2]).clamp(min=0).prod(-1)
+    return inter / (area_a + area_b - inter + 1e-9)
+
+
+def yolo_loss(raw: torch.Tensor, target: torch.Tensor, boxes_per_cell: int,
+              coord_scale: float = 5.0, noobj_scale: float = 0.5) -> torch.Tensor:
+    """YOLOv1 loss with the paper's weights; confidence is trained toward the IoU (darknet ``rescore=1``)
+    with BCE, and classes with cross-entropy on object cells."""
+    n, s = raw.shape[:2]
+    b = boxes_per_cell
+    box_raw = raw[..., : b * 5].reshape(n, s, s, b, 5)
+    box = torch.sigmoid(box_raw[..., :4])
+    conf_logit = box_raw[..., 4]
+    cls_logit = raw[..., b * 5 :]
+
+    has_obj = target[..., 0] > 0
+    gt_xyxy = torch.cat([target[..., 1:3] - target[..., 3:5] / 2, target[..., 1:3] + target[..., 3:5] / 2], -1)
+    pred_xyxy = _cell_boxes_xyxy(box, s)
+    iou = _iou(pred_xyxy, gt_xyxy.unsqueeze(3))  # (N, S, S, B)
+    best = iou.argmax(-1, keepdim=True)
+    responsible = torch.zeros_like(iou, dtype=torch.bool).scatter_(-1, best, True) & has_obj.unsqueeze(-1)
+
+    idx = torch.arange(s, dtype=raw.dtype)
+    gt_off = torch.stack([target[..., 1] * s - idx.view(1, 1, s), target[..., 2] * s - idx.view(1, s, 1),
+                          target[..., 3].clamp(min=0).sqrt(), target[..., 4].clamp(min=0).sqrt()], -1)
+    coord = ((box - gt_off.unsqueeze(3)) ** 2).sum(-1)[responsible].sum()
+    conf_target = torch.where(responsible, iou.detach(), torch.zeros_like(iou))
+    conf_w = torch.where(responsible, torch.ones_like(iou), torch.full_like(iou, noobj_scale))
+    conf = (F.binary_cross_entropy_with_logits(conf_logit, conf_target, reduction="none") * conf_w).sum()
+    cls = F.cross_entropy(cls_logit[has_obj], target[..., 5][has_obj].long(), reduction="sum") if has_obj.any() \
+        else raw.sum() * 0
+    return (coord_scale * coord + conf + cls) / n
+
+
+# -------------------------------------------------------------------------------------------- segmentation
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy plus soft Dice over the classes present, which sharpens thin and small shapes."""
+    ce = F.cross_entropy(logits, target)
+    probs = logits.softmax(1)
+    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).float()
+    inter = (probs * onehot).sum((0, 2, 3))
+    denom = probs.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
+    present = onehot.sum((0, 2, 3)) > 0
+    dice = 1 - ((2 * inter + 1) / (denom + 1))[present].mean()
+    return ce + dice
+
+
+# ------------------------------------------------------------------------------------------------- driver
+def _batches(count: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    while True:
+        order = rng.permutation(count)
+        for i in range(0, count - batch + 1, batch):
+            yield order[i : i + batch]
+
+
+def _flip(images: np.ndarray, boxes: list[np.ndarray], sem: np.ndarray | None, rng, size: int):
+    """Random horizontal flips: shapes are symmetric enough that a mirrored scene is still a valid scene."""
+    images = images.copy()
+    boxes = [b.copy() for b in boxes]
+    sem = None if sem is None else sem.copy()
+    for i in np.flatnonzero(rng.random(len(images)) < 0.5):
+        images[i] = images[i, :, ::-1]
+        if sem is not None:
+            sem[i] = sem[i, :, ::-1]
+        b = boxes[i]
+        b[:, [0, 2]] = size - b[:, [2, 0]]
+    return images, boxes, sem
+
+
+def train(variant: ModelVariant, *, minutes: float, pool_size: int, batch: int, lr: float, seed: int = 0,
+          crop_until: float = 0.7, log: Callable[[str], None] = print) -> torch.nn.Module:
+    """Train ``variant`` from scratch on procedural scenes for a wall-clock budget; returns the model (eval).
+
+    Segmentation trains on half-size crops for the first ``crop_until`` of the budget, then on full images.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model = variant.build()
+    size = variant.imgsz
+    grid = size // variant.stride
+    spec = SceneSpec(size=(size, size), grid=grid, letterbox_prob=0.3)
+    segment = variant.task == "segment"
+    t0 = time.perf_counter()
+    images, boxes, labels, sems = render_pool(pool_size, spec, semantic=segment)
+    log(f"rendered {pool_size} scenes in {time.perf_counter() - t0:.0f}s")
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
+    budget = minutes * 60
+    start = time.perf_counter()
+    step = 0
+    model.train()
+    for idx in _batches(len(images), batch, rng):
+        elapsed = time.perf_counter() - start
+        if elapsed > budget:
+            break
+        frac = elapsed / budget
+        warm = min(1.0, (step + 1) / 200)
+        for g in opt.param_groups:
+            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * frac))
+        im, bx, sm = _flip(images[idx], [boxes[i] for i in idx], None if sems is None else sems[idx], rng, size)
+        if segment and frac < crop_until:  # random half-size crops: 4x the images/s at the same object scale
+            c = size // 2
+            y0, x0 = (int(v) for v in rng.integers(0, size - c + 1, 2) // 32 * 32)
+            im, sm = im[:, y0 : y0 + c, x0 : x0 + c], sm[:, y0 : y0 + c, x0 : x0 + c]
+        x = normalise(np.ascontiguousarray(im), variant)
+        if segment:
+            loss = segmentation_loss(model(x), torch.from_numpy(np.ascontiguousarray(sm)).long())
+        else:
+            tgt = yolo_targets(bx, [labels[i] for i in idx], size, grid)
+            loss = yolo_loss(model.forward_raw(x), tgt, model.boxes_per_cell)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            log(f"step {step} {elapsed / 60:.1f}min lr {opt.param_groups[0]['lr']:.2e} loss {loss.item():.4f} "
+                f"({step * batch / elapsed:.0f} img/s)")
+    model.eval()
+    return model
