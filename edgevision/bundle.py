@@ -55,6 +55,7 @@ class BundleMeta(BaseModel):
     target_family: str
     artifact: str  # file name inside the bundle
     artifact_format: str  # onnx | openvino-ir | tflite | ...
+    artifact_io: dict[str, Any] | None = None  # e.g. a tflite's int8 input scale/zero point and layout
     random_weights: bool = False
     random_seed: int | None = None
     weights_path: str | None = None
@@ -80,7 +81,10 @@ class Bundle:
 
 
 def load_bundle(path: str | os.PathLike) -> Bundle:
+    """A bundle directory, or a ``.tar.gz`` made by ``pack_bundle`` (extracted once into the cache)."""
     path = Path(path)
+    if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
+        path = unpack_bundle(path)
     meta_path = path / META_FILE
     if not path.exists():
         raise BadInput(f"{path}: no such bundle; create one with `edgevision export`")
@@ -106,6 +110,74 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if not bundle.artifact_path.is_file():
         raise BadInput(f"{path}: artifact '{meta.artifact}' is missing; re-export the bundle")
     return bundle
+
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EDGEVISION_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return Path(root) / "edgevision" if root else Path.home() / ".cache" / "edgevision"
+
+
+def pack_bundle(bundle_dir: Path, out: Path | None = None, force: bool = False) -> Path:
+    """One ``.tar.gz`` holding the bundle directory: what moves to the device."""
+    import tarfile
+
+    bundle = load_bundle(bundle_dir)
+    out = Path(out) if out else bundle.path.with_name(bundle.path.name + ".tar.gz")
+    if out.exists() and not force:
+        raise BadInput(f"{out} already exists; pass --force to replace it")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for f in sorted(bundle.path.iterdir()):
+                if f.is_file() and not f.name.startswith("."):
+                    tar.add(f, arcname=f"{bundle.path.name}/{f.name}")
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return out
+
+
+def unpack_bundle(archive: Path) -> Path:
+    """Extract a packed bundle into the cache, keyed by the archive's hash; reused on later calls."""
+    import tarfile
+
+    digest = sha256_file(archive)[:16]
+    target = cache_dir() / "bundles" / digest
+    done = target / ".complete"
+    if done.is_file():
+        return next(p for p in target.iterdir() if p.is_dir())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{digest}."))
+    try:
+        with tarfile.open(archive, "r:gz") as tar:
+            members = tar.getmembers()
+            for m in members:
+                parts = Path(m.name).parts
+                unsafe = m.name.startswith(("/", "\\")) or ".." in parts or len(parts) > 2
+                if unsafe or not (m.isfile() or m.isdir()):
+                    raise BadInput(f"{archive}: unexpected entry '{m.name}'; not a bundle made by `edgevision pack`")
+            tar.extractall(tmp, members=members)
+        dirs = [p for p in tmp.iterdir() if p.is_dir()]
+        if len(dirs) != 1 or not (dirs[0] / META_FILE).is_file():
+            raise BadInput(f"{archive}: not a bundle archive (expected one directory with {META_FILE})")
+        (tmp / ".complete").write_text(str(archive))
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    except tarfile.TarError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise BadInput(f"{archive}: not a readable .tar.gz ({e})") from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return next(p for p in target.iterdir() if p.is_dir())
 
 
 def write_meta(directory: Path, meta: BundleMeta) -> None:
@@ -148,16 +220,21 @@ def _json_default(o: Any) -> Any:
 
 def check_output_dir(out: Path, force: bool) -> None:
     """Fail early, before any work, when the bundle could not be written."""
-    if out.exists() and not force:
-        raise BadInput(f"{out} already exists; pass --force to replace it, or choose another --out")
+    out = Path(out)
     if out.exists() and not out.is_dir():
         raise BadInput(f"{out} exists and is not a directory; choose another --out")
-    parent = out.parent
-    probe = parent
-    while not probe.exists():
+    if out.exists() and not force:
+        raise BadInput(f"{out} already exists; pass --force to replace it, or choose another --out")
+    probe = out.parent
+    while not probe.exists() and probe != probe.parent:
         probe = probe.parent
-    if not os.access(probe, os.W_OK):
-        raise BadInput(f"{parent}: output directory is not writable; choose another --out")
+    if not probe.is_dir():
+        raise BadInput(f"{out}: {probe} is a file, not a directory; choose another --out")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        raise BadInput(f"{out}: cannot write in {probe} ({e.strerror}); choose another --out") from None
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -83,8 +82,9 @@ def models() -> None:
 
 # -------------------------------------------------------------------------------------------------- targets
 @app.command(help="List the device profiles (targets/*.yaml).\n\n--target accepts a profile name or a family "
-                  "name: cpu -> cpu, intel-npu -> intel-core-ultra-npu, rpi -> raspberry-pi-5, "
-                  "jetson -> jetson-orin-nano.\n\nExample:  edgevision targets")
+                  "name, which picks that family's default profile: cpu -> cpu, intel-npu -> "
+                  "intel-core-ultra-npu, rpi -> raspberry-pi-5, jetson -> jetson-orin-nano.\n\n"
+                  "Example:  edgevision targets")
 def targets() -> None:
     from edgevision.config import FAMILY_DEFAULT_PROFILE, target_profiles
 
@@ -125,6 +125,8 @@ def export(
     seed: Annotated[int, typer.Option("--seed", help="Seed for --random-weights.")] = 0,
     dynamic_batch: Annotated[bool, typer.Option("--dynamic-batch", help="Leave the batch dimension dynamic "
                                                 "(static by default).")] = False,
+    archive: Annotated[bool, typer.Option("--archive", help="Also write BUNDLE.tar.gz, one file to copy to the "
+                                          "device (check, bench and run take it directly).")] = False,
 ) -> None:
     from edgevision.export import export_bundle
 
@@ -139,7 +141,48 @@ def export(
               f"{m.imgsz}x{m.imgsz})")
     if m.reference and m.reference.get("metrics"):
         out.print("FP32 reference: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.reference["metrics"].items()))
+    if archive:
+        from edgevision.bundle import pack_bundle
+
+        out.print(f"archive: {pack_bundle(bundle.path, force=force)}")
     out.print(f"next: edgevision check {bundle.path}")
+
+
+# ----------------------------------------------------------------------------------------------------- pack
+@app.command(help="Pack a bundle into one .tar.gz for the device; check, bench and run accept the archive "
+                  "directly.\n\nExample:  edgevision pack bundles/fast-yolo-demo-rpi-int8   # -> "
+                  "bundles/fast-yolo-demo-rpi-int8.tar.gz")
+def pack(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="Archive path [default: "
+                                                     "BUNDLE.tar.gz].")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing archive.")] = False,
+) -> None:
+    from edgevision.bundle import pack_bundle
+
+    out.print(f"archive: {pack_bundle(bundle, out_file, force)}")
+
+
+# --------------------------------------------------------------------------------------------- build-engine
+@app.command("build-engine", help="On the Jetson: build the TensorRT engine of a jetson bundle from its ONNX, "
+                                  "with the precision flags, a workspace limit and a timing cache kept in "
+                                  "the bundle (DLA with GPU fallback where the profile has DLA cores). Needs "
+                                  "TensorRT 10 (JetPack 6) and cuda-python.\n\n"
+                                  "Example:  edgevision build-engine fast-yolo-demo-jetson-int8.tar.gz")
+def build_engine_cmd(
+    bundle: Annotated[Path, typer.Argument(help="Jetson bundle directory or archive.")],
+    workspace_mb: Annotated[int, typer.Option("--workspace-mb", min=64, help="Builder workspace limit.")] = 1024,
+    dla_core: Annotated[Optional[int], typer.Option("--dla-core", help="DLA core to use [default: 0 when the "
+                                                    "profile has DLA cores and precision is not fp32].")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild an existing engine.")] = False,
+) -> None:
+    from edgevision.export.tensorrt_engine import build_engine
+
+    with _progress() as bar:
+        bar.add_task("building the TensorRT engine (minutes on a Jetson)", total=None)
+        tag = build_engine(bundle, workspace_mb=workspace_mb, dla_core=dla_core, force=force)
+    out.print(f"engine built: TensorRT {tag['tensorrt']} on {tag['gpu']} ({tag['precision']}"
+              f"{', DLA core ' + str(tag['dla_core']) if tag['dla_core'] is not None else ''})")
 
 
 # ---------------------------------------------------------------------------------------------------- check
@@ -150,7 +193,7 @@ def export(
                   "  edgevision check BUNDLE --data photos/              # unlabelled: agreement only\n\n"
                   "  edgevision check BUNDLE --data coco/val.json --json ci/check.json")
 def check(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.gz archive.")],
     data: Annotated[Optional[Path], typer.Option("--data", help="A folder of images (agreement metrics) or a "
                                                  "COCO .json (paths relative to it; categories matched by "
                                                  "name) [default: the synthetic eval set].")] = None,
@@ -205,7 +248,7 @@ def print_check(report: dict) -> None:
                   "  edgevision bench bundles/fast-yolo-demo-cpu-int8\n\n"
                   "  edgevision bench BUNDLE --runs 200 --warmup 20 --json bench.json")
 def bench(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory.")],
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.gz archive.")],
     runs: Annotated[int, typer.Option("--runs", min=1, help="Timed runs of each.")] = 50,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first.")] = 10,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the figures to this file.")] = None,
@@ -238,6 +281,64 @@ def print_bench(report: dict) -> None:
     if "speedup_vs_pytorch" in r:
         out.print(f"speed-up vs PyTorch: {r['speedup_vs_pytorch']:.2f}x")
     out.print(f"end to end / bare inference: {r['end_to_end_over_artifact']:.2f}")
+
+
+# ------------------------------------------------------------------------------------------------------ run
+@app.command(help="Run a bundle live: a camera, video file, stream, image folder, GStreamer pipeline or the Pi "
+                  "camera in; overlays, video, MJPEG or JSONL out. Capture, inference, NMS and rendering run "
+                  "as overlapped stages. Prints frames read/processed/dropped, FPS and per-stage latency on "
+                  "exit (Ctrl-C stops cleanly).\n\n"
+                  "Sources: 0 | /dev/video0 | clip.mp4 | rtsp://host/stream | http://... | photos/ | "
+                  "'photos/*.jpg' | gst:<pipeline> | gst:jetson-csi (nvarguscamerasrc preset) | picamera2:\n\n"
+                  "Examples:\n\n"
+                  "  edgevision run bundles/fast-yolo-demo-cpu-int8 --source clip.mp4 --out annotated.mp4\n\n"
+                  "  edgevision run BUNDLE --source 0 --serve 8080          # http://127.0.0.1:8080/\n\n"
+                  "  edgevision run BUNDLE --source gst:jetson-csi --show --stats stats.json")
+def run(
+    bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.gz archive.")],
+    source: Annotated[str, typer.Option("--source", "-s", help="What to read (see above).")],
+    show: Annotated[bool, typer.Option("--show", help="Open a window (needs a display and OpenCV with GUI "
+                                       "support).")] = False,
+    out_video: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the annotated video (.mp4).")] = None,
+    serve: Annotated[Optional[int], typer.Option("--serve", help="Serve an MJPEG stream on this port.")] = None,
+    host: Annotated[str, typer.Option("--host", help="Address for --serve.")] = "127.0.0.1",
+    jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Per-frame results, one JSON a line.")] = None,
+    stats: Annotated[Optional[Path], typer.Option("--stats", help="Write the end-of-run summary as JSON.")] = None,
+    max_frames: Annotated[Optional[int], typer.Option("--max-frames", min=1, help="Stop after reading N "
+                                                      "frames.")] = None,
+    realtime: Annotated[Optional[bool], typer.Option("--realtime/--every-frame", help="Drop frames to stay live "
+                                                     "(default for cameras and streams) or process every frame "
+                                                     "(default for files and folders).",
+                                                     show_default=False)] = None,
+    conf: Annotated[Optional[float], typer.Option("--conf", min=0, max=1, help="Detection score threshold "
+                                                  "[default: the recipe's].")] = None,
+    iou: Annotated[Optional[float], typer.Option("--iou", min=0, max=1, help="NMS IoU threshold [default: the "
+                                                 "recipe's].")] = None,
+    max_reconnects: Annotated[int, typer.Option("--max-reconnects", min=0, help="Reopen a lost live source this "
+                                                "many times before giving up (exit 3).")] = 5,
+    runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime to use; must be allowed for the "
+                                                   "bundle's target.")] = None,
+    threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads [default: the target "
+                                                   "profile's pipeline split].")] = None,
+) -> None:
+    from edgevision.pipeline.runner import run_pipeline
+
+    summary = run_pipeline(bundle, source, show=show, out_video=out_video, serve=serve, host=host, jsonl=jsonl,
+                           stats=stats, max_frames=max_frames, realtime=realtime, conf=conf, iou=iou,
+                           max_reconnects=max_reconnects, runtime=runtime, threads=threads)
+    print_run(summary)
+
+
+def print_run(s: dict) -> None:
+    out.print(f"{s['source']}: read {s['frames_read']}, processed {s['frames_processed']}, dropped "
+              f"{s['frames_dropped']}, corrupt {s['frames_corrupt']}, reconnects {s['reconnects']}")
+    out.print(f"end-to-end FPS: {_fmt(s['fps'])} over {s['duration_s']:.2f} s")
+    table = Table("stage", "p50 ms", "p90 ms", "p99 ms", box=None, pad_edge=False)
+    for stage, h in s["latency_ms"].items():
+        if h.get("count"):
+            name = "capture -> output" if stage == "end_to_end" else stage
+            table.add_row(name, f"{h['p50_ms']:.2f}", f"{h['p90_ms']:.2f}", f"{h['p99_ms']:.2f}")
+    out.print(table)
 
 
 # ----------------------------------------------------------------------------------------------------- demo
@@ -274,30 +375,36 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
     try:
         app(args=argv, standalone_mode=False, prog_name="edgevision")
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except click.exceptions.Abort:
-        err.print("aborted")
+    except typer.Abort:
+        _stderr("aborted")
         return 130
-    except click.ClickException as e:
+    except typer.TyperException as e:  # usage errors: unknown option, missing argument, bad value
         e.show()
         return 2
     except EdgevisionError as e:
         if debug:
             traceback.print_exc()
         label = "accuracy regression" if isinstance(e, AccuracyRegression) else "error"
-        err.print(f"{label}: {e}", markup=False)
+        _stderr(f"{label}: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted")
+        _stderr("interrupted")
         return 130
     except Exception as e:  # anything unexpected: one line, exit 3
         if debug:
             traceback.print_exc()
         first = (str(e).strip().splitlines() or [""])[0][:300]
-        err.print(f"error: {type(e).__name__}: {first} (run with --debug for the traceback)", markup=False)
+        _stderr(f"error: {type(e).__name__}: {first} (run with --debug for the traceback)")
         return 3
     return 0
+
+
+def _stderr(line: str) -> None:
+    """Errors are one unwrapped line, whatever the terminal width."""
+    sys.stderr.write(line.replace("\n", " ") + "\n")
+    sys.stderr.flush()
 
 
 if __name__ == "__main__":

@@ -151,11 +151,12 @@ def _flip(images: np.ndarray, boxes: list[np.ndarray], sem: np.ndarray | None, r
     return images, boxes, sem
 
 
-def train(variant: ModelVariant, *, minutes: float, pool_size: int, batch: int, lr: float, seed: int = 0,
+def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float, seed: int = 0,
           crop_until: float = 0.7, log: Callable[[str], None] = print) -> torch.nn.Module:
-    """Train ``variant`` from scratch on procedural scenes for a wall-clock budget; returns the model (eval).
+    """Train ``variant`` from scratch on procedural scenes for ``steps`` steps; returns the model (eval mode).
 
-    Segmentation trains on half-size crops for the first ``crop_until`` of the budget, then on full images.
+    Deterministic given the arguments. Segmentation trains on half-size crops for the first ``crop_until`` of
+    the steps, then on full images.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -169,15 +170,14 @@ def train(variant: ModelVariant, *, minutes: float, pool_size: int, batch: int, 
     log(f"rendered {pool_size} scenes in {time.perf_counter() - t0:.0f}s")
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
-    budget = minutes * 60
     start = time.perf_counter()
     step = 0
     model.train()
     for idx in _batches(len(images), batch, rng):
-        elapsed = time.perf_counter() - start
-        if elapsed > budget:
+        if step >= steps:
             break
-        frac = elapsed / budget
+        elapsed = time.perf_counter() - start
+        frac = step / steps
         warm = min(1.0, (step + 1) / 200)
         for g in opt.param_groups:
             g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * frac))
@@ -197,7 +197,7 @@ def train(variant: ModelVariant, *, minutes: float, pool_size: int, batch: int, 
         opt.step()
         step += 1
         if step % 100 == 0:
-            log(f"step {step} {elapsed / 60:.1f}min lr {opt.param_groups[0]['lr']:.2e} loss {loss.item():.4f} "
+            log(f"step {step}/{steps} {elapsed / 60:.1f}min lr {opt.param_groups[0]['lr']:.2e} loss {loss.item():.4f} "
                 f"({step * batch / elapsed:.0f} img/s)")
     model.eval()
     return model

@@ -27,9 +27,16 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
             "min_ms": round(float(ms.min()), 3), "mean_ms": round(float(ms.mean()), 3), "runs": int(ms.size)}
 
 
+SETTLE_S = 0.002  # untimed pause between runs: lets spinning worker pools (XNNPACK, OpenMP) go idle
+
+
 def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int,
                 progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
-    """Time each callable ``runs`` times, round-robin with a rotating start, after ``warmup`` rounds."""
+    """Time each callable ``runs`` times, round-robin with a rotating start, after ``warmup`` rounds.
+
+    A short untimed pause precedes every timed run, so that one backend's thread pool, still spinning after
+    its call, does not steal cores from the next backend's measurement.
+    """
     names = list(fns)
     for _ in range(warmup):
         for n in names:
@@ -38,6 +45,7 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int,
     for i in range(runs):
         order = names[i % len(names):] + names[: i % len(names)]
         for n in order:
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             fns[n]()
             times[n].append(time.perf_counter() - t0)

@@ -88,7 +88,7 @@ def texture(rng: np.random.Generator, h: int, w: int, base: np.ndarray, strength
 
 
 def shape_mask(rng: np.random.Generator, cls: int, h: int, w: int, cx: float, cy: float, size: float) -> np.ndarray:
-    """Filled mask of one shape whose larger side is about ``size`` pixels."""
+    """Filled mask of one shape that fits in a circle of diameter ``size`` pixels."""
     mask = np.zeros((h, w), np.uint8)
     angle = rng.uniform(0, 2 * math.pi)
     name = SHAPE_CLASSES[cls]
@@ -113,6 +113,7 @@ def shape_mask(rng: np.random.Generator, cls: int, h: int, w: int, cx: float, cy
         t = rng.uniform(0.28, 0.4)
         pts = np.array([[-t, -1], [t, -1], [t, -t], [1, -t], [1, t], [t, t], [t, 1], [-t, 1], [-t, t], [-1, t],
                         [-1, -t], [-t, -t]], np.float32) * r
+    pts = pts * (r / np.linalg.norm(pts, axis=1).max())  # circumradius r: the shape never exceeds `size`
     rot = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], np.float32)
     pts = pts @ rot.T + np.array([cx, cy], np.float32)
     cv2.fillPoly(mask, [np.round(pts * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
@@ -221,7 +222,8 @@ def render_scene(seed: int, spec: SceneSpec = SceneSpec()) -> Scene:
     for i, v in enumerate(visible):
         masks[i, y0:y1, x0:x1] = v
     boxes = np.array([_mask_box(m) for m in masks], np.float32).reshape(-1, 4)
-    return Scene(image, boxes, np.array(labels, np.int64), masks, meta={"seed": seed, "content": [y0, x0, y1, x1]})
+    meta = {"seed": seed, "content": [y0, x0, y1, x1], "full_area": [int(m.sum()) for m in full_masks]}
+    return Scene(image, boxes, np.array(labels, np.int64), masks, meta=meta)
 
 
 def _mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:

@@ -24,6 +24,8 @@ from edgevision.models.registry import get_variant
 EXPORTERS = {
     "cpu": "edgevision.export.cpu",
     "intel-npu": "edgevision.export.intel_npu",
+    "rpi": "edgevision.export.rpi",
+    "jetson": "edgevision.export.jetson",
 }
 
 Progress = Callable[[str], None]
@@ -140,6 +142,7 @@ def export_bundle(
             target_family=profile.family,
             artifact=info.file,
             artifact_format=info.format,
+            artifact_io=info.io,
             random_weights=random_weights,
             random_seed=seed if random_weights else None,
             weights_path=str(weights_file.resolve()) if weights_file else None,

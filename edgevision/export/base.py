@@ -32,6 +32,7 @@ class ArtifactInfo:
     format: str
     quantization: dict[str, Any] | None = None
     toolchain: dict[str, str] = field(default_factory=dict)
+    io: dict[str, Any] | None = None  # the artifact's own I/O when it differs from the bundle's uint8 contract
 
 
 @contextlib.contextmanager

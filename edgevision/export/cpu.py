@@ -21,8 +21,12 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
     return quantize_qdq(ctx, out, symmetric_activations=False)
 
 
-def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool) -> ArtifactInfo:
-    """Static QDQ INT8 with ONNX Runtime's quantizer; per-channel int8 weights."""
+def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
+                 op_types: list[str] | None = None) -> ArtifactInfo:
+    """Static QDQ INT8 with ONNX Runtime's quantizer; per-channel int8 weights.
+
+    ``op_types`` limits which ops get Q/DQ (None: every op ONNX Runtime can quantize).
+    """
     import onnx
     import onnxruntime
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -52,7 +56,7 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool) -> Art
     quantize_static(
         str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
-        weight_type=QuantType.QInt8, nodes_to_exclude=excluded,
+        weight_type=QuantType.QInt8, nodes_to_exclude=excluded, op_types_to_quantize=op_types,
         extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
     )
     pre.unlink(missing_ok=True)
@@ -61,4 +65,5 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool) -> Art
         "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(batches),
         "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
         "weights": "int8 symmetric per-channel", "float_nodes": excluded,
+        **({"quantized_op_types": op_types} if op_types else {}),
     }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__})

@@ -24,8 +24,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise BadInput(f"--weights {path}: not a readable PyTorch checkpoint ({first[:160]})") from None
+        why = ("corrupt, or it holds objects other than tensors, which untrusted checkpoints may not"
+               if "weights only" in str(e).lower() else (str(e).strip().splitlines() or [type(e).__name__])[0][:120])
+        raise BadInput(f"--weights {path}: not a readable PyTorch checkpoint ({why})") from None
     for key in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]

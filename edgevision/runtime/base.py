@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
@@ -14,16 +15,22 @@ from edgevision.errors import BadInput, MissingDependency
 if TYPE_CHECKING:
     from edgevision.bundle import Bundle
 
+log = logging.getLogger("edgevision")
+
 # runtime name -> "module:Class"; a new backend is a new module plus one line here.
 RUNTIMES = {
     "onnxruntime": "edgevision.runtime.onnxruntime:OnnxRuntimeRunner",
     "openvino": "edgevision.runtime.openvino:OpenVINORunner",
+    "litert": "edgevision.runtime.litert:LiteRTRunner",
+    "tensorrt": "edgevision.runtime.tensorrt:TensorRTRunner",
 }
 
 # The Python module each runtime needs, and the extra that installs it.
 RUNTIME_EXTRAS = {
     "onnxruntime": ("onnxruntime", "cpu"),
     "openvino": ("openvino", "intel-npu"),
+    "litert": ("ai_edge_litert", "rpi"),
+    "tensorrt": ("tensorrt", "jetson"),
 }
 
 
@@ -55,12 +62,14 @@ class Runner(ABC):
 
 
 def bundle_default_threads(bundle: Bundle) -> int:
+    """The profile's inference threads, never more than this machine has cores."""
     from edgevision.config import get_target
 
+    cores = os.cpu_count() or 1
     try:
-        return get_target(bundle.meta.target).threads
+        return min(get_target(bundle.meta.target).threads, cores)
     except BadInput:
-        return min(4, os.cpu_count() or 1)
+        return min(4, cores)
 
 
 def allowed_runtimes(bundle: Bundle) -> list[str]:
@@ -84,11 +93,12 @@ def open_runner(bundle: Bundle, runtime: str | None = None, threads: int | None 
     for name in candidates:
         module, _, cls = RUNTIMES[name].partition(":")
         try:
-            runner_cls = getattr(importlib.import_module(module), cls)
+            return getattr(importlib.import_module(module), cls)(bundle, threads)
         except MissingDependency as e:
+            if runtime is not None:
+                raise
             missing = missing or e
-            continue
-        return runner_cls(bundle, threads)
+            log.info("%s not available here (%s); trying the next allowed runtime", name, e)
     if missing:
         raise missing
     raise BadInput(f"no runtime available here for a {bundle.meta.target} bundle; allowed: {', '.join(allowed)}")

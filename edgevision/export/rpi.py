@@ -1,0 +1,143 @@
+"""rpi target: a LiteRT flatbuffer (.tflite) for the XNNPACK delegate, converted with litert-torch.
+
+* fp32: the uint8-input graph as is.
+* fp16: fp32 conversion, then ai-edge-quantizer's float casting of conv/linear weights (fp16 weights that
+  XNNPACK dequantizes once at load).
+* int8: full-int8 through PT2E: symmetric per-channel int8 weights, int8 activations calibrated on the
+  calibration set, converted by litert-torch. Only the graph input (quantized pixels) and the ops the PT2E
+  quantizer does not annotate (the detection head's Sigmoid/Softmax tail) stay outside int8; the bundle
+  lists every float op.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.errors import BadInput, MissingDependency
+from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
+
+
+def _litert_torch():
+    try:
+        import litert_torch
+    except ImportError:
+        raise MissingDependency("litert_torch", "rpi-export", "exporting for the rpi target") from None
+    return litert_torch
+
+
+def export_artifact(ctx: ExportContext) -> ArtifactInfo:
+    import torch
+
+    litert_torch = _litert_torch()
+    out = ctx.workdir / "model.tflite"
+    example = torch.zeros(1, ctx.imgsz, ctx.imgsz, 3, dtype=torch.uint8)
+    quantization = None
+    if ctx.precision == "int8":
+        quantization = _convert_int8(ctx, out)
+    else:
+        _convert(litert_torch, ctx.wrapper, (example,), out)
+        if ctx.precision == "fp16":
+            quantization = _cast_weights_fp16(out)
+    io, float_ops = inspect_tflite(out)
+    if ctx.precision == "int8":
+        quantization["float_ops"] = float_ops  # what stays outside int8, for the record
+    import torchao
+
+    return ArtifactInfo(out.name, "tflite", quantization=quantization, io=io,
+                        toolchain={"litert_torch": litert_torch.__version__, "torchao": torchao.__version__})
+
+
+def _convert(litert_torch, module, args, out: Path, **kw) -> None:
+    try:
+        with quiet_progress():
+            model = litert_torch.convert(module, args, **kw)
+            model.export(str(out))
+    except Exception as e:  # the converter raises many types; name the op when it tells us
+        raise unsupported_op_error(e, "rpi") from e
+
+
+def unsupported_op_error(e: Exception, target: str) -> Exception:
+    text = str(e)
+    op = re.search(r"(aten[.:]+[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)", text)
+    if op:
+        return BadInput(f"op {op.group(1)} cannot be converted for the {target} target; "
+                        f"try --precision fp16, or --target cpu")
+    first = (text.strip().splitlines() or [type(e).__name__])[0][:200]
+    return BadInput(f"the {target} converter failed ({first}); try --precision fp16, or --target cpu")
+
+
+def _convert_int8(ctx: ExportContext, out: Path) -> dict:
+    import torch
+    from litert_torch.quantize import pt2e_quantizer
+    from litert_torch.quantize.quant_config import QuantConfig
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    litert_torch = _litert_torch()
+    # PT2E quantizes the graph input too, so the traced graph takes float pixels (0-255); the runtime feeds
+    # them through the input's int8 scale and zero point recorded in the bundle.
+    example = torch.zeros(1, ctx.imgsz, ctx.imgsz, 3, dtype=torch.float32)
+    ignored = set(ctx.recipe.quantization.ignored_names)
+    with torch.no_grad():
+        graph = torch.export.export(ctx.wrapper, (example,)).module()
+    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    for name in ignored:
+        quantizer.set_module_name(name, None)
+    prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
+    batches = ctx.calibration.batches[: ctx.recipe.quantization.subset_size]
+    with torch.no_grad():
+        for b in batches:
+            prepared(torch.from_numpy(b).float())
+    converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+    _convert(litert_torch, converted, (example,), out, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    return {"tool": "litert-torch PT2E", "weights": "int8 symmetric per-channel", "activations": "int8",
+            "calibration_images": len(batches), "ignored_names": sorted(ignored)}
+
+
+def _cast_weights_fp16(path: Path) -> dict:
+    try:
+        from ai_edge_quantizer import quantizer as aeq
+        from ai_edge_quantizer import qtyping
+    except ImportError:
+        raise MissingDependency("ai_edge_quantizer", "rpi-export", "fp16 LiteRT export") from None
+    q = aeq.Quantizer(str(path))
+    ops = [qtyping.TFLOperationName.CONV_2D, qtyping.TFLOperationName.DEPTHWISE_CONV_2D,
+           qtyping.TFLOperationName.FULLY_CONNECTED, qtyping.TFLOperationName.CONV_2D_TRANSPOSE]
+    for op in ops:
+        q.add_weight_only_config(".*", op, 16, algorithm_key="float_casting")
+    tmp = path.with_suffix(".fp16.tflite")
+    with quiet_progress():
+        q.quantize(enable_progress_report=False).export_model(str(tmp), overwrite=True)
+    shutil.move(tmp, path)
+    return {"tool": "ai-edge-quantizer float_casting", "weights": "fp16", "activations": "fp32"}
+
+
+def inspect_tflite(path: Path) -> tuple[dict, list[str]]:
+    """The artifact's I/O contract (dtype, quantization, layout) and the ops computing in float."""
+    from edgevision.runtime.litert import load_interpreter_class
+
+    interp = load_interpreter_class()(model_path=str(path))
+    interp.allocate_tensors()
+    tensors = {t["index"]: t for t in interp.get_tensor_details()}
+
+    def desc(d):
+        scale, zero = d["quantization"]
+        return {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
+                "scale": float(scale), "zero_point": int(zero)}
+
+    inp = [desc(d) for d in interp.get_input_details()]
+    outs = [desc(d) for d in interp.get_output_details()]
+    shape = inp[0]["shape"]
+    layout = "NHWC" if shape[-1] == 3 else "NCHW"
+    float_ops = []
+    for op in interp._get_ops_details():
+        if op["op_name"] in ("DEQUANTIZE", "QUANTIZE", "DELEGATE"):
+            continue
+        ins = [tensors[i] for i in op["inputs"] if i >= 0 and i in tensors]
+        if any(np.dtype(t["dtype"]) == np.float32 for t in ins):
+            float_ops.append(op["op_name"])
+    return {"input": inp[0] | {"layout": layout}, "outputs": outs}, float_ops

@@ -1,0 +1,91 @@
+"""`edgevision build-engine`: the TensorRT engine of a jetson bundle, built on the Jetson itself.
+
+Follows the TensorRT 10 Python API as shipped with JetPack 6: ONNX parser, builder config with precision
+flags, a workspace limit and a timing cache kept in the bundle, DLA with GPU fallback when the profile has
+DLA cores. The engine is written atomically into the bundle with a tag (TensorRT version, GPU name).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
+from edgevision.config import get_target
+from edgevision.errors import BadInput, EdgevisionError
+from edgevision.runtime.tensorrt import (ENGINE_FILE, ENGINE_TAG_FILE, TIMING_CACHE_FILE, current_device_tag,
+                                         import_tensorrt)
+
+
+def build_engine(bundle: Bundle | str | Path, *, workspace_mb: int = 1024, dla_core: int | None = None,
+                 force: bool = False, max_batch: int = 8) -> dict:
+    """Build ``model.engine`` for a jetson bundle on this device; returns the engine tag."""
+    bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+    meta = bundle.meta
+    if meta.target_family != "jetson":
+        raise BadInput(f"{bundle.path} is a {meta.target} bundle; build-engine takes jetson bundles "
+                       f"(edgevision export MODEL --target jetson)")
+    engine_path = bundle.path / ENGINE_FILE
+    if engine_path.exists() and not force:
+        raise BadInput(f"{engine_path} already exists; pass --force to rebuild it")
+    profile = get_target(meta.target)
+    if dla_core is not None and not 0 <= dla_core < profile.dla_cores:
+        raise BadInput(f"--dla-core {dla_core}: {profile.name} has {profile.dla_cores} DLA cores")
+
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(bundle.artifact_path)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EdgevisionError(f"TensorRT could not parse {bundle.artifact_path}: {errors[:400]}")
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace_mb << 20)
+    if meta.precision in ("fp16", "int8"):
+        config.set_flag(trt.BuilderFlag.FP16)  # layers without Q/DQ run in fp16 rather than fp32
+    if meta.precision == "int8":
+        config.set_flag(trt.BuilderFlag.INT8)  # the QDQ graph carries its own scales: no calibrator
+    if dla_core is None and profile.dla_cores > 0 and meta.precision != "fp32":
+        dla_core = 0
+    if dla_core is not None:
+        config.default_device_type = trt.DeviceType.DLA
+        config.DLA_core = dla_core
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+
+    inp = network.get_input(0)
+    if inp.shape[0] == -1:  # exported with --dynamic-batch
+        opt = builder.create_optimization_profile()
+        rest = tuple(inp.shape[1:])
+        opt.set_shape(inp.name, (1, *rest), (1, *rest), (max_batch, *rest))
+        config.add_optimization_profile(opt)
+
+    cache_path = bundle.path / TIMING_CACHE_FILE
+    cache = config.create_timing_cache(cache_path.read_bytes() if cache_path.is_file() else b"")
+    config.set_timing_cache(cache, ignore_mismatch=False)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EdgevisionError("TensorRT failed to build the engine (run with --debug and check the log above)")
+    _atomic_write_bytes(engine_path, bytes(serialized))
+    _atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    tag = {**current_device_tag(trt), "precision": meta.precision, "dla_core": dla_core,
+           "workspace_mb": workspace_mb, "built": now_iso()}
+    atomic_write_json(bundle.path / ENGINE_TAG_FILE, tag)
+    return tag
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["build_engine"]

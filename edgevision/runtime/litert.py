@@ -1,0 +1,59 @@
+"""LiteRT backend for rpi bundles: ai-edge-litert's interpreter (XNNPACK delegate by default), or the older
+tflite-runtime wheel that some Raspberry Pi OS images ship."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edgevision.errors import MissingDependency
+from edgevision.runtime.base import Runner
+
+
+def load_interpreter_class():
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter  # device fallback; breaks with numpy 2 on x86
+        except ImportError:
+            raise MissingDependency("ai_edge_litert", "rpi", "the LiteRT runtime") from None
+    return Interpreter
+
+
+class LiteRTRunner(Runner):
+    runtime = "litert"
+    device = "CPU (XNNPACK)"
+
+    def __init__(self, bundle, threads=None) -> None:
+        super().__init__(bundle, threads)
+        interpreter_cls = load_interpreter_class()
+        self.interp = interpreter_cls(model_path=str(bundle.artifact_path), num_threads=self.threads)
+        self.interp.allocate_tensors()
+        self._in = self.interp.get_input_details()[0]
+        self._outs = self.interp.get_output_details()
+        io = bundle.meta.artifact_io or {}
+        self._nchw = io.get("input", {}).get("layout") == "NCHW"
+        self._in_dtype = np.dtype(self._in["dtype"])
+        self._in_scale, self._in_zero = self._in["quantization"]
+
+    def _feed(self, batch: np.ndarray) -> np.ndarray:
+        x = batch.transpose(0, 3, 1, 2) if self._nchw else batch
+        if self._in_dtype == np.uint8 and self._in_scale in (0.0, 1.0) and self._in_zero == 0:
+            return np.ascontiguousarray(x)
+        if self._in_dtype.kind in "iu":  # quantized input: pixels through the recorded scale / zero point
+            info = np.iinfo(self._in_dtype)
+            q = np.rint(x.astype(np.float32) / self._in_scale) + self._in_zero
+            return np.clip(q, info.min, info.max).astype(self._in_dtype)
+        return x.astype(self._in_dtype)
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        self.interp.set_tensor(self._in["index"], self._feed(batch))
+        self.interp.invoke()
+        outs = []
+        for d in self._outs:
+            y = self.interp.get_tensor(d["index"])
+            scale, zero = d["quantization"]
+            if np.dtype(d["dtype"]).kind in "iu" and scale:
+                y = (y.astype(np.float32) - zero) * scale
+            outs.append(np.array(y, np.float32, copy=True))
+        return outs

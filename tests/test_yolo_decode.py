@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from edgevision.ops.preprocess import Geometry
+from edgevision.ops.yolo import YoloV1Postprocessor, decode_yolov1
+
+S, B, C, IMG = 7, 2, 5, 224
+
+
+def empty_pred():
+    p = np.zeros((S, S, B * 5 + C), np.float32)
+    p[..., B * 5] = 1.0  # class 0 prob 1 everywhere, but confidence 0
+    return p
+
+
+def put(pred, row, col, b, x, y, w, h, conf, cls, prob=1.0):
+    pred[row, col, b * 5 : b * 5 + 5] = [x, y, np.sqrt(w), np.sqrt(h), conf]
+    pred[row, col, B * 5 :] = (1 - prob) / (C - 1)
+    pred[row, col, B * 5 + cls] = prob
+
+
+def test_decode_places_box_from_cell_offsets_and_squared_sizes():
+    pred = empty_pred()
+    put(pred, 2, 5, 1, 0.5, 0.25, 0.2, 0.1, conf=0.8, cls=3, prob=0.5)
+    boxes, scores, cls = decode_yolov1(pred, grid=S, boxes_per_cell=B, num_classes=C, imgsz=IMG,
+                                       score_threshold=0.01)
+    assert len(boxes) == 1
+    cx, cy = (5 + 0.5) / S * IMG, (2 + 0.25) / S * IMG
+    w, h = 0.2 * IMG, 0.1 * IMG
+    np.testing.assert_allclose(boxes[0], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], rtol=1e-5)
+    assert scores[0] == pytest.approx(0.8 * 0.5)  # confidence x class probability
+    assert cls[0] == 3
+
+
+def test_postprocessor_nms_and_mapping_to_source_pixels():
+    pred = empty_pred()
+    put(pred, 3, 3, 0, 0.5, 0.5, 0.3, 0.3, conf=0.9, cls=1)
+    put(pred, 3, 3, 1, 0.52, 0.5, 0.3, 0.3, conf=0.6, cls=1)  # duplicate of box 0: suppressed
+    put(pred, 0, 0, 0, 0.5, 0.5, 0.1, 0.1, conf=0.7, cls=2)
+    post = YoloV1Postprocessor({"kind": "yolov1", "grid": S, "boxes_per_cell": B, "num_classes": C}, IMG,
+                               conf=0.25, iou=0.45)
+    geo = Geometry(scale_x=0.35, scale_y=0.35, pad_x=0, pad_y=28, src_w=640, src_h=480)  # letterbox 640x480
+    dets = post([pred], geo)
+    assert len(dets) == 2
+    assert dets.class_ids.tolist() == [1, 2]
+    cx, cy = 3.5 / S * IMG, 3.5 / S * IMG
+    np.testing.assert_allclose(dets.boxes[0], np.array([cx - 33.6, cy - 33.6 - 28, cx + 33.6, cy + 33.6 - 28]) / 0.35,
+                               rtol=1e-4)
+
+
+def test_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match="YOLOv1 output"):
+        decode_yolov1(np.zeros((7, 7, 14)), grid=S, boxes_per_cell=B, num_classes=C, imgsz=IMG)
