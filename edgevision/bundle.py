@@ -64,6 +64,7 @@ class BundleMeta(BaseModel):
     quantization: dict[str, Any] | None = None  # tool, preset, layers kept in float
     toolchain: dict[str, str] = {}
     reference: dict[str, Any] | None = None  # FP32 PyTorch accuracy on the eval set at export time
+    golden: dict[str, Any] | None = None  # golden.npz: inputs + FP32 outputs for checks without PyTorch
 
 
 class Bundle:

@@ -187,9 +187,12 @@ def build_engine_cmd(
 
 # ---------------------------------------------------------------------------------------------------- check
 @app.command(help="Compare a bundle's artifact with its FP32 PyTorch reference and gate on the recipe's "
-                  "tolerances. Writes report.json into the bundle. Exit 1 when a metric is out of budget.\n\n"
+                  "tolerances. Writes report.json into the bundle. Exit 1 when a metric is out of budget. "
+                  "Without PyTorch (on a device) it compares against the golden outputs stored in the bundle.\n\n"
                   "Examples:\n\n"
                   "  edgevision check bundles/fast-yolo-demo-cpu-int8\n\n"
+                  "  edgevision check BUNDLE --baseline ci/baseline.json --update-baseline   # record\n\n"
+                  "  edgevision check BUNDLE --baseline ci/baseline.json                     # gate\n\n"
                   "  edgevision check BUNDLE --data photos/              # unlabelled: agreement only\n\n"
                   "  edgevision check BUNDLE --data coco/val.json --json ci/check.json")
 def check(
@@ -204,13 +207,32 @@ def check(
                                                     "export.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads [default: the "
                                                    "target profile's].")] = None,
+    no_reference: Annotated[bool, typer.Option("--no-reference", help="Compare against the golden outputs "
+                                               "stored in the bundle only, as on a device without PyTorch "
+                                               "(automatic when PyTorch is not installed).")] = False,
+    baseline: Annotated[Optional[Path], typer.Option("--baseline", help="Compare accuracy and latency with "
+                                                     "this baseline JSON (exit 1 on a regression).")] = None,
+    update_baseline: Annotated[bool, typer.Option("--update-baseline", help="Write or refresh --baseline "
+                                                  "(only when the check passes its tolerances).")] = False,
+    latency_tolerance: Annotated[float, typer.Option("--latency-tolerance", min=0, help="Allowed growth of "
+                                                     "the normalised median latency.")] = 0.10,
+    latency_runs: Annotated[int, typer.Option("--latency-runs", min=3, help="Runs for the baseline latency "
+                                              "median.")] = 30,
+    per_layer: Annotated[bool, typer.Option("--per-layer", help="Rank the artifact's layers by the error each "
+                                            "adds (SQNR vs FP32); writes per_layer.png into the bundle.")] = False,
 ) -> None:
     from edgevision.check.compare import check_bundle
+
+    if update_baseline and baseline is None:
+        raise typer.BadParameter("--update-baseline needs --baseline FILE")
 
     with _progress() as bar:
         task = bar.add_task("checking", total=None)
         report = check_bundle(bundle, data=data, runtime=runtime, weights=weights, threads=threads,
-                              json_out=json_out, progress=lambda n, total: bar.update(task, completed=n, total=total))
+                              json_out=json_out, reference=not no_reference, baseline=baseline,
+                              update_baseline=update_baseline, latency_tolerance=latency_tolerance,
+                              latency_runs=latency_runs, per_layer=per_layer,
+                              progress=lambda n, total: bar.update(task, completed=n, total=total))
     print_check(report)
     if not report["passed"]:
         raise AccuracyRegression("; ".join(f["message"] for f in report["failures"]))
@@ -234,6 +256,29 @@ def print_check(report: dict) -> None:
     for name, s in report["output_similarity"].items():
         out.print(f"output '{name}': cosine {s['cosine']:.5f}, max abs error {s['max_abs_error']:.4g}, "
                   f"SQNR {_fmt(s['sqnr_db'])} dB")
+    golden = report.get("golden")
+    if golden and report.get("reference") == "pytorch":
+        g = ", ".join(f"{k} {_fmt(v)}" for k, v in golden["agreement"].items())
+        out.print(f"golden set ({golden['samples']} inputs stored in the bundle): {g}")
+    layers = report.get("per_layer")
+    if layers:
+        table = Table("rank", "layer", "op", "module", "SQNR dB", "added dB", "cosine", box=None, pad_edge=False)
+        for i, x in enumerate(layers["top"], 1):
+            table.add_row(str(i), x["name"], x["op_type"], x.get("scope") or "-", _fmt(x["sqnr_db"]),
+                          _fmt(x["added_db"]), f"{x['cosine']:.5f}")
+        out.print(f"per-layer error ({layers['samples']} inputs), worst first:")
+        out.print(table)
+        if layers["keep_in_higher_precision"]:
+            out.print("keep in higher precision: " + ", ".join(layers["keep_in_higher_precision"]))
+        out.print(f"plot: {layers['plot']}")
+    base = report.get("baseline")
+    if base:
+        lat = base["latency"]
+        line = f"latency {lat['median_ms']:.2f} ms (normalised {lat['normalised']:.3f})"
+        if "baseline_latency" in base:
+            line += f" vs baseline {base['baseline_latency']['median_ms']:.2f} ms " \
+                    f"(normalised {base['baseline_latency']['normalised']:.3f})"
+        out.print(line + (f"; baseline written to {base['file']}" if base["updated"] else ""))
     for note in report["notes"]:
         out.print(f"note: {note}")
     out.print(f"report: {Path(b['path']) / 'report.json'}")

@@ -73,9 +73,12 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
     fns: dict[str, Callable[[], object]] = {"artifact": lambda: artifact.run(batch),
                                             "end_to_end": lambda: predictor.predict(frame)}
     notes = []
-    if reference:
-        from edgevision.check.compare import reference_runner
+    from edgevision.check.compare import torch_available, reference_runner
 
+    if reference and not torch_available():
+        reference = False
+        notes.append("PyTorch is not installed here: no reference timing")
+    if reference:
         ref = reference_runner(bundle, weights, artifact.threads)
         fns["pytorch_fp32"] = lambda: ref.run(batch)
     times = interleaved(fns, runs, warmup, progress)
@@ -83,8 +86,8 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
     ratios = {"end_to_end_over_artifact": round(stats["end_to_end"]["median_ms"] / stats["artifact"]["median_ms"], 3)}
     if reference:
         ratios["speedup_vs_pytorch"] = round(stats["pytorch_fp32"]["median_ms"] / stats["artifact"]["median_ms"], 2)
-    else:
-        notes.append("no PyTorch reference measured")
+    elif not notes:
+        notes.append("no PyTorch reference measured (--no-reference)")
     report = {
         "schema_version": BENCH_SCHEMA_VERSION, "kind": "bench", "created": now_iso(),
         "edgevision_version": __version__,

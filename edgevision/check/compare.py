@@ -22,10 +22,8 @@ REPORT_FILE = "report.json"
 
 def reference_runner(bundle: Bundle, weights: Path | None = None, threads: int = 2) -> Runner:
     """The FP32 PyTorch model the bundle was exported from, rebuilt from its weights (or its random seed)."""
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise MissingDependency("torch", "export", "the FP32 PyTorch reference") from None
+    if not torch_available():
+        raise MissingDependency("torch", "export", "the FP32 PyTorch reference")
     from edgevision.models.loading import build_model
     from edgevision.runtime.pytorch import PyTorchRunner
 
@@ -103,31 +101,70 @@ def _clean(o: Any) -> Any:
     return o
 
 
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None, runtime: str | None = None,
                  weights: Path | None = None, threads: int | None = None, json_out: Path | None = None,
+                 reference: bool = True, baseline: Path | None = None, update_baseline: bool = False,
+                 latency_tolerance: float = 0.10, latency_runs: int = 30, per_layer: bool = False,
                  progress: Callable[[int, int], None] | None = None) -> dict:
     """Compare the artifact with the FP32 reference; writes report.json into the bundle and returns it.
 
-    ``report["passed"]`` is False when a metric is outside the recipe's tolerance for the bundle's target and
-    precision; the CLI turns that into exit code 1.
+    With PyTorch available (and ``reference``), the FP32 model is rebuilt and both run on the eval set; the
+    golden outputs stored in the bundle are compared too. Without PyTorch, or with ``reference=False``, the
+    golden outputs are the reference. ``report["passed"]`` is False when a metric is outside the recipe's
+    tolerance for the bundle's target and precision; the CLI turns that into exit code 1.
     """
+    from edgevision.check.baseline import apply_baseline, read_baseline
+    from edgevision.check.golden import compare_golden, load_golden
+
+    if baseline is not None and not update_baseline:
+        read_baseline(baseline)  # a missing baseline is bad input: fail before the slow part
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     meta = bundle.meta
     recipe = load_recipe(meta.model, meta.task)
     tolerances = recipe.tolerances_for(meta.target_family, meta.precision)
-    eval_set, notes = _eval_set_for(bundle, data, recipe)
+    notes: list[str] = []
+    use_torch = reference and torch_available()
+    if reference and not use_torch:
+        notes.append("PyTorch is not installed here: compared against the golden outputs stored at export")
+    if not use_torch and data is not None:
+        raise BadInput("--data needs the PyTorch reference (pip install 'edgevision[export]'); without it, check "
+                       "compares against the golden set stored in the bundle")
     artifact = open_runner(bundle, runtime, threads)
-    reference = reference_runner(bundle, weights, artifact.threads)
-    total = len(eval_set)
-    outcome = evaluate({"reference": reference, "artifact": artifact}, eval_set, ModelIO.from_bundle(meta, recipe),
-                       output_names=[o.name for o in meta.outputs],
-                       progress=(lambda n: progress(n, total)) if progress else None)
-    metrics: dict[str, Any] = dict(outcome.metrics)
-    if outcome.metrics:
-        metrics["delta"] = {k: round(outcome.metrics["artifact"][k] - v, 3)
-                            for k, v in outcome.metrics["reference"].items()
-                            if _finite(v) and _finite(outcome.metrics["artifact"].get(k))}
-    failures, skipped = gate(outcome.metrics, outcome.agreement, tolerances)
+    golden = load_golden(bundle.path)
+    golden_result = compare_golden(artifact, meta, golden, recipe.agreement_score_threshold) if golden else None
+    if use_torch:
+        eval_set, more = _eval_set_for(bundle, data, recipe)
+        notes += more
+        ref_runner = reference_runner(bundle, weights, artifact.threads)
+        total = len(eval_set)
+        outcome = evaluate({"reference": ref_runner, "artifact": artifact}, eval_set,
+                           ModelIO.from_bundle(meta, recipe), output_names=[o.name for o in meta.outputs],
+                           progress=(lambda n: progress(n, total)) if progress else None)
+        metrics: dict[str, Any] = dict(outcome.metrics)
+        if outcome.metrics:
+            metrics["delta"] = {k: round(outcome.metrics["artifact"][k] - v, 3)
+                                for k, v in outcome.metrics["reference"].items()
+                                if _finite(v) and _finite(outcome.metrics["artifact"].get(k))}
+        agreement, similarity, worst = outcome.agreement, outcome.similarity, outcome.worst
+        data_info = {"description": eval_set.description, "images": outcome.images, "labelled": eval_set.labelled}
+        gated = outcome.metrics
+    else:
+        if golden_result is None:
+            raise BadInput(f"{bundle.path}: no PyTorch here and the bundle has no golden data; install "
+                           f"'edgevision[export]' or re-export the bundle")
+        metrics, gated, worst = {}, {}, []
+        agreement, similarity = golden_result["agreement"], golden_result["output_similarity"]
+        data_info = {"description": f"golden set stored in the bundle ({golden_result['samples']} inputs)",
+                     "images": golden_result["samples"], "labelled": False}
+    failures, skipped = gate(gated, agreement, tolerances)
     report = _clean({
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": "check",
@@ -136,18 +173,35 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         "bundle": {"path": str(bundle.path), "model": meta.model, "target": meta.target, "precision": meta.precision,
                    "artifact": meta.artifact, "random_weights": meta.random_weights},
         "runtime": artifact.describe(),
-        "data": {"description": eval_set.description, "images": outcome.images, "labelled": eval_set.labelled},
+        "reference": "pytorch" if use_torch else "golden",
+        "data": data_info,
         "metrics": metrics,
-        "agreement": outcome.agreement,
-        "output_similarity": outcome.similarity,
+        "agreement": agreement,
+        "output_similarity": similarity,
+        "golden": golden_result,
         "tolerances": {k: v.model_dump(exclude_none=True) for k, v in tolerances.items()},
         "not_evaluated": skipped,
         "passed": not failures,
         "failures": failures,
-        "worst_images": outcome.worst,
+        "worst_images": worst,
         "notes": notes,
     })
-    atomic_write_json(bundle.path / "report.json", report)
+    if per_layer:
+        from edgevision.check.per_layer import per_layer_report, plot_per_layer
+
+        if not use_torch:
+            raise BadInput("--per-layer needs the PyTorch reference: pip install 'edgevision[export]'")
+        layers = per_layer_report(bundle, threads=artifact.threads)
+        plot_per_layer(layers, bundle.path / "per_layer.png", f"{meta.model} {meta.target} {meta.precision}")
+        layers["plot"] = str(bundle.path / "per_layer.png")
+        report["per_layer"] = _clean(layers)
+    if baseline is not None:
+        section = apply_baseline(bundle, report, Path(baseline), artifact, tolerances, update=update_baseline,
+                                 latency_tolerance=latency_tolerance, runs=latency_runs)
+        report["baseline"] = section
+        report["failures"] = report["failures"] + section["failures"]
+        report["passed"] = not report["failures"]
+    atomic_write_json(bundle.path / REPORT_FILE, report)
     if json_out is not None:
         json_out = Path(json_out)
         json_out.parent.mkdir(parents=True, exist_ok=True)

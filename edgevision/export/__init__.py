@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edgevision import __version__
 from edgevision.bundle import Bundle, BundleMeta, TensorSpec, load_bundle, now_iso, sha256_file, staging_dir, write_meta
+from edgevision.check.golden import DEFAULT_GOLDEN_COUNT, GOLDEN_FILE
 from edgevision.config import PRECISIONS, get_target, load_recipe
 from edgevision.errors import BadInput
 from edgevision.models.registry import get_variant
@@ -62,6 +63,7 @@ def export_bundle(
     force: bool = False,
     dynamic_batch: bool = False,
     measure_reference: bool = True,
+    golden: int | None = None,
     progress: Progress | None = None,
 ) -> Bundle:
     """Export ``model`` for ``target`` and return the finished bundle. Raises BadInput (exit 2) on bad input."""
@@ -155,6 +157,10 @@ def export_bundle(
         if measure_reference and not random_weights:
             say("measuring the FP32 PyTorch reference on the synthetic eval set")
             meta.reference = reference_accuracy(torch_model, meta, recipe)
+        count = DEFAULT_GOLDEN_COUNT if golden is None else golden
+        if count > 0:
+            say(f"storing golden reference outputs for {count} inputs (checks without PyTorch)")
+            meta.golden = store_golden(work, torch_model, meta, recipe, count)
         write_meta(work, meta)
     say(f"wrote {out}")
     return load_bundle(out)
@@ -173,6 +179,25 @@ def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:
     outcome = evaluate({"reference": PyTorchRunner(torch_model, meta.preprocess)}, data,
                        ModelIO.from_bundle(meta, recipe), output_names=[o.name for o in meta.outputs])
     return {"data": data.description, "metrics": outcome.metrics["reference"]}
+
+
+def store_golden(work: Path, torch_model, meta: BundleMeta, recipe, count: int) -> dict:
+    """The first ``count`` eval inputs at the model's size and the FP32 PyTorch outputs for them."""
+    import numpy as np
+
+    from edgevision.check.golden import write_golden
+    from edgevision.data.datasets import synthetic_eval_set
+    from edgevision.ops.preprocess import prepare
+    from edgevision.runtime.pytorch import PyTorchRunner
+
+    variant = get_variant(meta.model)
+    data = synthetic_eval_set(meta.imgsz, variant.stride, count, recipe.eval.seed, meta.task)
+    inputs = np.stack([prepare(s.image, meta.imgsz, meta.preprocess.resize)[0] for s in data.samples])
+    runner = PyTorchRunner(torch_model, meta.preprocess)
+    outs = [runner.run(inputs[i : i + 1]) for i in range(len(inputs))]
+    outputs = [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+    info = write_golden(work / GOLDEN_FILE, meta.task, inputs, outputs)
+    return {**info, "data": data.description}
 
 
 def _toolchain(extra: dict[str, str]) -> dict[str, str]:

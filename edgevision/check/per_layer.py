@@ -1,0 +1,310 @@
+"""Per-layer divergence: where along the network does the artifact part from the FP32 reference?
+
+Both graphs run with their intermediate tensors exposed (ONNX Runtime and OpenVINO by marking every tensor an
+output, LiteRT by preserving all tensors), tensors are matched by name, and each layer is scored by the SQNR
+of its output against the reference, SQNR = 10 log10(|ref|^2 / |ref - artifact|^2) dB. A layer's *added*
+error is the SQNR drop from its (worst) input to its output; the ranking by that drop names the layers to
+keep in higher precision. The Polygraphy idea, for every backend edgevision targets.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.bundle import Bundle
+
+
+@dataclass
+class LayerError:
+    name: str  # node / op name in the artifact
+    op_type: str
+    tensor: str
+    sqnr_db: float
+    input_sqnr_db: float
+    added_db: float  # input SQNR - output SQNR (how much error this layer adds)
+    cosine: float
+    scope: str = ""  # the PyTorch module it came from, when the graph records it
+
+    def to_json(self) -> dict:
+        return {k: (round(v, 3) if isinstance(v, float) and np.isfinite(v) else (None if isinstance(v, float) else v))
+                for k, v in self.__dict__.items()}
+
+
+def sqnr_db(ref: np.ndarray, art: np.ndarray) -> float:
+    ref = ref.astype(np.float64).ravel()
+    err = ref - art.astype(np.float64).ravel()
+    e2 = float(err @ err)
+    s2 = float(ref @ ref)
+    if e2 == 0:
+        return float("inf")
+    if s2 == 0:
+        return float("-inf")
+    return 10 * np.log10(s2 / e2)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    d = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / d) if d > 0 else 1.0
+
+
+@dataclass
+class Node:
+    name: str
+    op_type: str
+    inputs: list[str]
+    outputs: list[str]
+    scope: str = ""
+
+
+def rank_layers(nodes: list[Node], ref: dict[str, list[np.ndarray]], art: dict[str, list[np.ndarray]],
+                graph_input: str | None = None) -> list[LayerError]:
+    """Score every node whose first output exists in both runs, in graph order."""
+    sq: dict[str, float] = {}
+    if graph_input is not None:
+        sq[graph_input] = float("inf")
+    layers = []
+    for node in nodes:
+        if not node.outputs:
+            continue
+        t = node.outputs[0]
+        if not ref.get(t) or not art.get(t):
+            continue
+        r = np.concatenate([x.ravel() for x in ref[t]])
+        a = np.concatenate([x.ravel() for x in art[t]])
+        if r.shape != a.shape or r.dtype.kind not in "fc":
+            continue
+        s = sqnr_db(r, a)
+        sq[t] = s
+        ins = [sq[i] for i in node.inputs if i in sq]
+        s_in = min(ins) if ins else float("inf")
+        added = (s_in - s) if np.isfinite(s_in) else (60.0 - min(s, 60.0))  # from a clean input: vs 60 dB
+        layers.append(LayerError(node.name, node.op_type, t, s, s_in, added, _cosine(r, a), node.scope))
+    return layers
+
+
+# ------------------------------------------------------------------------------------------------ ONNX
+def _torch_module(scopes: str) -> str:
+    """'['', 'model', 'model.features.0.2', 'leaky_relu']' -> 'features.0.2' (the wrapped model's module)."""
+    import ast
+
+    try:
+        parts = ast.literal_eval(scopes)
+    except (ValueError, SyntaxError):
+        return ""
+    modules = [p for p in parts if isinstance(p, str) and p.startswith("model.")]
+    return modules[-1][len("model."):] if modules else ""
+
+
+def _onnx_nodes(model) -> list[Node]:
+    out = []
+    for n in model.graph.node:
+        scope = next((_torch_module(p.value) for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+        out.append(Node(n.name, n.op_type, list(n.input), list(n.output), scope))
+    return out
+
+
+def _onnx_intermediates(path: Path, inputs: list[np.ndarray], threads: int) -> dict[str, list[np.ndarray]]:
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(path))
+    existing = {o.name for o in model.graph.output}
+    for node in model.graph.node:
+        for t in node.output:
+            if t and t not in existing:
+                model.graph.output.append(onnx.ValueInfoProto(name=t))
+                existing.add(t)
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    feed = sess.get_inputs()[0].name
+    acc: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    for x in inputs:
+        for n, v in zip(names, sess.run(names, {feed: x})):
+            acc[n].append(np.asarray(v))
+    return acc
+
+
+def onnx_per_layer(reference_onnx: Path, artifact_onnx: Path, inputs: list[np.ndarray], threads: int = 2):
+    import onnx
+
+    ref = _onnx_intermediates(reference_onnx, inputs, threads)
+    art = _onnx_intermediates(artifact_onnx, inputs, threads)
+    model = onnx.load(str(artifact_onnx))
+    nodes = [n for n in _onnx_nodes(model) if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
+    # QDQ graphs feed layers through DequantizeLinear outputs: map those back to the float tensor they carry
+    alias = {}
+    for n in model.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0].endswith("_quantized"):
+            alias[n.output[0]] = n.input[0][: -len("_quantized")]
+        elif n.op_type == "DequantizeLinear":
+            for q in model.graph.node:
+                if q.op_type == "QuantizeLinear" and q.output[0] == n.input[0]:
+                    alias[n.output[0]] = q.input[0]
+    for node in nodes:
+        node.inputs = [alias.get(i, i) for i in node.inputs]
+    return rank_layers(nodes, ref, art, model.graph.input[0].name)
+
+
+# -------------------------------------------------------------------------------------------- OpenVINO
+def _ov_intermediates(model, inputs: list[np.ndarray], threads: int) -> tuple[dict, list[Node]]:
+    import openvino as ov
+
+    core = ov.Core()
+    skip = {"Parameter", "Result", "Constant", "FakeQuantize", "Convert"}
+    ops = [op for op in model.get_ordered_ops() if op.get_type_name() not in skip and op.get_output_size() > 0]
+    model.add_outputs([op.output(0) for op in ops])
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                 "INFERENCE_PRECISION_HINT": "f32"})
+    req = compiled.create_infer_request()
+    # compiled outputs keep the model's output order; name each by the op feeding its Result
+    names = [model.output(i).get_node().input_value(0).get_node().get_friendly_name()
+             for i in range(len(model.outputs))]
+    acc: dict[str, list[np.ndarray]] = {}
+    for x in inputs:
+        res = req.infer({0: x})
+        for i, name in enumerate(names):
+            acc.setdefault(name, []).append(np.array(res[compiled.output(i)]))
+    nodes = []
+    for op in ops:
+        ins = []
+        for i in range(op.get_input_size()):
+            src = op.input_value(i).get_node()
+            while src.get_type_name() in ("FakeQuantize", "Convert") and src.get_input_size() > 0:
+                src = src.input_value(0).get_node()
+            ins.append(src.get_friendly_name())
+        nodes.append(Node(op.get_friendly_name(), op.get_type_name(), ins, [op.get_friendly_name()]))
+    return acc, nodes
+
+
+def openvino_per_layer(reference_onnx: Path, artifact_xml: Path, inputs: list[np.ndarray], threads: int = 2):
+    import openvino as ov
+
+    core = ov.Core()
+    ref, _ = _ov_intermediates(ov.convert_model(str(reference_onnx)), inputs, threads)
+    art, nodes = _ov_intermediates(core.read_model(str(artifact_xml)), inputs, threads)
+    return rank_layers(nodes, ref, art)
+
+
+# ------------------------------------------------------------------------------------------------ LiteRT
+def _tflite_intermediates(path: Path, inputs: list[np.ndarray], io: dict | None, threads: int):
+    from edgevision.runtime.litert import load_interpreter_class
+
+    interp = load_interpreter_class()(model_path=str(path), num_threads=threads,
+                                      experimental_preserve_all_tensors=True)
+    interp.allocate_tensors()
+    details = {t["index"]: t for t in interp.get_tensor_details()}
+    inp = interp.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    acc: dict[str, list[np.ndarray]] = {}
+    ops = interp._get_ops_details()
+    for x in inputs:
+        feed = x
+        if np.dtype(inp["dtype"]).kind == "i":
+            feed = np.clip(np.rint(x.astype(np.float32) / scale) + zero, -128, 127).astype(np.int8)
+        interp.set_tensor(inp["index"], feed.astype(inp["dtype"]))
+        interp.invoke()
+        for op in ops:
+            for t in op["outputs"]:
+                d = details.get(t)
+                if d is None:
+                    continue
+                try:
+                    v = interp.get_tensor(t)
+                except ValueError:
+                    continue
+                s, z = d["quantization"]
+                if np.dtype(d["dtype"]).kind in "iu" and s:
+                    v = (v.astype(np.float32) - z) * s
+                acc.setdefault(d["name"], []).append(np.array(v, np.float32))
+    nodes = []
+    for op in ops:
+        outs = [details[t]["name"] for t in op["outputs"] if t in details]
+        ins = [details[t]["name"] for t in op["inputs"] if t >= 0 and t in details]
+        nodes.append(Node(f"{op['op_name']}:{outs[0] if outs else op['index']}", op["op_name"], ins, outs))
+    return acc, nodes
+
+
+def litert_per_layer(reference_tflite: Path, artifact_tflite: Path, inputs: list[np.ndarray], threads: int = 2):
+    ref, _ = _tflite_intermediates(reference_tflite, inputs, None, threads)
+    art, nodes = _tflite_intermediates(artifact_tflite, inputs, None, threads)
+    nodes = [n for n in nodes if n.op_type not in ("QUANTIZE", "DEQUANTIZE")]
+    return rank_layers(nodes, ref, art)
+
+
+# ------------------------------------------------------------------------------------------------ driver
+def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top: int = 10) -> dict:
+    """Rank the artifact's layers by the error they add, against an FP32 graph of the same format exported
+    from the PyTorch reference."""
+    from edgevision.check.compare import reference_runner
+    from edgevision.check.golden import load_golden
+    from edgevision.data.datasets import synthetic_eval_set
+    from edgevision.export.onnx_graph import export_onnx
+    from edgevision.models.registry import get_variant
+    from edgevision.ops.preprocess import prepare
+
+    meta = bundle.meta
+    golden = load_golden(bundle.path)
+    if golden is not None:
+        batch = golden["inputs"][:samples]
+    else:
+        data = synthetic_eval_set(meta.imgsz, get_variant(meta.model).stride, samples, 1, meta.task)
+        batch = np.stack([prepare(s.image, meta.imgsz, meta.preprocess.resize)[0] for s in data.samples])
+    inputs = [np.ascontiguousarray(b[None]) for b in batch]
+    ref_model = reference_runner(bundle, threads=threads).model  # the uint8-input wrapper
+    with tempfile.TemporaryDirectory() as tmp:
+        ref_onnx = Path(tmp) / "reference.onnx"
+        export_onnx(ref_model, meta.imgsz, ref_onnx, output_names=[o.name for o in meta.outputs])
+        fmt = meta.artifact_format
+        if fmt == "onnx":
+            layers = onnx_per_layer(ref_onnx, bundle.artifact_path, inputs, threads)
+        elif fmt == "openvino-ir":
+            layers = openvino_per_layer(ref_onnx, bundle.artifact_path, inputs, threads)
+        elif fmt == "tflite":
+            import litert_torch
+            import torch
+
+            ref_tflite = Path(tmp) / "reference.tflite"
+            litert_torch.convert(ref_model, (torch.zeros(1, meta.imgsz, meta.imgsz, 3, dtype=torch.uint8),)) \
+                .export(str(ref_tflite))
+            layers = litert_per_layer(ref_tflite, bundle.artifact_path, inputs, threads)
+        else:
+            raise ValueError(f"no per-layer comparison for {fmt}")
+    ranked = sorted(layers, key=lambda e: -e.added_db if np.isfinite(e.added_db) else 0)
+    return {
+        "samples": len(inputs),
+        "layers": [e.to_json() for e in layers],  # graph order, for plotting along the network
+        "top": [e.to_json() for e in ranked[:top]],
+        "keep_in_higher_precision": [e.name for e in ranked[: min(3, len(ranked))] if e.added_db > 1.0],
+    }
+
+
+def plot_per_layer(report: dict, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    layers = report["layers"]
+    ys = [x["sqnr_db"] if x["sqnr_db"] is not None else 80.0 for x in layers]
+    fig, ax = plt.subplots(figsize=(9, 3.2))
+    ax.plot(range(len(ys)), ys, marker=".", lw=1)
+    worst = {x["name"] for x in report["top"][:3]}
+    for i, x in enumerate(layers):
+        if x["name"] in worst:
+            ax.annotate(x["name"][:28], (i, ys[i]), fontsize=7, rotation=30)
+    ax.set_xlabel("layer (graph order)")
+    ax.set_ylabel("SQNR vs FP32 (dB)")
+    ax.set_title(title or "per-layer SQNR")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
