@@ -103,7 +103,8 @@ def targets() -> None:
                   "  edgevision export fast-yolo-demo --target cpu --precision int8\n\n"
                   "  edgevision export mobile-unet --target intel-npu --out my-bundle --force\n\n"
                   "  edgevision export fast-yolo --weights yolo.pt --labels voc.names --calib photos/\n\n"
-                  "  edgevision export fast-yolo --random-weights --target intel-npu   # speed tests")
+                  "  edgevision export fast-yolo --random-weights --target intel-npu   # speed tests\n\n"
+                  "  edgevision export fast-yolo-demo --target rpi --max-drop 0.5      # accuracy-controlled INT8")
 def export(
     model: Annotated[str, typer.Argument(help="Registered variant, see `edgevision models`.")],
     target: Annotated[str, typer.Option("--target", "-t", help="Profile or family name, see `edgevision targets`.")] = "cpu",
@@ -127,6 +128,12 @@ def export(
                                                 "(static by default).")] = False,
     archive: Annotated[bool, typer.Option("--archive", help="Also write BUNDLE.tar.gz, one file to copy to the "
                                           "device (check, bench and run take it directly).")] = False,
+    max_drop: Annotated[Optional[float], typer.Option("--max-drop", min=0, help="INT8 accuracy budget in points "
+                                                      "of the recipe's primary metric: layers that hurt most "
+                                                      "move back to float until the drop fits (exit 1, best "
+                                                      "bundle kept, if it never does).")] = None,
+    max_float_layers: Annotated[int, typer.Option("--max-float-layers", min=0, help="Layer limit for "
+                                                  "--max-drop.")] = 6,
 ) -> None:
     from edgevision.export import export_bundle
 
@@ -134,13 +141,20 @@ def export(
         task = bar.add_task("export", total=None)
         bundle = export_bundle(model, target, precision, out_dir, weights=weights, calib=calib, imgsz=imgsz,
                                labels=labels, random_weights=random_weights, seed=seed, force=force,
-                               dynamic_batch=dynamic_batch,
+                               dynamic_batch=dynamic_batch, max_drop=max_drop,
+                               max_float_layers=max_float_layers,
                                progress=lambda msg: bar.update(task, description=msg))
     m = bundle.meta
     out.print(f"bundle: {bundle.path}  ({m.model}, {m.target}, {m.precision}, {m.artifact_format}, "
               f"{m.imgsz}x{m.imgsz})")
     if m.reference and m.reference.get("metrics"):
         out.print("FP32 reference: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.reference["metrics"].items()))
+    control = (m.quantization or {}).get("accuracy_control")
+    if control:
+        for i, step in enumerate(control["steps"]):
+            out.print(f"  step {i}: {control['metric']} {step['metric']:.2f} (drop {step['drop']:.2f}) with "
+                      f"{len(step['float_layers'])} float layer(s) {', '.join(step['float_layers'])}")
+        out.print(f"budget {control['max_drop']:g}: {'met' if control['budget_met'] else 'NOT met'}")
     if archive:
         from edgevision.bundle import pack_bundle
 
@@ -193,10 +207,11 @@ def build_engine_cmd(
                   "  edgevision check bundles/fast-yolo-demo-cpu-int8\n\n"
                   "  edgevision check BUNDLE --baseline ci/baseline.json --update-baseline   # record\n\n"
                   "  edgevision check BUNDLE --baseline ci/baseline.json                     # gate\n\n"
+                  "  edgevision check --matrix recipes/regression.yaml --report reports/ci --jobs 2\n\n"
                   "  edgevision check BUNDLE --data photos/              # unlabelled: agreement only\n\n"
                   "  edgevision check BUNDLE --data coco/val.json --json ci/check.json")
 def check(
-    bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.gz archive.")],
+    bundle: Annotated[Optional[Path], typer.Argument(help="Bundle directory or .tar.gz archive.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="A folder of images (agreement metrics) or a "
                                                  "COCO .json (paths relative to it; categories matched by "
                                                  "name) [default: the synthetic eval set].")] = None,
@@ -220,8 +235,22 @@ def check(
                                               "median.")] = 30,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Rank the artifact's layers by the error each "
                                             "adds (SQNR vs FP32); writes per_layer.png into the bundle.")] = False,
+    matrix: Annotated[Optional[Path], typer.Option("--matrix", help="Run models x targets x precisions from a "
+                                                   "YAML (e.g. recipes/regression.yaml) instead of one "
+                                                   "bundle.")] = None,
+    report_dir: Annotated[Optional[Path], typer.Option("--report", help="Where --matrix writes report.md, "
+                                                       "report.html and junit.xml [default: "
+                                                       "reports/<timestamp>/].")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel exports for --matrix (capped at the "
+                                      "machine's cores).")] = 1,
 ) -> None:
     from edgevision.check.compare import check_bundle
+
+    if matrix is not None:
+        _check_matrix(matrix, report_dir, jobs)
+        return
+    if bundle is None:
+        raise typer.BadParameter("give a BUNDLE, or --matrix FILE")
 
     if update_baseline and baseline is None:
         raise typer.BadParameter("--update-baseline needs --baseline FILE")
@@ -236,6 +265,29 @@ def check(
     print_check(report)
     if not report["passed"]:
         raise AccuracyRegression("; ".join(f["message"] for f in report["failures"]))
+
+
+def _check_matrix(spec: Path, report_dir: Optional[Path], jobs: int) -> None:
+    import os
+
+    from edgevision.check.matrix import run_matrix
+
+    with _progress(transient=False) as bar:
+        tasks = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        summary = run_matrix(spec, report_dir, jobs=min(jobs, os.cpu_count() or 1), progress=progress)
+    out.print(f"{summary['cells']} cells: {summary['passed']} passed, {summary['failed']} failed "
+              f"({summary['exported']} exported, {summary['reused']} reused)")
+    rd = Path(summary["report_dir"])
+    out.print(f"report: {rd / 'report.md'}, {rd / 'report.html'}, {rd / 'junit.xml'}")
+    if summary["failed"]:
+        raise AccuracyRegression(f"{summary['failed']} of {summary['cells']} cells out of budget; see "
+                                 f"{rd / 'report.md'}")
 
 
 def print_check(report: dict) -> None:

@@ -229,7 +229,7 @@ def test_targets_verb_lists_all_profiles_and_help_maps_families(capsys):
                     "jetson-agx-orin"):
         assert profile in out
     assert main(["targets", "--help"]) == 0
-    help_text = capsys.readouterr().out
+    help_text = " ".join(capsys.readouterr().out.split())  # help wraps lines
     assert "rpi -> raspberry-pi-5" in help_text and "jetson -> jetson-orin-nano" in help_text
 
 

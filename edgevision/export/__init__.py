@@ -18,7 +18,7 @@ from edgevision import __version__
 from edgevision.bundle import Bundle, BundleMeta, TensorSpec, load_bundle, now_iso, sha256_file, staging_dir, write_meta
 from edgevision.check.golden import DEFAULT_GOLDEN_COUNT, GOLDEN_FILE
 from edgevision.config import PRECISIONS, get_target, load_recipe
-from edgevision.errors import BadInput
+from edgevision.errors import AccuracyRegression, BadInput
 from edgevision.models.registry import get_variant
 
 # target family -> module with export_artifact(ctx) -> ArtifactInfo
@@ -64,6 +64,8 @@ def export_bundle(
     dynamic_batch: bool = False,
     measure_reference: bool = True,
     golden: int | None = None,
+    max_drop: float | None = None,
+    max_float_layers: int = 6,
     progress: Progress | None = None,
 ) -> Bundle:
     """Export ``model`` for ``target`` and return the finished bundle. Raises BadInput (exit 2) on bad input."""
@@ -82,6 +84,8 @@ def export_bundle(
         raise BadInput(f"--imgsz {size}: must be a positive multiple of {variant.name}'s stride {variant.stride}")
     if random_weights and weights is not None:
         raise BadInput("pass either --weights or --random-weights, not both")
+    if max_drop is not None and (precision != "int8" or random_weights):
+        raise BadInput("--max-drop applies to --precision int8 with real weights (it measures accuracy)")
     label_list = list(variant.labels) if labels is None else (labels if isinstance(labels, list) else read_labels(labels))
     if not random_weights and weights is None and not variant.has_weights:
         raise BadInput(f"model '{variant.name}' ships no weights; pass --weights PATH (a state_dict of this model) "
@@ -120,7 +124,6 @@ def export_bundle(
         ctx = ExportContext(onnx_fp32, work, precision, profile, recipe, size, calibration, wrapper)
         say(f"building the {profile.family} {precision} artifact")
         info = importlib.import_module(EXPORTERS[profile.family]).export_artifact(ctx)
-        onnx_fp32.unlink(missing_ok=True)
 
         head = torch_model.head_spec(size)
         with torch.inference_mode():
@@ -154,15 +157,35 @@ def export_bundle(
             quantization=info.quantization,
             toolchain=_toolchain(info.toolchain),
         )
-        if measure_reference and not random_weights:
+        if (measure_reference or max_drop is not None) and not random_weights:
             say("measuring the FP32 PyTorch reference on the synthetic eval set")
             meta.reference = reference_accuracy(torch_model, meta, recipe)
+        control = None
+        if max_drop is not None:
+            from edgevision.export.accuracy_control import control_accuracy
+
+            if not (meta.reference and meta.reference.get("metrics")):
+                raise BadInput("--max-drop needs the synthetic eval set's labels; it cannot run with custom --labels")
+            exporter = importlib.import_module(EXPORTERS[profile.family])
+            info, control = control_accuracy(exporter, ctx, meta, recipe, max_drop, say, max_float_layers)
+            quant = dict(info.quantization or {})
+            quant["accuracy_control"] = control.to_json()
+            quant["budget_met"] = control.budget_met
+            meta = meta.model_copy(update={"artifact": info.file, "artifact_format": info.format,
+                                           "artifact_io": info.io, "quantization": quant})
         count = DEFAULT_GOLDEN_COUNT if golden is None else golden
         if count > 0:
             say(f"storing golden reference outputs for {count} inputs (checks without PyTorch)")
             meta.golden = store_golden(work, torch_model, meta, recipe, count)
+        for leftover in work.glob(".*"):  # the FP32 graph and converter scratch files
+            leftover.unlink(missing_ok=True)
         write_meta(work, meta)
     say(f"wrote {out}")
+    if control is not None and not control.budget_met:
+        best = control.best
+        raise AccuracyRegression(
+            f"--max-drop {max_drop:g}: the best attempt drops {control.metric_name} by {best.drop:.2f} points "
+            f"with {len(best.float_layers)} layer(s) in float; the bundle at {out} is marked budget_met: false")
     return load_bundle(out)
 
 

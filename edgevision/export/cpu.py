@@ -42,6 +42,7 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     ensure_node_names(model)
     onnx.save(model, str(pre))
     excluded = tail_nodes(model, ctx.recipe.quantization.ignored_types)
+    excluded += [n for n in ctx.recipe.quantization.ignored_names + ctx.options.get("exclude", []) if n not in excluded]
     batches = ctx.calibration.batches[: ctx.recipe.quantization.subset_size]
     input_name = model.graph.input[0].name
 

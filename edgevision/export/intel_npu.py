@@ -34,13 +34,36 @@ def quantize_nncf(model, ctx: ExportContext):
     nncf.set_log_level(logging.ERROR)
 
     q = ctx.recipe.quantization
+    control = ctx.options.get("accuracy_control")
+    if control:
+        from edgevision.export.accuracy_control import nncf_accuracy_control
+
+        with quiet_progress():
+            quantized = nncf_accuracy_control(model, ctx, control["eval_set"], control["io"], control["metric"],
+                                              control["max_drop"], control["output_names"])
+        info = {"tool": "nncf.quantize_with_accuracy_control", "preset": q.preset,
+                "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
+                "float_layers": _float_ops(quantized)}
+        return quantized, info, nncf.__version__
     types = [t for name in q.ignored_types for t in _OV_TYPES.get(name, [name])]
-    scope = nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False)
+    names = list(q.ignored_names) + list(ctx.options.get("exclude", []))
+    scope = nncf.IgnoredScope(types=types, names=names, validate=False)
     preset = nncf.QuantizationPreset.MIXED if q.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     batches = ctx.calibration.batches
     with quiet_progress():
         quantized = nncf.quantize(model, nncf.Dataset(batches), preset=preset,
                                   subset_size=min(q.subset_size, len(batches)), ignored_scope=scope)
     info = {"tool": "nncf", "preset": q.preset, "calibration_images": min(q.subset_size, len(batches)),
-            "ignored_types": types, "ignored_names": list(q.ignored_names)}
+            "ignored_types": types, "ignored_names": names}
     return quantized, info, nncf.__version__
+
+
+def _float_ops(model) -> list[str]:
+    """Convolutions / matmuls whose inputs carry no FakeQuantize: what stayed in float."""
+    out = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
+            src = op.input_value(0).get_node()
+            if src.get_type_name() != "FakeQuantize":
+                out.append(op.get_friendly_name())
+    return out

@@ -80,7 +80,7 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
     # PT2E quantizes the graph input too, so the traced graph takes float pixels (0-255); the runtime feeds
     # them through the input's int8 scale and zero point recorded in the bundle.
     example = torch.zeros(1, ctx.imgsz, ctx.imgsz, 3, dtype=torch.float32)
-    ignored = set(ctx.recipe.quantization.ignored_names)
+    ignored = set(ctx.recipe.quantization.ignored_names) | set(ctx.options.get("exclude", []))
     with torch.no_grad():
         graph = torch.export.export(ctx.wrapper, (example,)).module()
     quantizer = pt2e_quantizer.PT2EQuantizer().set_global(

@@ -37,6 +37,10 @@ class FastYOLO(nn.Module):
         boxes_per_cell: B.
         widths: output channels of the nine conv layers.
         num_pools: stride = 2 ** num_pools; the grid is S = imgsz / stride.
+        outlier: (conv layer, channel, scale): after loading, scale that output channel up and the next layer's
+            matching input weights down. The FP32 function is unchanged (LeakyReLU and max-pool commute with a
+            positive scale) but the activation gets a large outlier, the classic case that breaks per-tensor
+            INT8; it exists to demonstrate accuracy-controlled quantization.
     """
 
     task = "detect"
@@ -47,6 +51,7 @@ class FastYOLO(nn.Module):
         boxes_per_cell: int = 2,
         widths: Sequence[int] = PAPER_WIDTHS,
         num_pools: int = 6,
+        outlier: tuple[int, int, float] | None = None,
     ) -> None:
         super().__init__()
         if len(widths) != 9:
@@ -63,6 +68,20 @@ class FastYOLO(nn.Module):
             cin = cout
         self.features = nn.Sequential(*layers)
         self.head = nn.Conv2d(cin, boxes_per_cell * 5 + num_classes, 1)
+        self.outlier = outlier
+
+    @torch.no_grad()
+    def after_load(self) -> None:
+        """Apply the ``outlier`` rescaling (a no-op for ordinary variants)."""
+        if self.outlier is None:
+            return
+        layer, channel, scale = self.outlier
+        blocks = [m for m in self.features if isinstance(m, ConvBNLeaky)]
+        bn = blocks[layer][1]
+        bn.weight[channel] *= scale
+        bn.bias[channel] *= scale
+        nxt = blocks[layer + 1][0] if layer + 1 < len(blocks) else self.head
+        nxt.weight[:, channel] /= scale
 
     def forward_raw(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised image -> (N, S, S, B*5+C) logits."""

@@ -63,10 +63,13 @@ def build_model(variant: ModelVariant, *, weights: Path | None = None, random_se
     """The FP32 reference in eval mode: user weights, else random init (seeded), else bundled weights."""
     if random_seed is not None:
         torch.manual_seed(random_seed)
-        return variant.build(num_classes).eval()
-    path = weights or variant.weights_path
-    if path is None:
-        raise BadInput(f"model '{variant.name}' ships no weights; pass --weights PATH (a state_dict of this model) "
-                       f"or --random-weights for speed tests")
-    model = variant.build(num_classes)
-    return load_into(model, read_state_dict(path), path).eval()
+        model = variant.build(num_classes)
+    else:
+        path = weights or variant.weights_path
+        if path is None:
+            raise BadInput(f"model '{variant.name}' ships no weights; pass --weights PATH (a state_dict of this "
+                           f"model) or --random-weights for speed tests")
+        model = load_into(variant.build(num_classes), read_state_dict(path), path)
+    if hasattr(model, "after_load"):
+        model.after_load()
+    return model.eval()

@@ -75,6 +75,14 @@ VARIANTS: tuple[ModelVariant, ...] = (
         summary="reduced-width Fast YOLO trained on edgevision's synthetic shapes",
     ),
     ModelVariant(
+        "fast-yolo-demo-outlier", "edgevision.models.fast_yolo:FastYOLO", "detect", imgsz=224, stride=32,
+        labels=SHAPE_CLASSES, preprocess=Preprocess(resize="letterbox"),
+        config={"num_pools": 5, "boxes_per_cell": 2, "widths": (16, 32, 64, 96, 128, 192, 256, 256, 192),
+                "outlier": (5, 7, 80.0)},
+        weights="fast-yolo-demo.pt",
+        summary="fast-yolo-demo with one activation channel scaled x80 (same FP32 output): breaks plain INT8",
+    ),
+    ModelVariant(
         "mobile-unet", "edgevision.models.mobile_unet:MobileUNet", "segment", imgsz=256, stride=32,
         labels=("background", *SHAPE_CLASSES), preprocess=IMAGENET,
         weights="mobile-unet.pt",

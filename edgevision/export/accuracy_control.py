@@ -1,0 +1,212 @@
+"""Accuracy-controlled INT8: `export ... --precision int8 --max-drop 0.5`.
+
+Quantize, measure the recipe's primary metric (mAP@0.5 or mIoU, in points) on the eval set against the FP32
+reference, and while the drop exceeds the budget move the layers that hurt most back to float, then try
+again; stop at the budget or at the layer limit, keeping the best attempt.
+
+* intel-npu (OpenVINO): NNCF's ``quantize_with_accuracy_control`` does the search itself, with edgevision's
+  metric as its validation function.
+* cpu and jetson (QDQ ONNX) and rpi (LiteRT via PT2E): edgevision's loop, ranking layers with the per-layer
+  divergence of ``edgevision.check.per_layer`` and excluding them from quantization (ONNX Runtime's
+  ``nodes_to_exclude``; PT2E ``set_module_name(..., None)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.check.evaluate import ModelIO, evaluate
+from edgevision.data.datasets import EvalSet
+
+DEFAULT_MAX_FLOAT_LAYERS = 6
+
+
+@dataclass
+class Attempt:
+    float_layers: list[str]
+    metric: float
+    drop: float
+
+    def to_json(self) -> dict:
+        return {"float_layers": list(self.float_layers), "metric": round(self.metric, 3), "drop": round(self.drop, 3)}
+
+
+@dataclass
+class ControlResult:
+    metric_name: str
+    reference: float
+    max_drop: float
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def best(self) -> Attempt:
+        return min(self.attempts, key=lambda a: (a.drop, len(a.float_layers)))
+
+    @property
+    def budget_met(self) -> bool:
+        return self.best.drop <= self.max_drop + 1e-9
+
+    def to_json(self) -> dict:
+        return {"metric": self.metric_name, "reference": round(self.reference, 3), "max_drop": self.max_drop,
+                "budget_met": self.budget_met, "best": self.best.to_json(),
+                "steps": [a.to_json() for a in self.attempts]}
+
+
+class _CallableRunner:
+    """Adapts any ``f(batch) -> outputs`` to the Runner interface evaluate() expects."""
+
+    def __init__(self, fn: Callable[[np.ndarray], list[np.ndarray]]) -> None:
+        self.fn = fn
+
+    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+        return self.fn(batch)
+
+
+def primary_metric(run_fn, eval_set: EvalSet, io: ModelIO, metric: str, output_names: list[str]) -> float:
+    outcome = evaluate({"artifact": _CallableRunner(run_fn)}, eval_set, io, output_names=output_names)
+    return float(outcome.metrics["artifact"][metric])
+
+
+def control_loop(quantize: Callable[[list[str]], Path], measure: Callable[[Path], float],
+                 rank: Callable[[Path, list[str]], list[str]], reference: float, max_drop: float, metric_name: str,
+                 max_layers: int = DEFAULT_MAX_FLOAT_LAYERS, say: Callable[[str], None] = lambda _: None,
+                 ) -> tuple[ControlResult, list[str]]:
+    """Generic search: returns the result and the float-layer list of the best attempt (already re-quantized
+    when it is not the last one tried)."""
+    result = ControlResult(metric_name, reference, max_drop)
+    excluded: list[str] = []
+    while True:
+        artifact = quantize(excluded)
+        value = measure(artifact)
+        attempt = Attempt(list(excluded), value, reference - value)
+        result.attempts.append(attempt)
+        say(f"{metric_name} {value:.2f} (drop {attempt.drop:.2f}, budget {max_drop:g}) with "
+            f"{len(excluded)} layer(s) in float")
+        if attempt.drop <= max_drop or len(excluded) >= max_layers:
+            break
+        candidates = [name for name in rank(artifact, excluded) if name not in excluded]
+        if not candidates:
+            break
+        excluded.append(candidates[0])
+    best = result.best
+    if best is not result.attempts[-1]:
+        quantize(best.float_layers)  # leave the best attempt's artifact in place
+    return result, best.float_layers
+
+
+def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: str, max_drop: float,
+                          output_names: list[str]):
+    """OpenVINO: nncf.quantize_with_accuracy_control with edgevision's metric as the validation function."""
+    import nncf
+
+    from edgevision.ops.preprocess import prepare
+
+    q = ctx.recipe.quantization
+    from edgevision.export.intel_npu import _OV_TYPES
+
+    types = [t for name in q.ignored_types for t in _OV_TYPES.get(name, [name])]
+    items = [np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None]) for s in eval_set.samples]
+
+    def validate(compiled, data) -> float:
+        outputs = list(compiled.outputs)
+
+        def run(batch):
+            res = compiled(batch)
+            return [np.asarray(res[o]) for o in outputs]
+
+        return primary_metric(run, eval_set, io, metric, output_names)
+
+    quantized = nncf.quantize_with_accuracy_control(
+        model, nncf.Dataset(ctx.calibration.batches), nncf.Dataset(items), validate, max_drop=max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        preset=nncf.QuantizationPreset.MIXED if q.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        subset_size=min(q.subset_size, len(ctx.calibration.batches)),
+        ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False))
+    return quantized
+
+
+def _provisional_bundle(ctx, meta, info):
+    from edgevision.bundle import Bundle
+
+    m = meta.model_copy(update={"artifact": info.file, "artifact_format": info.format, "artifact_io": info.io})
+    return Bundle(ctx.workdir, m)
+
+
+def _onnx_ranking(ctx, artifact: Path, inputs: list[np.ndarray]) -> list[tuple[str, str]]:
+    """(node name, torch module) pairs, worst added error first."""
+    from edgevision.check.per_layer import onnx_per_layer
+
+    layers = onnx_per_layer(ctx.onnx_fp32, artifact, inputs)
+    layers = [e for e in layers if np.isfinite(e.added_db) and e.op_type in ("Conv", "MatMul", "Gemm", "ConvTranspose",
+                                                                              "Add", "MaxPool", "LeakyRelu", "Relu",
+                                                                              "Clip", "Mul", "Concat", "Resize")]
+    layers.sort(key=lambda e: -e.added_db)
+    return [(e.name, e.scope) for e in layers]
+
+
+def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
+                     max_layers: int = DEFAULT_MAX_FLOAT_LAYERS) -> tuple[object, ControlResult]:
+    """Run the target's accuracy-control search; returns the final ArtifactInfo and the search record."""
+    from edgevision.data.datasets import synthetic_eval_set
+    from edgevision.models.registry import get_variant
+    from edgevision.ops.preprocess import prepare
+    from edgevision.runtime.base import open_runner
+
+    variant = get_variant(meta.model)
+    metric = recipe.primary_metric
+    eval_set = synthetic_eval_set(meta.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, meta.task)
+    io = ModelIO.from_bundle(meta, recipe)
+    names = [o.name for o in meta.outputs]
+    reference = float(meta.reference["metrics"][metric])
+    probe = [np.ascontiguousarray(prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None])
+             for s in eval_set.samples[:8]]
+    state = {"info": None}
+
+    def measure(_artifact: Path) -> float:
+        runner = open_runner(_provisional_bundle(ctx, meta, state["info"]))
+        try:
+            return primary_metric(runner.run, eval_set, io, metric, names)
+        finally:
+            runner.close()
+
+    if ctx.profile.family == "intel-npu":
+        ctx.options["accuracy_control"] = {"eval_set": eval_set, "io": io, "metric": metric, "max_drop": max_drop,
+                                           "output_names": names}
+        say(f"NNCF accuracy-controlled quantization (max drop {max_drop:g} {metric})")
+        info = exporter.export_artifact(ctx)
+        state["info"] = info
+        value = measure(ctx.workdir / info.file)
+        result = ControlResult(metric, reference, max_drop, [Attempt(info.quantization.get("float_layers", []), value,
+                                                                      reference - value)])
+        return info, result
+
+    if ctx.profile.family == "rpi":
+        # PT2E excludes whole PyTorch modules; rank them on a QDQ proxy of the same int8 scheme
+        from edgevision.export.cpu import quantize_qdq
+
+        proxy = ctx.workdir / ".proxy.onnx"
+        quantize_qdq(ctx, proxy, symmetric_activations=True)
+        ranking = []
+        for _node, scope in _onnx_ranking(ctx, proxy, probe):
+            module = "model." + scope.rsplit(".", 1)[0] if scope.count(".") >= 1 else ("model." + scope if scope else "")
+            if module and module != "model." and module not in ranking:
+                ranking.append(module)
+        proxy.unlink(missing_ok=True)
+
+        def rank(_artifact, _excluded):
+            return ranking
+    else:
+        def rank(artifact, _excluded):
+            return [name for name, _ in _onnx_ranking(ctx, artifact, probe)]
+
+    def quantize(excluded: list[str]) -> Path:
+        ctx.options["exclude"] = list(excluded)
+        state["info"] = exporter.export_artifact(ctx)
+        return ctx.workdir / state["info"].file
+
+    result, _best = control_loop(quantize, measure, rank, reference, max_drop, metric, max_layers=max_layers, say=say)
+    return state["info"], result

@@ -1,0 +1,54 @@
+"""Accuracy-controlled INT8 (--max-drop) on a model built to break plain INT8, on every target."""
+
+import json
+
+import pytest
+
+from edgevision.bundle import load_bundle
+from edgevision.check.compare import check_bundle
+from edgevision.cli import main
+
+MODEL = "fast-yolo-demo-outlier"
+
+
+def test_the_outlier_variant_is_the_same_function_in_fp32():
+    import torch
+
+    from edgevision.models.loading import build_model
+    from edgevision.models.registry import get_variant
+
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        a = build_model(get_variant("fast-yolo-demo"))(x)
+        b = build_model(get_variant(MODEL))(x)
+    assert torch.allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize("target", ["cpu", "jetson", "intel-npu", "rpi"])
+def test_plain_int8_breaks_and_max_drop_brings_it_back(capsys, export_once, target, tmp_path):
+    plain = export_once(MODEL, target, "int8")
+    report = check_bundle(plain)
+    assert not report["passed"], "plain INT8 must break the budget on the outlier model"
+    out = tmp_path / "controlled"
+    code = main(["export", MODEL, "--target", target, "--max-drop", "0.5", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
+    meta = load_bundle(out).meta
+    control = meta.quantization["accuracy_control"]
+    assert control["budget_met"] and control["best"]["drop"] <= 0.5
+    assert control["steps"][0]["drop"] > 0.5  # the first attempt is plain INT8 (or NNCF's own search)
+    assert check_bundle(load_bundle(out))["passed"]
+
+
+def test_an_unreachable_budget_keeps_the_best_bundle_and_exits_1(capsys, tmp_path):
+    out = tmp_path / "b"
+    code = main(["export", MODEL, "--target", "cpu", "--max-drop", "0.5", "--max-float-layers", "0", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 1 and "budget_met: false" in err and "drop" in err
+    meta = json.loads((out / "edgevision.json").read_text())
+    assert meta["quantization"]["budget_met"] is False
+
+
+def test_max_drop_needs_int8_and_real_weights(capsys):
+    assert main(["export", "fast-yolo-demo", "--precision", "fp32", "--max-drop", "1"]) == 2
+    assert main(["export", "fast-yolo-demo", "--random-weights", "--max-drop", "1"]) == 2
