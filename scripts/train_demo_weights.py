@@ -42,6 +42,7 @@ def main() -> None:
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
     os.close(fd)
     torch.save(sd, tmp)
+    os.chmod(tmp, 0o644)  # mkstemp creates 0600; weights are package data
     os.replace(tmp, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     report_accuracy(variant, model)
