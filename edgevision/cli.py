@@ -314,10 +314,12 @@ def print_check(report: dict) -> None:
         out.print(f"golden set ({golden['samples']} inputs stored in the bundle): {g}")
     layers = report.get("per_layer")
     if layers:
-        table = Table("rank", "layer", "op", "module", "SQNR dB", "added dB", "cosine", box=None, pad_edge=False)
+        table = Table("rank", "layer", "op", "module", "SQNR dB", "SQNR drop dB", "added noise", "cosine", box=None,
+                      pad_edge=False)
         for i, x in enumerate(layers["top"], 1):
             table.add_row(str(i), x["name"], x["op_type"], x.get("scope") or "-", _fmt(x["sqnr_db"]),
-                          _fmt(x["added_db"]), f"{x['cosine']:.5f}")
+                          _fmt(x["added_db"]) if x["added_db"] is not None else "exact input",
+                          f"{x['added_noise']:.2e}", f"{x['cosine']:.5f}")
         out.print(f"per-layer error ({layers['samples']} inputs), worst first:")
         out.print(table)
         if layers["keep_in_higher_precision"]:
@@ -459,6 +461,13 @@ def demo(
                       _fmt(row["artifact"]), _fmt(row["delta"]), _fmt(row["reference_ms"]), _fmt(row["artifact_ms"]),
                       f"{row['speedup']:.1f}x", "PASS" if row["passed"] else "FAIL")
     out.print(table)
+    video = summary["video"]
+    vs = video["detection_vs_truth"]
+    out.print(f"generated video ({video['frames']} frames): detector mAP@0.5 {_fmt(vs['map50'])} against the exact "
+              f"boxes; pipeline " + ", ".join(f"{k} {_fmt(v['fps'])} FPS" for k, v in video["pipeline"].items()))
+    found = sum(len(p["detections"]) for p in summary["photos"])
+    out.print(f"real photos: {len(summary['photos'])} annotated ({found} shapes found; the demo detector knows only "
+              f"synthetic shapes)")
     out.print("written:")
     for what, path in summary["written"].items():
         out.print(f"  {what}: {path}")

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from edgevision.check.per_layer import Node, rank_layers, sqnr_db
+from edgevision.check.per_layer import Node, rank_by_added_noise, rank_layers, sqnr_db
 from edgevision.cli import main
 
 
@@ -22,9 +22,11 @@ def test_rank_layers_attributes_error_to_the_layer_that_adds_it():
     nodes = [Node("l1", "Conv", ["x"], ["t1"]), Node("l2", "Conv", ["t1"], ["t2"]), Node("l3", "Relu", ["t2"], ["t3"])]
     ref = {"t1": [a], "t2": [b], "t3": [c]}
     art = {"t1": [a + 0.001], "t2": [b + 0.3], "t3": [c + 0.3]}  # l2 adds the error; l3 only carries it
-    ranked = sorted(rank_layers(nodes, ref, art, "x"), key=lambda e: -e.added_db)
+    ranked = rank_by_added_noise(rank_layers(nodes, ref, art, "x"))
     assert ranked[0].name == "l2"
     assert abs(next(e for e in ranked if e.name == "l3").added_db) < 1.0
+    # l1 is fed an exact input: its (small) error does not outrank the layer that really degrades the signal
+    assert next(e for e in ranked if e.name == "l1").added_db is not None
 
 
 def test_per_layer_puts_the_perturbed_layer_first(capsys, export_once, tmp_path):

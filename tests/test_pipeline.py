@@ -95,18 +95,27 @@ def test_image_folder_with_a_corrupt_file(yolo_cpu_int8, tmp_path):
     assert glob_summary["frames_processed"] == 3
 
 
-def test_truncated_video_ends_cleanly(yolo_cpu_int8, clip, tmp_path):
-    path, _ = clip
-    data = path.read_bytes()
-    broken = tmp_path / "truncated.mp4"
+def test_truncated_video_ends_cleanly(yolo_cpu_int8, tmp_path):
+    full = tmp_path / "full.avi"  # MJPG in AVI: a cut file keeps its header and plays up to the cut
+    write_video(full, frames=40, seed=3)
+    data = full.read_bytes()
+    broken = tmp_path / "truncated.avi"
     broken.write_bytes(data[: len(data) // 2])
     out = tmp_path / "out.mp4"
     code = main(["run", str(yolo_cpu_int8.path), "--source", str(broken), "--out", str(out),
                  "--stats", str(tmp_path / "s.json")])
     assert code == 0
     s = json.loads((tmp_path / "s.json").read_text())
-    assert 0 < s["frames_processed"] < 40
+    assert 5 < s["frames_processed"] < 40
     assert frame_count(out) == s["frames_processed"]
+
+
+def test_a_video_cut_before_its_index_is_bad_input(capsys, yolo_cpu_int8, clip, tmp_path):
+    path, _ = clip
+    broken = tmp_path / "cut.mp4"  # MP4 keeps its index (moov) at the end: without it nothing is readable
+    broken.write_bytes(path.read_bytes()[:5000])
+    assert main(["run", str(yolo_cpu_int8.path), "--source", str(broken)]) == 2
+    assert "cannot be opened" in capsys.readouterr().err
 
 
 class FlakyCapture:

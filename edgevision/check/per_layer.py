@@ -3,8 +3,9 @@
 Both graphs run with their intermediate tensors exposed (ONNX Runtime and OpenVINO by marking every tensor an
 output, LiteRT by preserving all tensors), tensors are matched by name, and each layer is scored by the SQNR
 of its output against the reference, SQNR = 10 log10(|ref|^2 / |ref - artifact|^2) dB. A layer's *added*
-error is the SQNR drop from its (worst) input to its output; the ranking by that drop names the layers to
-keep in higher precision. The Polygraphy idea, for every backend edgevision targets.
+error is the SQNR drop from its (worst) input to its output; layers are ranked by the noise power they add
+(the same drop in linear terms, so a layer fed exact inputs is not over-blamed for its small inherent error),
+which names the layers to keep in higher precision. The Polygraphy idea, for every backend edgevision targets.
 """
 
 from __future__ import annotations
@@ -25,13 +26,20 @@ class LayerError:
     tensor: str
     sqnr_db: float
     input_sqnr_db: float
-    added_db: float  # input SQNR - output SQNR (how much error this layer adds)
+    added_db: float  # SQNR drop from input to output (inf when the input is exact)
+    added_noise: float  # noise-to-signal power the layer adds: 10^(-SQNR_out/10) - 10^(-SQNR_in/10); the ranking
     cosine: float
     scope: str = ""  # the PyTorch module it came from, when the graph records it
 
     def to_json(self) -> dict:
-        return {k: (round(v, 3) if isinstance(v, float) and np.isfinite(v) else (None if isinstance(v, float) else v))
-                for k, v in self.__dict__.items()}
+        def clean(k, v):
+            if not isinstance(v, float):
+                return v
+            if not np.isfinite(v):
+                return None
+            return float(f"{v:.3e}") if k == "added_noise" else round(v, 3)
+
+        return {k: clean(k, v) for k, v in self.__dict__.items()}
 
 
 def sqnr_db(ref: np.ndarray, art: np.ndarray) -> float:
@@ -44,6 +52,11 @@ def sqnr_db(ref: np.ndarray, art: np.ndarray) -> float:
     if s2 == 0:
         return float("-inf")
     return 10 * np.log10(s2 / e2)
+
+
+def _nsr(sqnr: float) -> float:
+    """Noise-to-signal power ratio of an SQNR in dB (0 for an exact tensor)."""
+    return 0.0 if sqnr == float("inf") else float(10 ** (-sqnr / 10))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -82,8 +95,9 @@ def rank_layers(nodes: list[Node], ref: dict[str, list[np.ndarray]], art: dict[s
         sq[t] = s
         ins = [sq[i] for i in node.inputs if i in sq]
         s_in = min(ins) if ins else float("inf")
-        added = (s_in - s) if np.isfinite(s_in) else (60.0 - min(s, 60.0))  # from a clean input: vs 60 dB
-        layers.append(LayerError(node.name, node.op_type, t, s, s_in, added, _cosine(r, a), node.scope))
+        added = s_in - s if np.isfinite(s_in) or not np.isfinite(s) else float("inf")
+        noise = _nsr(s) - _nsr(s_in)
+        layers.append(LayerError(node.name, node.op_type, t, s, s_in, added, noise, _cosine(r, a), node.scope))
     return layers
 
 
@@ -278,13 +292,17 @@ def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top:
             layers = litert_per_layer(ref_tflite, bundle.artifact_path, inputs, threads)
         else:
             raise ValueError(f"no per-layer comparison for {fmt}")
-    ranked = sorted(layers, key=lambda e: -e.added_db if np.isfinite(e.added_db) else 0)
+    ranked = rank_by_added_noise(layers)
     return {
         "samples": len(inputs),
         "layers": [e.to_json() for e in layers],  # graph order, for plotting along the network
         "top": [e.to_json() for e in ranked[:top]],
-        "keep_in_higher_precision": [e.name for e in ranked[: min(3, len(ranked))] if e.added_db > 1.0],
+        "keep_in_higher_precision": [e.name for e in ranked[:3] if e.added_noise > 1e-3],
     }
+
+
+def rank_by_added_noise(layers: list[LayerError]) -> list[LayerError]:
+    return sorted(layers, key=lambda e: -e.added_noise)
 
 
 def plot_per_layer(report: dict, path: Path, title: str = "") -> None:

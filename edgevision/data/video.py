@@ -82,11 +82,12 @@ class MovingShapesVideo:
 
 def write_video(path: Path, frames: int = 60, size: tuple[int, int] = (480, 640), fps: float = 15.0,
                 seed: int = 0, lanes: int = 3) -> VideoTruth:
-    """Write an MP4 (mp4v) of moving shapes and return the exact boxes of every frame."""
+    """Write a video of moving shapes (.mp4: mp4v, .avi: MJPG) and return the exact boxes of every frame."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     video = MovingShapesVideo(size, lanes, seed)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (size[1], size[0]))
+    fourcc = "MJPG" if path.suffix.lower() == ".avi" else "mp4v"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (size[1], size[0]))
     if not writer.isOpened():
         raise RuntimeError(f"{path}: OpenCV cannot write MP4 here")
     truth = VideoTruth([], [])

@@ -136,16 +136,40 @@ def _provisional_bundle(ctx, meta, info):
     return Bundle(ctx.workdir, m)
 
 
-def _onnx_ranking(ctx, artifact: Path, inputs: list[np.ndarray]) -> list[tuple[str, str]]:
-    """(node name, torch module) pairs, worst added error first."""
-    from edgevision.check.per_layer import onnx_per_layer
+def _float_producers(model) -> dict[str, list[str]]:
+    """For each node, the non-Q/DQ nodes whose outputs it reads, looking through QuantizeLinear/DequantizeLinear."""
+    producer = {t: n for n in model.graph.node for t in n.output}
+
+    def source(tensor: str) -> str | None:
+        node = producer.get(tensor)
+        while node is not None and node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+            node = producer.get(node.input[0])
+        return node.name if node is not None else None
+
+    return {n.name: [p for p in (source(i) for i in n.input) if p] for n in model.graph.node}
+
+
+def _onnx_ranking(ctx, artifact: Path, inputs: list[np.ndarray], excluded: list[str] = ()) -> list[tuple[str, str]]:
+    """(node name, torch module) pairs, most added noise first. A layer that is already float but still adds
+    noise is fed a badly quantized tensor, so the layers producing its inputs take its place."""
+    import onnx
+
+    from edgevision.check.per_layer import onnx_per_layer, rank_by_added_noise
 
     layers = onnx_per_layer(ctx.onnx_fp32, artifact, inputs)
-    layers = [e for e in layers if np.isfinite(e.added_db) and e.op_type in ("Conv", "MatMul", "Gemm", "ConvTranspose",
-                                                                              "Add", "MaxPool", "LeakyRelu", "Relu",
-                                                                              "Clip", "Mul", "Concat", "Resize")]
-    layers.sort(key=lambda e: -e.added_db)
-    return [(e.name, e.scope) for e in layers]
+    scope = {e.name: e.scope for e in layers}
+    producers = _float_producers(onnx.load(str(artifact)))
+    quantizable = ("Conv", "MatMul", "Gemm", "ConvTranspose", "Add", "MaxPool", "LeakyRelu", "Relu", "Clip", "Mul",
+                   "Concat", "Resize", "AveragePool", "GlobalAveragePool")
+    out: list[tuple[str, str]] = []
+    for e in rank_by_added_noise(layers):
+        if e.added_noise <= 0 or e.op_type not in quantizable:
+            continue
+        names = producers.get(e.name, []) if e.name in excluded else [e.name]
+        for name in names:
+            if name not in excluded and name not in (n for n, _ in out):
+                out.append((name, scope.get(name, "")))
+    return out
 
 
 def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
@@ -200,8 +224,8 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         def rank(_artifact, _excluded):
             return ranking
     else:
-        def rank(artifact, _excluded):
-            return [name for name, _ in _onnx_ranking(ctx, artifact, probe)]
+        def rank(artifact, excluded):
+            return [name for name, _ in _onnx_ranking(ctx, artifact, probe, excluded)]
 
     def quantize(excluded: list[str]) -> Path:
         ctx.options["exclude"] = list(excluded)
