@@ -83,10 +83,8 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
     ignored = set(ctx.recipe.quantization.ignored_names) | set(ctx.options.get("exclude", []))
     with torch.no_grad():
         graph = torch.export.export(ctx.wrapper, (example,)).module()
-    quantizer = pt2e_quantizer.PT2EQuantizer().set_global(
+    quantizer = _quantizer_keeping_float(pt2e_quantizer.PT2EQuantizer, ignored).set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
-    for name in ignored:
-        quantizer.set_module_name(name, None)
     prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
     batches = ctx.calibration.batches[: ctx.recipe.quantization.subset_size]
     with torch.no_grad():
@@ -96,6 +94,34 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
     _convert(litert_torch, converted, (example,), out, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     return {"tool": "litert-torch PT2E", "weights": "int8 symmetric per-channel", "activations": "int8",
             "calibration_images": len(batches), "ignored_names": sorted(ignored)}
+
+
+def _module_paths(node) -> set[str]:
+    """The dotted PyTorch module paths a traced node came from ("model.features.5", ...)."""
+    paths = set()
+    for key, value in node.meta.get("nn_module_stack", {}).items():
+        path = value[0] if isinstance(value, tuple) else key
+        for prefix in ("L['self'].", "L__self__"):
+            if path.startswith(prefix):
+                path = path[len(prefix):]
+        paths.add(path)
+    return paths
+
+
+def _quantizer_keeping_float(base, float_modules: set[str]):
+    """litert-torch's PT2E quantizer, minus the modules to keep in float (its own set_module_name(name, None)
+    is not supported): their nodes lose their quantization annotations before observers are inserted."""
+
+    class Quantizer(base):
+        def annotate(self, model):
+            model = super().annotate(model)
+            if float_modules:
+                for node in model.graph.nodes:
+                    if _module_paths(node) & float_modules:
+                        node.meta.pop("quantization_annotation", None)
+            return model
+
+    return Quantizer()
 
 
 def _cast_weights_fp16(path: Path) -> dict:
