@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Every benchmark, one after another, each printing its own markdown; results go to benchmarks/out/.
+# Run on a quiet machine: bash benchmarks/run_all.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p benchmarks/out
+python benchmarks/bench_nms.py | tee benchmarks/out/nms.md
+python benchmarks/bench_backends.py | tee benchmarks/out/backends.md
+python benchmarks/bench_pipeline.py | tee benchmarks/out/pipeline.md
+python benchmarks/bench_pipeline_memory.py | tee benchmarks/out/memory.md
+python benchmarks/bench_targets.py | tee benchmarks/out/targets.md
