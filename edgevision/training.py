@@ -152,7 +152,7 @@ def _flip(images: np.ndarray, boxes: list[np.ndarray], sem: np.ndarray | None, r
 
 
 def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float, seed: int = 0,
-          crop_until: float = 0.7, log: Callable[[str], None] = print) -> torch.nn.Module:
+          crop_until: float = 0.7, init=None, log: Callable[[str], None] = print) -> torch.nn.Module:
     """Train ``variant`` from scratch on procedural scenes for ``steps`` steps; returns the model (eval mode).
 
     Deterministic given the arguments. Segmentation trains on half-size crops for the first ``crop_until`` of
@@ -161,6 +161,10 @@ def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = variant.build()
+    if init is not None:
+        from edgevision.models.loading import load_into, read_state_dict
+
+        load_into(model, read_state_dict(init), init)
     size = variant.imgsz
     grid = size // variant.stride
     spec = SceneSpec(size=(size, size), grid=grid, letterbox_prob=0.3)

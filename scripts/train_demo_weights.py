@@ -29,6 +29,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("model", choices=sorted(DEFAULTS))
     ap.add_argument("--steps", type=int, help="override the model's default step count")
+    ap.add_argument("--init", type=Path, help="start from these weights (a second, fine-tuning stage)")
+    ap.add_argument("--lr", type=float, help="override the model's default learning rate")
+    ap.add_argument("--crop-until", type=float, default=0.7, help="segmentation: fraction of steps on crops")
+    ap.add_argument("--pool", type=int, help="override the number of scenes rendered")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
@@ -36,7 +40,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     variant = get_variant(args.model)
     pool, batch, lr, steps = DEFAULTS[args.model]
-    model = train(variant, steps=args.steps or steps, pool_size=pool, batch=batch, lr=lr, seed=args.seed)
+    model = train(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch, lr=args.lr or lr,
+                  seed=args.seed, crop_until=args.crop_until, init=args.init)
     out = args.out or variant.weights_path
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")

@@ -80,10 +80,14 @@ def test_jetson_int8_qdq_is_in_tensorrt_form(export_once):
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q_nodes = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert q_nodes
+    int8_zero_points = 0
     for n in q_nodes:
         if len(n.input) > 2 and n.input[2] in inits:
             zp = inits[n.input[2]]
-            assert zp.dtype == np.int8 and not zp.any(), f"{n.name}: zero point must be int8 0"
+            # activations and weights: int8; biases: int32 (what TensorRT expects); always zero
+            assert zp.dtype in (np.int8, np.int32) and not zp.any(), f"{n.name}: zero point must be 0"
+            int8_zero_points += zp.dtype == np.int8
+    assert int8_zero_points > 0
     per_channel = [n for n in q_nodes if n.op_type == "DequantizeLinear" and inits.get(n.input[1]) is not None
                    and inits[n.input[1]].ndim == 1 and inits[n.input[1]].size > 1]
     assert per_channel, "conv weights are quantized per channel"
