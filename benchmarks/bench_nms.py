@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from edgevision.ops.nms import _session, non_max_suppression
+from edgevision.ops.nms import _cache, non_max_suppression
 from edgevision.ops.yolo import decode_yolov1
 
 
@@ -71,7 +71,7 @@ def main() -> None:
         sel = scores > 0.1
         b, s, c = boxes[sel], scores[sel], classes[sel]
         shifted = b + (c.astype(np.float32) * (b.max() + 1))[:, None]
-        sess = _session()
+        sess = _cache().session
         feeds = {"boxes": shifted[None], "scores": s[None, None], "max_output": np.array([300], np.int64),
                  "iou_threshold": np.array([0.45], np.float32)}
         xywh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)

@@ -14,23 +14,42 @@ from pathlib import Path
 import numpy as np
 
 _GRAPH = Path(__file__).with_name("nms.onnx")
+_OUTPUTS = ["selected"]
 _local = threading.local()  # one session per thread: pipeline stages call NMS concurrently
 
 
-def _session():
-    sess = getattr(_local, "session", None)
-    if sess is None:
+class _Cache:
+    """A thread's ONNX Runtime session plus the small constant inputs, built once."""
+
+    def __init__(self) -> None:
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        sess = ort.InferenceSession(str(_GRAPH), opts, providers=["CPUExecutionProvider"])
-        _local.session = sess
-        _local.iou = {}
-        _local.max_out = {}
-    return sess
+        self.session = ort.InferenceSession(str(_GRAPH), opts, providers=["CPUExecutionProvider"])
+        self._iou: dict[float, np.ndarray] = {}
+        self._max: dict[int, np.ndarray] = {}
+
+    def iou(self, value: float) -> np.ndarray:
+        arr = self._iou.get(value)
+        if arr is None:
+            arr = self._iou[value] = np.array([value], np.float32)
+        return arr
+
+    def max_out(self, value: int) -> np.ndarray:
+        arr = self._max.get(value)
+        if arr is None:
+            arr = self._max[value] = np.array([value], np.int64)
+        return arr
+
+
+def _cache() -> _Cache:
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = _Cache()
+    return cache
 
 
 def non_max_suppression(
@@ -39,7 +58,7 @@ def non_max_suppression(
     class_ids: np.ndarray | None = None,
     *,
     iou_threshold: float = 0.45,
-    score_threshold: float = 0.0,
+    score_threshold: float | None = 0.0,
     max_detections: int = 300,
     top_k: int = 3000,
     class_agnostic: bool = False,
@@ -51,7 +70,7 @@ def non_max_suppression(
         scores: (N,).
         class_ids: (N,) integer class of each box; required unless ``class_agnostic``.
         iou_threshold: a box is suppressed by a better one of its class overlapping it by more than this.
-        score_threshold: boxes scoring at or below this are dropped first.
+        score_threshold: boxes scoring at or below this are dropped first (None: the caller already did).
         max_detections: at most this many indices are returned.
         top_k: only the ``top_k`` best-scoring boxes enter the kernel.
         class_agnostic: suppress across classes.
@@ -69,28 +88,31 @@ def non_max_suppression(
     if max_detections < 1 or top_k < 1:
         raise ValueError("max_detections and top_k must be positive")
 
-    idx = np.flatnonzero(scores > score_threshold)
+    if score_threshold is None:  # the caller already filtered (the YOLO decode does)
+        idx = np.arange(scores.shape[0])
+    else:
+        idx = np.flatnonzero(scores > score_threshold)
     if idx.size == 0:
         return idx
     if idx.size > top_k:
         part = np.argpartition(scores[idx], idx.size - top_k)[idx.size - top_k :]
         idx = idx[part]
-    sel_boxes = boxes[idx].astype(np.float32, copy=False)
+    sel_boxes = boxes[idx] if idx.size != boxes.shape[0] else boxes
+    sel_scores = scores[idx] if idx.size != scores.shape[0] else scores
+    if sel_boxes.dtype != np.float32:
+        sel_boxes = sel_boxes.astype(np.float32)
     if not class_agnostic:
         # Shift every class into its own square of side `span`, so boxes of different classes never overlap.
-        span = float(sel_boxes.max() - min(sel_boxes.min(), 0.0)) + 1.0
-        sel_boxes = sel_boxes + (np.asarray(class_ids)[idx].astype(np.float32) * span)[:, None]
-    sess = _session()
-    iou = _local.iou.get(iou_threshold)
-    if iou is None:
-        iou = _local.iou[iou_threshold] = np.array([iou_threshold], np.float32)
-    max_out = _local.max_out.get(max_detections)
-    if max_out is None:
-        max_out = _local.max_out[max_detections] = np.array([max_detections], np.int64)
-    keep = sess.run(None, {
+        cls = np.asarray(class_ids)
+        cls = cls[idx] if idx.size != cls.shape[0] else cls
+        span = float(sel_boxes.max()) + 1.0 - min(float(sel_boxes.min()), 0.0)
+        sel_boxes = sel_boxes + (cls * np.float32(span)).astype(np.float32)[:, None]
+    cache = _cache()
+    feeds = {
         "boxes": sel_boxes[None],
-        "scores": scores[idx].astype(np.float32, copy=False)[None, None],
-        "max_output": max_out,
-        "iou_threshold": iou,
-    })[0][:, 2]
+        "scores": sel_scores.astype(np.float32, copy=False)[None, None],
+        "max_output": cache.max_out(max_detections),
+        "iou_threshold": cache.iou(iou_threshold),
+    }
+    keep = cache.session.run(_OUTPUTS, feeds)[0][:, 2]
     return idx[keep]

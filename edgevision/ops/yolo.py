@@ -18,10 +18,10 @@ from edgevision.ops.results import Detections
 
 @lru_cache(maxsize=16)
 def _cell_origins(grid: int, boxes_per_cell: int) -> np.ndarray:
-    """(S*S, B, 2) x, y of each cell's top-left corner, in cells."""
+    """(S*S*B, 2) x, y of the top-left corner of each box's cell, in cells."""
     rows, cols = np.divmod(np.arange(grid * grid), grid)
     xy = np.stack([cols, rows], -1).astype(np.float32)
-    return np.repeat(xy[:, None, :], boxes_per_cell, axis=1)
+    return np.repeat(xy, boxes_per_cell, axis=0)
 
 
 def decode_yolov1(
@@ -36,14 +36,12 @@ def decode_yolov1(
     box = flat[:, : b * 5].reshape(grid * grid, b, 5)
     probs = flat[:, b * 5 :]
     cls = probs.argmax(1)
-    scores = box[:, :, 4] * probs[np.arange(grid * grid), cls][:, None]  # (S*S, B)
-    keep = np.flatnonzero(scores.ravel() > score_threshold)
+    scores = (box[:, :, 4] * probs.max(1)[:, None]).ravel()  # (S*S*B,)
+    keep = np.flatnonzero(scores > score_threshold)
     box = box.reshape(-1, 5)[keep]
-    cell = imgsz / grid
-    centre = (box[:, :2] + _cell_origins(grid, b).reshape(-1, 2)[keep]) * cell
+    centre = (box[:, :2] + _cell_origins(grid, b)[keep]) * (imgsz / grid)
     half = (box[:, 2:4] * box[:, 2:4] if sqrt_wh else box[:, 2:4]) * (imgsz / 2)
-    boxes = np.concatenate([centre - half, centre + half], axis=1)
-    return boxes, scores.ravel()[keep], np.repeat(cls, b)[keep]
+    return np.hstack((centre - half, centre + half)), scores[keep], cls.repeat(b)[keep]
 
 
 class YoloV1Postprocessor:
@@ -67,8 +65,8 @@ class YoloV1Postprocessor:
         )
         if len(scores) == 0:
             return Detections.empty()
-        keep = non_max_suppression(boxes, scores, cls, iou_threshold=self.iou, max_detections=self.max_detections,
-                                   class_agnostic=self.class_agnostic)
+        keep = non_max_suppression(boxes, scores, cls, iou_threshold=self.iou, score_threshold=None,
+                                   max_detections=self.max_detections, class_agnostic=self.class_agnostic)
         boxes = boxes[keep]
         if geometry is not None:
             boxes = geometry.boxes_to_source(boxes)
