@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from datetime import datetime
@@ -116,7 +117,8 @@ def run_matrix(spec_path: Path, report_dir: Path | None = None, *, jobs: int = 1
     say("export", done, len(todo))
     if todo:
         if jobs > 1:
-            with ProcessPoolExecutor(max_workers=jobs) as pool:
+            # spawn, not fork: forking a process whose runtimes already started thread pools can deadlock
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
                 futures = [pool.submit(_export_job, *job) for job in todo]
                 for f in as_completed(futures):
                     f.result()
