@@ -38,6 +38,16 @@ if not out.is_terminal:  # pipes and CI logs: do not wrap tables at 80 columns
 _state = {"debug": False}
 
 
+class _LiveStderr(logging.Handler):
+    """Writes to whatever sys.stderr is at emit time (pipeline threads may log after a caller swapped it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+        except (ValueError, OSError):
+            pass
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"edgevision {__version__}")
@@ -51,7 +61,10 @@ def _main(
                                                     help="Print the version and exit.")] = None,
 ) -> None:
     _state["debug"] = debug
-    logging.basicConfig(level=logging.DEBUG if debug else logging.WARNING, format="%(message)s")
+    logger = logging.getLogger("edgevision")
+    if not any(isinstance(h, _LiveStderr) for h in logger.handlers):
+        logger.addHandler(_LiveStderr())
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
 
 
 def _progress(transient: bool = True) -> Progress:
