@@ -102,7 +102,9 @@ def test_calibration_folder_errors(capsys, tmp_path):
     broken.mkdir()
     (broken / "photo.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     code, _, err = run(capsys, "export", "fast-yolo-demo", "--calib", str(broken), "--random-weights", "--out", str(tmp_path / "b"))
-    assert code == 2 and "photo.jpg: not a readable image" in one_line_error(err)
+    warning, error = err.strip().splitlines()  # the few-images warning, then the one-line error
+    assert "only 1 images" in warning
+    assert code == 2 and error.startswith("error:") and "photo.jpg: not a readable image" in error
     assert not (tmp_path / "b").exists()
 
 
