@@ -154,7 +154,7 @@ def flaky_source(script):
                         capture_factory=lambda *_: FlakyCapture(script))
 
 
-def test_a_camera_that_drops_out_and_comes_back(yolo_cpu_int8, caplog):
+def test_a_camera_that_drops_out_and_comes_back(yolo_cpu_int8):
     # the link dies at read 10; the first two reopen attempts fail (backoff), the third works
     script = {"reads": 0, "fail_at": {10}, "refuse_opens": 2, "dead": False, "total": 10_000,
               "video": MovingShapesVideo(seed=2)}
@@ -164,7 +164,6 @@ def test_a_camera_that_drops_out_and_comes_back(yolo_cpu_int8, caplog):
     summary = pipe.run()
     assert summary["frames_processed"] == 25
     assert summary["reconnects"] == 3  # two refused reopenings, then the one that worked
-    assert "reconnect" in caplog.text
 
 
 def test_a_camera_that_never_comes_back_exits_3(yolo_cpu_int8):

@@ -18,7 +18,8 @@ OPSET = 18
 def export_onnx(wrapper: torch.nn.Module, imgsz: int, path: Path, *, output_names: list[str],
                 dynamic_batch: bool = False) -> None:
     """Export the uint8-input wrapper with ``torch.onnx.export(dynamo=True)``; static shapes by default."""
-    example = torch.zeros(1, imgsz, imgsz, 3, dtype=torch.uint8)
+    # torch.export specialises a size-1 dimension, so a dynamic batch is traced with 2
+    example = torch.zeros(2 if dynamic_batch else 1, imgsz, imgsz, 3, dtype=torch.uint8)
     dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=64)}} if dynamic_batch else None
     quiet = io.StringIO()
     try:
