@@ -129,19 +129,10 @@ def pack_bundle(bundle_dir: Path, out: Path | None = None, force: bool = False) 
     out = Path(out) if out else bundle.path.with_name(bundle.path.name + ".tar.gz")
     if out.exists() and not force:
         raise BadInput(f"{out} already exists; pass --force to replace it")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with tarfile.open(tmp, "w:gz") as tar:
-            for f in sorted(bundle.path.iterdir()):
-                if f.is_file() and not f.name.startswith("."):
-                    tar.add(f, arcname=f"{bundle.path.name}/{f.name}")
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, out)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
+        for f in sorted(bundle.path.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                tar.add(f, arcname=f"{bundle.path.name}/{f.name}")
     return out
 
 
@@ -191,18 +182,30 @@ def update_meta(bundle: Bundle, **fields: Any) -> None:
     write_meta(bundle.path, bundle.meta)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp file beside ``path`` to write; renamed over ``path`` only if the block succeeds."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def atomic_write_json(path: Path, data: Any) -> None:

@@ -7,11 +7,9 @@ DLA cores. The engine is written atomically into the bundle with a tag (TensorRT
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
+from edgevision.bundle import Bundle, atomic_write_bytes, atomic_write_json, load_bundle, now_iso
 from edgevision.config import get_target
 from edgevision.errors import BadInput, EdgevisionError
 from edgevision.runtime.tensorrt import (ENGINE_FILE, ENGINE_TAG_FILE, TIMING_CACHE_FILE, current_device_tag,
@@ -69,23 +67,9 @@ def build_engine(bundle: Bundle | str | Path, *, workspace_mb: int = 1024, dla_c
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise EdgevisionError("TensorRT failed to build the engine (run with --debug and check the log above)")
-    _atomic_write_bytes(engine_path, bytes(serialized))
-    _atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
+    atomic_write_bytes(engine_path, bytes(serialized))
+    atomic_write_bytes(cache_path, bytes(config.get_timing_cache().serialize()))
     tag = {**current_device_tag(trt), "precision": meta.precision, "dla_core": dla_core,
            "workspace_mb": workspace_mb, "built": now_iso()}
     atomic_write_json(bundle.path / ENGINE_TAG_FILE, tag)
     return tag
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-__all__ = ["build_engine"]
