@@ -15,6 +15,7 @@ import numpy as np
 
 _GRAPH = Path(__file__).with_name("nms.onnx")
 _OUTPUTS = ["selected"]
+_NO_THRESHOLD = float(np.finfo(np.float32).min)
 _local = threading.local()  # one session per thread: pipeline stages call NMS concurrently
 
 
@@ -29,13 +30,13 @@ class _Cache:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(_GRAPH), opts, providers=["CPUExecutionProvider"])
-        self._iou: dict[float, np.ndarray] = {}
+        self._scalar: dict[float, np.ndarray] = {}
         self._max: dict[int, np.ndarray] = {}
 
-    def iou(self, value: float) -> np.ndarray:
-        arr = self._iou.get(value)
+    def scalar(self, value: float) -> np.ndarray:
+        arr = self._scalar.get(value)
         if arr is None:
-            arr = self._iou[value] = np.array([value], np.float32)
+            arr = self._scalar[value] = np.array([value], np.float32)
         return arr
 
     def max_out(self, value: int) -> np.ndarray:
@@ -62,6 +63,7 @@ def non_max_suppression(
     max_detections: int = 300,
     top_k: int = 3000,
     class_agnostic: bool = False,
+    coordinate_span: float | None = None,
 ) -> np.ndarray:
     """Indices of the boxes to keep, best score first.
 
@@ -74,6 +76,8 @@ def non_max_suppression(
         max_detections: at most this many indices are returned.
         top_k: only the ``top_k`` best-scoring boxes enter the kernel.
         class_agnostic: suppress across classes.
+        coordinate_span: an upper bound on max - min over all coordinates, when the caller knows one (the YOLO
+            decode does); it saves a pass over the boxes.
     """
     boxes = np.asarray(boxes)
     scores = np.asarray(scores)
@@ -81,38 +85,40 @@ def non_max_suppression(
         raise ValueError(f"boxes must be (N, 4) xyxy, got shape {boxes.shape}")
     if scores.shape != (boxes.shape[0],):
         raise ValueError(f"scores must be ({boxes.shape[0]},), got shape {scores.shape}")
-    if not class_agnostic and class_ids is None:
-        raise ValueError("class_ids is required for class-aware NMS (or pass class_agnostic=True)")
+    if not class_agnostic:
+        if class_ids is None:
+            raise ValueError("class_ids is required for class-aware NMS (or pass class_agnostic=True)")
+        if np.shape(class_ids) != scores.shape:
+            raise ValueError(f"class_ids must be ({boxes.shape[0]},), got shape {np.shape(class_ids)}")
     if not 0.0 <= iou_threshold <= 1.0:
         raise ValueError(f"iou_threshold must be in [0, 1], got {iou_threshold}")
     if max_detections < 1 or top_k < 1:
         raise ValueError("max_detections and top_k must be positive")
 
-    if score_threshold is None:  # the caller already filtered (the YOLO decode does)
-        idx = np.arange(scores.shape[0])
-    else:
-        idx = np.flatnonzero(scores > score_threshold)
-    if idx.size == 0:
-        return idx
-    if idx.size > top_k:
-        part = np.argpartition(scores[idx], idx.size - top_k)[idx.size - top_k :]
-        idx = idx[part]
-    sel_boxes = boxes[idx] if idx.size != boxes.shape[0] else boxes
-    sel_scores = scores[idx] if idx.size != scores.shape[0] else scores
-    if sel_boxes.dtype != np.float32:
-        sel_boxes = sel_boxes.astype(np.float32)
+    n = boxes.shape[0]
+    if n == 0:
+        return np.zeros(0, np.int64)
+    idx = None
+    if n > top_k:  # the best top_k are a superset of the best top_k above any threshold
+        idx = np.argpartition(scores, n - top_k)[n - top_k :]
+        boxes, scores = boxes[idx], scores[idx]
+        if class_ids is not None:
+            class_ids = np.asarray(class_ids)[idx]
+    if boxes.dtype != np.float32:
+        boxes = boxes.astype(np.float32)
     if not class_agnostic:
         # Shift every class into its own square of side `span`, so boxes of different classes never overlap.
-        cls = np.asarray(class_ids)
-        cls = cls[idx] if idx.size != cls.shape[0] else cls
-        span = float(sel_boxes.max()) + 1.0 - min(float(sel_boxes.min()), 0.0)
-        sel_boxes = sel_boxes + (cls * np.float32(span)).astype(np.float32)[:, None]
+        if coordinate_span is None:
+            coordinate_span = float(boxes.max()) + 1.0 - min(float(boxes.min()), 0.0)
+        boxes = boxes + np.multiply(class_ids, coordinate_span, dtype=np.float32)[:, None]
     cache = _cache()
     feeds = {
-        "boxes": sel_boxes[None],
-        "scores": sel_scores.astype(np.float32, copy=False)[None, None],
+        "boxes": boxes[None],
+        "scores": scores.astype(np.float32, copy=False)[None, None],
         "max_output": cache.max_out(max_detections),
-        "iou_threshold": cache.iou(iou_threshold),
+        "iou_threshold": cache.scalar(iou_threshold),
+        # The kernel drops scores <= threshold itself, which is cheaper than a NumPy filter and gather.
+        "score_threshold": cache.scalar(_NO_THRESHOLD if score_threshold is None else score_threshold),
     }
     keep = cache.session.run(_OUTPUTS, feeds)[0][:, 2]
-    return idx[keep]
+    return keep if idx is None else idx[keep]

@@ -17,31 +17,54 @@ from edgevision.ops.results import Detections
 
 
 @lru_cache(maxsize=16)
-def _cell_origins(grid: int, boxes_per_cell: int) -> np.ndarray:
-    """(S*S*B, 2) x, y of the top-left corner of each box's cell, in cells."""
-    rows, cols = np.divmod(np.arange(grid * grid), grid)
-    xy = np.stack([cols, rows], -1).astype(np.float32)
-    return np.repeat(xy, boxes_per_cell, axis=0)
+def _decode_tables(grid: int, boxes_per_cell: int, depth: int, imgsz: int):
+    """Constants of one head shape, built once.
+
+    Returns ``rows`` (S*S*B,): each box's row in the output viewed as (S*S*depth/5, 5); ``affine`` (5, 4): maps a
+    box row (x, y, w, h, conf) to xyxy in network pixels, before the cell origin is added; ``origins``
+    (S*S*B, 4): each box's cell origin in network pixels, as (x, y, x, y); ``cells`` (S*S,): arange.
+    """
+    cell = imgsz / grid
+    half = imgsz / 2
+    affine = np.array([[cell, 0, cell, 0], [0, cell, 0, cell], [-half, 0, half, 0], [0, -half, 0, half],
+                       [0, 0, 0, 0]], np.float32)
+    cells = np.arange(grid * grid)
+    row, col = np.divmod(cells, grid)
+    origins = np.repeat(np.stack([col, row, col, row], -1).astype(np.float32) * np.float32(cell),
+                        boxes_per_cell, axis=0)
+    rows = (cells[:, None] * (depth // 5) + np.arange(boxes_per_cell)).ravel()
+    return rows, affine, origins, cells
 
 
 def decode_yolov1(
     pred: np.ndarray, *, grid: int, boxes_per_cell: int, num_classes: int, imgsz: int,
     score_threshold: float = 0.0, sqrt_wh: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One image's (S, S, B*5+C) output -> (boxes xyxy in network pixels, scores, class ids) above threshold."""
+    """One image's (S, S, B*5+C) output -> (boxes xyxy in network pixels, scores, class ids) above threshold.
+
+    Written for per-call overhead, which dominates at YOLOv1 sizes: every step is one NumPy call on a view or
+    a cached table, and the geometry of all kept boxes is a single (K, 5) @ (5, 4) product.
+    """
     b = boxes_per_cell
-    if pred.shape != (grid, grid, b * 5 + num_classes):
-        raise ValueError(f"expected a ({grid}, {grid}, {b * 5 + num_classes}) YOLOv1 output, got {pred.shape}")
-    flat = pred.reshape(grid * grid, b * 5 + num_classes)
-    box = flat[:, : b * 5].reshape(grid * grid, b, 5)
-    probs = flat[:, b * 5 :]
-    cls = probs.argmax(1)
-    scores = (box[:, :, 4] * probs.max(1)[:, None]).ravel()  # (S*S*B,)
+    depth = b * 5 + num_classes
+    if pred.shape != (grid, grid, depth):
+        raise ValueError(f"expected a ({grid}, {grid}, {depth}) YOLOv1 output, got {pred.shape}")
+    pred = np.ascontiguousarray(pred, dtype=np.float32)
+    rows, affine, origins, cells = _decode_tables(grid, b, depth, imgsz)
+    flat = pred.reshape(grid * grid, depth)
+    cls = flat[:, b * 5 :].argmax(1)
+    best = flat[cells, cls + b * 5]
+    scores = (flat[:, 4 : b * 5 : 5] * best[:, None]).ravel()  # (S*S*B,), box-major within a cell
     keep = np.flatnonzero(scores > score_threshold)
-    box = box.reshape(-1, 5)[keep]
-    centre = (box[:, :2] + _cell_origins(grid, b)[keep]) * (imgsz / grid)
-    half = (box[:, 2:4] * box[:, 2:4] if sqrt_wh else box[:, 2:4]) * (imgsz / 2)
-    return np.hstack((centre - half, centre + half)), scores[keep], cls.repeat(b)[keep]
+    if depth % 5 == 0:  # every box is a row of the output viewed as (-1, 5)
+        sel = pred.reshape(-1, 5)[rows[keep]]
+    else:
+        sel = flat[:, : b * 5].reshape(grid * grid * b, 5)[keep]
+    if sqrt_wh:
+        sel[:, 2:4] *= sel[:, 2:4]
+    xyxy = sel @ affine
+    xyxy += origins[keep]
+    return xyxy, scores[keep], cls[keep // b]
 
 
 class YoloV1Postprocessor:
@@ -66,7 +89,8 @@ class YoloV1Postprocessor:
         if len(scores) == 0:
             return Detections.empty()
         keep = non_max_suppression(boxes, scores, cls, iou_threshold=self.iou, score_threshold=None,
-                                   max_detections=self.max_detections, class_agnostic=self.class_agnostic)
+                                   max_detections=self.max_detections, class_agnostic=self.class_agnostic,
+                                   coordinate_span=4.0 * self.imgsz)  # sigmoid boxes stay within [-imgsz/2, 1.5 imgsz]
         boxes = boxes[keep]
         if geometry is not None:
             boxes = geometry.boxes_to_source(boxes)
