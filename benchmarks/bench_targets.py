@@ -27,7 +27,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-accuracy", action="store_true")
-    ap.add_argument("--models", nargs="+", default=["fast-yolo-demo", "mobile-unet"])
+    ap.add_argument("--models", nargs="*", default=["fast-yolo-demo", "mobile-unet"],
+                    help="models for the table; none: only the rpi goal")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -75,11 +75,21 @@ class EvalSpec(_Strict):
     seed: int = 1
 
 
+CalibrationMethod = Literal["minmax", "percentile", "entropy"]
+
+
 class QuantizationSpec(_Strict):
     preset: Literal["performance", "mixed"] = "mixed"
     ignored_types: list[str] = []  # op types kept in float (e.g. Sigmoid, Softmax of a detection head)
     ignored_names: list[str] = []
     subset_size: int = Field(300, ge=1)
+    # How activation ranges are chosen from the calibration set: observed min/max, a percentile of the
+    # histogram, or the entropy (KL) criterion TensorRT's own calibrator uses. Per target family where they differ.
+    calibration_method: CalibrationMethod = "minmax"
+    target_calibration_method: dict[str, CalibrationMethod] = {}
+
+    def method_for(self, family: str) -> str:
+        return self.target_calibration_method.get(family, self.calibration_method)
 
 
 class Recipe(_Strict):

@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.models.registry import ModelVariant
@@ -129,6 +130,62 @@ def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tenso
     return ce + dice
 
 
+# ------------------------------------------------------------------------------- quantization-aware tuning
+def _fake_quant(x: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """Symmetric int8 round trip with a straight-through gradient."""
+    q = torch.clamp(torch.round(x / scale), -127, 127) * scale
+    return x + (q - x).detach()
+
+
+class _PerChannelWeightFakeQuant(nn.Module):
+    """Parametrization of a conv weight: symmetric int8 per output channel. It commutes with the per-channel
+    scaling of BatchNorm folding, so it simulates exactly what the exporters do to the folded weight."""
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        scale = w.detach().abs().amax(dim=tuple(range(1, w.ndim)), keepdim=True).clamp(min=1e-8) / 127
+        return _fake_quant(w, scale)
+
+
+class _ActivationFakeQuant:
+    """Per-tensor symmetric int8 on a tensor, its range an running average of batch abs-max (as calibration
+    would find it)."""
+
+    def __init__(self, momentum: float = 0.05) -> None:
+        self.range: torch.Tensor | None = None
+        self.momentum = momentum
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        peak = x.detach().abs().amax()
+        self.range = peak if self.range is None else self.range + self.momentum * (peak - self.range)
+        return _fake_quant(x, self.range.clamp(min=1e-8) / 127)
+
+
+def enable_int8_simulation(model: nn.Module) -> Callable[[], None]:
+    """Simulate the jetson/rpi INT8 scheme (symmetric per-tensor activations, symmetric per-channel weights) on
+    every convolution's input, output and weight, for quantization-aware fine-tuning. BatchNorm is frozen, as
+    exporters fold it. Returns a function that removes the simulation and leaves plain float weights."""
+    from torch.nn.utils import parametrize
+
+    handles = []
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    for conv in convs:
+        parametrize.register_parametrization(conv, "weight", _PerChannelWeightFakeQuant())
+        fq_in, fq_out = _ActivationFakeQuant(), _ActivationFakeQuant()
+        handles.append(conv.register_forward_pre_hook(lambda m, args, fq=fq_in: (fq(args[0]),)))
+        handles.append(conv.register_forward_hook(lambda m, args, out, fq=fq_out: fq(out)))
+    for bn in (m for m in model.modules() if isinstance(m, nn.BatchNorm2d)):
+        bn.eval()
+        bn.requires_grad_(False)
+
+    def remove() -> None:
+        for h in handles:
+            h.remove()
+        for conv in convs:
+            parametrize.remove_parametrizations(conv, "weight", leave_parametrized=False)
+
+    return remove
+
+
 # ------------------------------------------------------------------------------------------------- driver
 def _batches(count: int, batch: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
     while True:
@@ -152,11 +209,13 @@ def _flip(images: np.ndarray, boxes: list[np.ndarray], sem: np.ndarray | None, r
 
 
 def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float, seed: int = 0,
-          crop_until: float = 0.7, init=None, log: Callable[[str], None] = print) -> torch.nn.Module:
+          crop_until: float = 0.7, init=None, int8_aware: bool = False,
+          log: Callable[[str], None] = print) -> torch.nn.Module:
     """Train ``variant`` from scratch on procedural scenes for ``steps`` steps; returns the model (eval mode).
 
     Deterministic given the arguments. Segmentation trains on half-size crops for the first ``crop_until`` of
-    the steps, then on full images.
+    the steps, then on full images. ``int8_aware`` fine-tunes under simulated symmetric INT8 (see
+    ``enable_int8_simulation``); the returned weights are plain float.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -177,6 +236,7 @@ def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: 
     start = time.perf_counter()
     step = 0
     model.train()
+    remove_simulation = enable_int8_simulation(model) if int8_aware else None
     for idx in _batches(len(images), batch, rng):
         if step >= steps:
             break
@@ -203,5 +263,7 @@ def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: 
         if step % 100 == 0:
             log(f"step {step}/{steps} {elapsed / 60:.1f}min lr {opt.param_groups[0]['lr']:.2e} loss {loss.item():.4f} "
                 f"({step * batch / elapsed:.0f} img/s)")
+    if remove_simulation is not None:
+        remove_simulation()
     model.eval()
     return model

@@ -36,12 +36,15 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--int8-aware", action="store_true",
+                    help="fine-tune under simulated symmetric INT8 (use with --init and a small --lr)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     variant = get_variant(args.model)
     pool, batch, lr, steps = DEFAULTS[args.model]
     model = train(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch, lr=args.lr or lr,
-                  seed=args.seed, crop_until=args.crop_until, init=args.init)
+                  seed=args.seed, crop_until=args.crop_until, init=args.init,
+                  int8_aware=args.int8_aware)
     out = args.out or variant.weights_path
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")

@@ -49,3 +49,15 @@ def test_bad_yaml_names_the_file_and_field(tmp_path):
     p.write_text("model: x\nprimary_metric: m\ntolerances: {int8: {map50: {max_drop: 1, min: 2}}}\n")
     with pytest.raises(BadInput, match="exactly one of max_drop or min"):
         _load_yaml(p, Recipe)
+
+
+def test_calibration_method_per_target_family():
+    r = Recipe(model="m", primary_metric="map50",
+               quantization={"calibration_method": "minmax", "target_calibration_method": {"jetson": "entropy"}})
+    assert r.quantization.method_for("jetson") == "entropy"
+    assert r.quantization.method_for("rpi") == "minmax"
+    import pydantic
+    import pytest
+
+    with pytest.raises(pydantic.ValidationError):
+        Recipe(model="m", primary_metric="map50", quantization={"calibration_method": "kl"})

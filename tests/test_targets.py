@@ -94,9 +94,12 @@ def test_jetson_int8_qdq_is_in_tensorrt_form(export_once):
     for n in q_nodes:
         if len(n.input) > 2 and n.input[2] in inits:
             zp = inits[n.input[2]]
-            # activations and weights: int8; biases: int32 (what TensorRT expects); always zero
-            assert zp.dtype in (np.int8, np.int32) and not zp.any(), f"{n.name}: zero point must be 0"
-            int8_zero_points += zp.dtype == np.int8
+            assert zp.dtype == np.int8 and not zp.any(), f"{n.name}: zero point must be int8 0"
+            int8_zero_points += 1
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits:
+            # TensorRT's parser refuses a DequantizeLinear of int32 ("only activation types allowed"): biases
+            # must stay float
+            assert inits[n.input[0]].dtype == np.int8, f"{n.name}: dequantizes {inits[n.input[0]].dtype}"
     assert int8_zero_points > 0
     per_channel = [n for n in q_nodes if n.op_type == "DequantizeLinear" and inits.get(n.input[1]) is not None
                    and inits[n.input[1]].ndim == 1 and inits[n.input[1]].size > 1]

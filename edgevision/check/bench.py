@@ -27,30 +27,36 @@ def latency_stats(seconds: list[float]) -> dict[str, float]:
             "min_ms": round(float(ms.min()), 3), "mean_ms": round(float(ms.mean()), 3), "runs": int(ms.size)}
 
 
-SETTLE_S = 0.002  # untimed pause between runs: lets spinning worker pools (XNNPACK, OpenMP) go idle
+BLOCK = 5  # timed runs per visit; each visit starts with one untimed run
 
 
 def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, list[float]]:
-    """Time each callable ``runs`` times, round-robin with a rotating start, after ``warmup`` rounds.
+                progress: Callable[[int, int], None] | None = None, block: int = BLOCK) -> dict[str, list[float]]:
+    """Time each callable ``runs`` times, visiting them round-robin with a rotating start, after ``warmup`` rounds.
 
-    A short untimed pause precedes every timed run, so that one backend's thread pool, still spinning after
-    its call, does not steal cores from the next backend's measurement.
+    Each visit makes one untimed call and then up to ``block`` timed ones. Runtimes keep worker pools that spin
+    after a call (ONNX Runtime, OpenMP, XNNPACK, TBB); switching backends on every run let one backend's pool
+    steal the cores from the next one's measurement, and made every figure slower and noisier. The lead-in call
+    gives the other pools time to go idle, while the rotation still spreads machine noise over all of them.
     """
     names = list(fns)
     for _ in range(warmup):
         for n in names:
             fns[n]()
     times: dict[str, list[float]] = {n: [] for n in names}
-    for i in range(runs):
-        order = names[i % len(names):] + names[: i % len(names)]
+    visit = 0
+    while len(times[names[0]]) < runs:
+        order = names[visit % len(names):] + names[: visit % len(names)]
+        todo = min(block, runs - len(times[names[0]]))
         for n in order:
-            time.sleep(SETTLE_S)
-            t0 = time.perf_counter()
             fns[n]()
-            times[n].append(time.perf_counter() - t0)
+            for _ in range(todo):
+                t0 = time.perf_counter()
+                fns[n]()
+                times[n].append(time.perf_counter() - t0)
+        visit += 1
         if progress:
-            progress(i + 1, runs)
+            progress(len(times[names[0]]), runs)
     return times
 
 

@@ -21,11 +21,19 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
     return quantize_qdq(ctx, out, symmetric_activations=False)
 
 
+def _ort_calibration_method(name: str):
+    from onnxruntime.quantization import CalibrationMethod
+
+    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy}[name]
+
+
 def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
-                 op_types: list[str] | None = None) -> ArtifactInfo:
+                 op_types: list[str] | None = None, quantize_bias: bool = True) -> ArtifactInfo:
     """Static QDQ INT8 with ONNX Runtime's quantizer; per-channel int8 weights.
 
-    ``op_types`` limits which ops get Q/DQ (None: every op ONNX Runtime can quantize).
+    ``op_types`` limits which ops get Q/DQ (None: every op ONNX Runtime can quantize). ``quantize_bias=False``
+    keeps biases float (TensorRT's parser rejects a DequantizeLinear of an int32 bias).
     """
     import onnx
     import onnxruntime
@@ -54,17 +62,22 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
             b = next(self._it, None)
             return None if b is None else {input_name: b}
 
+    method = ctx.options.get("calibration_method") or ctx.recipe.quantization.method_for(ctx.profile.family)
     quantize_static(
         str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        calibrate_method=_ort_calibration_method(method),
         activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
         weight_type=QuantType.QInt8, nodes_to_exclude=excluded, op_types_to_quantize=op_types,
-        extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True},
+        extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
+                       "QuantizeBias": quantize_bias},
     )
     pre.unlink(missing_ok=True)
     named.unlink(missing_ok=True)
     return ArtifactInfo(out.name, "onnx", quantization={
         "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(batches),
+        "calibration_method": method,
         "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
-        "weights": "int8 symmetric per-channel", "float_nodes": excluded,
+        "weights": "int8 symmetric per-channel", "bias": "int32" if quantize_bias else "float",
+        "float_nodes": excluded,
         **({"quantized_op_types": op_types} if op_types else {}),
     }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__})

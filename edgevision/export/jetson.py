@@ -27,7 +27,9 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
         return ArtifactInfo(out.name, "onnx")
     if ctx.precision == "fp16":
         return _to_fp16(ctx, out)
-    return quantize_qdq(ctx, out, symmetric_activations=True, op_types=TENSORRT_INT8_OPS)
+    # Biases stay float: TensorRT's ONNX parser refuses DequantizeLinear on int32 ("only activation types
+    # allowed as input to this layer") and folds the float bias into its INT8 kernels itself.
+    return quantize_qdq(ctx, out, symmetric_activations=True, op_types=TENSORRT_INT8_OPS, quantize_bias=False)
 
 
 def _to_fp16(ctx: ExportContext, out) -> ArtifactInfo:

@@ -35,11 +35,22 @@ class LiteRTRunner(Runner):
         self._nchw = io.get("input", {}).get("layout") == "NCHW"
         self._in_dtype = np.dtype(self._in["dtype"])
         self._in_scale, self._in_zero = self._in["quantization"]
+        self._lut = None
+        if self._in_dtype.kind in "iu" and self._in_scale:
+            # uint8 pixels -> the artifact's quantized input through a 256-entry table: one cv2.LUT pass instead
+            # of four NumPy passes over the frame (about 4 ms per 448x448 frame on the dev machine)
+            info = np.iinfo(self._in_dtype)
+            q = np.rint(np.arange(256, dtype=np.float32) / self._in_scale) + self._in_zero
+            self._lut = np.clip(q, info.min, info.max).astype(self._in_dtype)
 
     def _feed(self, batch: np.ndarray) -> np.ndarray:
         x = batch.transpose(0, 3, 1, 2) if self._nchw else batch
         if self._in_dtype == np.uint8 and self._in_scale in (0.0, 1.0) and self._in_zero == 0:
             return np.ascontiguousarray(x)
+        if self._lut is not None and x.dtype == np.uint8 and self._in_dtype.itemsize == 1:
+            import cv2
+
+            return cv2.LUT(np.ascontiguousarray(x), self._lut)
         if self._in_dtype.kind in "iu":  # quantized input: pixels through the recorded scale / zero point
             info = np.iinfo(self._in_dtype)
             q = np.rint(x.astype(np.float32) / self._in_scale) + self._in_zero
