@@ -59,11 +59,22 @@ def quantize_nncf(model, ctx: ExportContext):
 
 
 def _float_ops(model) -> list[str]:
-    """Convolutions / matmuls whose inputs carry no FakeQuantize: what stayed in float."""
+    """Convolutions / matmuls whose weights are float: their weight path holds neither a FakeQuantize nor a
+    compressed int8 constant (Constant(i8/u8) -> Convert -> [Subtract] -> Multiply). The activation side cannot
+    tell: NNCF puts the FakeQuantize above a max-pool, so a quantized conv may read a MaxPool output."""
     out = []
     for op in model.get_ordered_ops():
-        if op.get_type_name() in ("Convolution", "GroupConvolution", "MatMul"):
-            src = op.input_value(0).get_node()
-            if src.get_type_name() != "FakeQuantize":
-                out.append(op.get_friendly_name())
+        if op.get_type_name() not in ("Convolution", "GroupConvolution", "MatMul"):
+            continue
+        node, quantized = op.input_value(1).get_node(), False
+        for _ in range(6):
+            kind = node.get_type_name()
+            if kind == "FakeQuantize" or (kind == "Constant" and node.get_element_type().bitwidth <= 8):
+                quantized = True
+                break
+            if node.get_input_size() == 0:
+                break
+            node = node.input_value(0).get_node()
+        if not quantized:
+            out.append(op.get_friendly_name())
     return out
