@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import re
 import shutil
 from pathlib import Path
@@ -57,14 +59,31 @@ def _convert(litert_torch, module, args, out: Path, **kw) -> None:
             model = litert_torch.convert(module, args, **kw)
             model.export(str(out))
     except Exception as e:  # the converter raises many types; name the op when it tells us
-        raise unsupported_op_error(e, "rpi") from e
+        raise unsupported_op_error(e, "rpi", lambda: _ops_without_lowering(module, args)) from e
 
 
-def unsupported_op_error(e: Exception, target: str) -> Exception:
+def _ops_without_lowering(module, args) -> list[str]:
+    """ATen ops of the graph that litert-torch has no lowering for, after PyTorch's core decompositions.
+    Some converter failures (e.g. aten.linalg_inv_ex inside its own decompositions) never name the op."""
+    import torch
+    from litert_torch.backend import lowerings
+
+    program = torch.export.export(module, args).run_decompositions()
+    ops = {n.target for n in program.graph.nodes if n.op == "call_function" and hasattr(n.target, "_schema")}
+    return sorted(str(op) for op in ops if str(op).startswith("aten.") and lowerings.lookup(op) is None)
+
+
+def unsupported_op_error(e: Exception, target: str, find_ops: Callable[[], list[str]] | None = None) -> Exception:
     text = str(e)
     op = re.search(r"(aten[.:]+[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)?)", text)
-    if op:
-        return BadInput(f"op {op.group(1)} cannot be converted for the {target} target; "
+    ops = [op.group(1)] if op else []
+    if not ops and find_ops is not None:
+        try:
+            ops = find_ops()
+        except Exception:  # best effort: the original failure is what gets reported
+            ops = []
+    if ops:
+        return BadInput(f"op {', '.join(ops)} cannot be converted for the {target} target; "
                         f"try --precision fp16, or --target cpu")
     first = (text.strip().splitlines() or [type(e).__name__])[0][:200]
     return BadInput(f"the {target} converter failed ({first}); try --precision fp16, or --target cpu")
