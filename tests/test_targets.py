@@ -46,24 +46,14 @@ def jetson_checks(export_once):
     return {m: check_bundle(export_once(m, "jetson", "int8")) for m in ("fast-yolo-demo", "mobile-unet")}
 
 
-@pytest.mark.parametrize("model", [
-    pytest.param("fast-yolo-demo", marks=pytest.mark.xfail(
-        strict=True, reason="plain PT2E full-int8 drops 1.38 mAP@0.5 / 1.54 mAP@0.5:0.95 here (budget 1.0 / 1.5); "
-                            "open in the targets issue")),
-    "mobile-unet",
-])
+@pytest.mark.parametrize("model", ["fast-yolo-demo", "mobile-unet"])
 def test_rpi_int8_within_the_spine_budget(rpi_checks, model):
     r = rpi_checks[model]
     assert r["passed"], r["failures"]
     assert r["runtime"]["runtime"] == "litert"
 
 
-@pytest.mark.parametrize("model", [
-    pytest.param("fast-yolo-demo", marks=pytest.mark.xfail(
-        strict=True, reason="symmetric QDQ INT8 (TensorRT form) drops 1.44 mAP@0.5 here (budget 1.0); open in the "
-                            "targets issue")),
-    "mobile-unet",
-])
+@pytest.mark.parametrize("model", ["fast-yolo-demo", "mobile-unet"])
 def test_jetson_int8_within_the_spine_budget_checked_with_onnxruntime(jetson_checks, model):
     r = jetson_checks[model]
     assert r["passed"], r["failures"]
