@@ -45,8 +45,6 @@ def test_demo_detector_meets_its_bar(checked):
     assert det["map50_95"] > 35, det
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled U-Net weights reach 79.8 mIoU (two training stages, 3300 steps); "
-                                       "the bar of 90 is still open in the spine issue. strict: passes flip this red")
 def test_demo_unet_meets_its_bar(checked):
     assert checked["unet-cpu"]["metrics"]["reference"]["miou"] >= UNET_MIOU_BAR
 

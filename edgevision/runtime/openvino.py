@@ -30,8 +30,11 @@ class OpenVINORunner(Runner):
         config = {"PERFORMANCE_HINT": "LATENCY"}
         if wanted == "CPU":
             config["INFERENCE_NUM_THREADS"] = self.threads
-        if bundle.meta.precision == "fp32" and wanted == "CPU":
-            config["INFERENCE_PRECISION_HINT"] = "f32"  # keep FP32 bundles FP32 on CPUs with bf16/fp16 units
+        if bundle.meta.precision in ("fp32", "int8") and wanted == "CPU":
+            # On CPUs with bf16 units (AMX) OpenVINO otherwise runs every float op in bf16: FP32 bundles would not
+            # be FP32, an INT8 bundle's float head would lose precision, and some INT8 U-Net graphs fail to
+            # compile at all ("No suitable implementations"). INT8 convolutions stay INT8 either way.
+            config["INFERENCE_PRECISION_HINT"] = "f32"
         self.compiled = core.compile_model(str(bundle.artifact_path), wanted, config)
         self.request = self.compiled.create_infer_request()
         self._outputs = list(self.compiled.outputs)
