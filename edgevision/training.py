@@ -147,7 +147,7 @@ class _PerChannelWeightFakeQuant(nn.Module):
 
 
 class _ActivationFakeQuant:
-    """Per-tensor symmetric int8 on a tensor, its range an running average of batch abs-max (as calibration
+    """Per-tensor symmetric int8 on a tensor, its range a running average of batch abs-max (as calibration
     would find it)."""
 
     def __init__(self, momentum: float = 0.05) -> None:

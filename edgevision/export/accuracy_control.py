@@ -34,6 +34,10 @@ class Attempt:
     def to_json(self) -> dict:
         return {"float_layers": list(self.float_layers), "metric": round(self.metric, 3), "drop": round(self.drop, 3)}
 
+    def describe(self, metric: str, max_drop: float) -> str:
+        what = f"{len(self.float_layers)} layer(s) in float" if self.float_layers else "plain INT8"
+        return f"{metric} {self.metric:.2f} (drop {self.drop:.2f}, budget {max_drop:g}) with {what}"
+
 
 @dataclass
 class ControlResult:
@@ -84,8 +88,7 @@ def control_loop(quantize: Callable[[list[str]], Path], measure: Callable[[Path]
         value = measure(artifact)
         attempt = Attempt(list(excluded), value, reference - value)
         result.attempts.append(attempt)
-        say(f"{metric_name} {value:.2f} (drop {attempt.drop:.2f}, budget {max_drop:g}) with "
-            f"{len(excluded)} layer(s) in float")
+        say(attempt.describe(metric_name, max_drop))
         if attempt.drop <= max_drop or len(excluded) >= max_layers:
             break
         candidates = [name for name in rank(artifact, excluded) if name not in excluded]
@@ -211,7 +214,7 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         state["info"] = exporter.export_artifact(ctx)
         value = measure(ctx.workdir / state["info"].file)
         result = ControlResult(metric, reference, max_drop, [Attempt([], value, reference - value)])
-        say(f"{metric} {value:.2f} (drop {reference - value:.2f}, budget {max_drop:g}) with plain INT8")
+        say(result.attempts[0].describe(metric, max_drop))
         if reference - value <= max_drop:
             return state["info"], result
         ctx.options["accuracy_control"] = {"eval_set": eval_set, "io": io, "metric": metric, "max_drop": max_drop,
@@ -221,8 +224,7 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         state["info"] = info
         value = measure(ctx.workdir / info.file)
         result.attempts.append(Attempt(info.quantization.get("float_layers", []), value, reference - value))
-        say(f"{metric} {value:.2f} (drop {reference - value:.2f}, budget {max_drop:g}) with "
-            f"{len(result.attempts[-1].float_layers)} layer(s) in float")
+        say(result.attempts[-1].describe(metric, max_drop))
         if result.attempts[-1].drop > result.attempts[0].drop:  # keep the better of the two on disk
             ctx.options.pop("accuracy_control")
             info = state["info"] = exporter.export_artifact(ctx)

@@ -62,7 +62,7 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
             b = next(self._it, None)
             return None if b is None else {input_name: b}
 
-    method = ctx.options.get("calibration_method") or ctx.recipe.quantization.method_for(ctx.profile.family)
+    method = ctx.recipe.quantization.method_for(ctx.profile.family)
     quantize_static(
         str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         calibrate_method=_ort_calibration_method(method),

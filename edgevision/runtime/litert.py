@@ -3,6 +3,7 @@ tflite-runtime wheel that some Raspberry Pi OS images ship."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from edgevision.errors import MissingDependency
@@ -48,8 +49,6 @@ class LiteRTRunner(Runner):
         if self._in_dtype == np.uint8 and self._in_scale in (0.0, 1.0) and self._in_zero == 0:
             return np.ascontiguousarray(x)
         if self._lut is not None and x.dtype == np.uint8 and self._in_dtype.itemsize == 1:
-            import cv2
-
             return cv2.LUT(np.ascontiguousarray(x), self._lut)
         if self._in_dtype.kind in "iu":  # quantized input: pixels through the recorded scale / zero point
             info = np.iinfo(self._in_dtype)
