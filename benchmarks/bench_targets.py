@@ -1,16 +1,22 @@
 """Every target x precision for the two demo models: latency, speed-up vs PyTorch eager and accuracy delta.
 
-    python benchmarks/bench_targets.py [--runs 40] [--skip-accuracy]
+    python benchmarks/bench_targets.py                    # both halves
+    python benchmarks/bench_targets.py --skip-latency     # accuracy only (deterministic: fine on a busy machine)
+    python benchmarks/bench_targets.py --skip-accuracy    # latency only (run it on a quiet machine)
 
 Latency: artifact and PyTorch eager FP32 interleaved in one process (the bundle's own runtime; jetson bundles
-run on ONNX Runtime here, the host stand-in for TensorRT). Accuracy: `edgevision check` on the synthetic eval
-set (delta of the recipe's primary metric and agreement). Also the rpi goal: the INT8 `fast-yolo` bundle at
-448 (random init) on XNNPACK with 2 threads against PyTorch eager.
+run on ONNX Runtime here, the host stand-in for TensorRT). Accuracy: `edgevision check` on the recipe's
+synthetic eval set (delta of the recipe's metrics and agreement). Each run merges what it measured into
+benchmarks/out/targets.json, and prints (and writes to benchmarks/out/targets.md) the table of everything
+measured so far. Also the rpi goal: the INT8 `fast-yolo` bundle at 448 (random init) on XNNPACK with 2 threads
+against PyTorch eager.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -20,6 +26,28 @@ from edgevision.config import get_target, load_recipe
 from edgevision.export import export_bundle
 
 TARGETS = ["cpu", "intel-npu", "rpi", "jetson"]
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _merge(store: Path, key: str, values: dict) -> dict:
+    rows = json.loads(store.read_text()) if store.is_file() else {}
+    rows.setdefault(key, {}).update(values)
+    tmp = store.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    os.replace(tmp, store)
+    return rows
+
+
+def _table(rows: dict) -> str:
+    lines = ["| model | target | precision | runtime | artifact ms | PyTorch ms | speed-up | metric delta (points) "
+             "| agreement | check |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for key, r in rows.items():
+        model, target, precision = key.split("/")
+        lat = (f"{r['artifact_ms']:.2f} | {r['pytorch_ms']:.2f} | {r['speedup']:.2f}x" if "artifact_ms" in r
+               else "- | - | -")
+        acc = (f"{r['delta']} | {r['agreement']} | {r['verdict']}" if "delta" in r else "- | - | -")
+        lines.append(f"| {model} | {target} | {precision} | {r.get('runtime', '-')} | {lat} | {acc} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -27,39 +55,53 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=40)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-accuracy", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
     ap.add_argument("--models", nargs="*", default=["fast-yolo-demo", "mobile-unet"],
                     help="models for the table; none: only the rpi goal")
     args = ap.parse_args()
+    OUT.mkdir(exist_ok=True)
+    store = OUT / "targets.json"
+    rows: dict = json.loads(store.read_text()) if store.is_file() else {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        print("| model | target | precision | runtime | artifact ms | PyTorch ms | speed-up | primary metric delta "
-              "| agreement | check |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
         for model in args.models:
             for target in TARGETS:
                 for precision in get_target(target).precisions:
                     b = export_bundle(model, target, precision, tmp / f"{model}-{target}-{precision}",
                                       measure_reference=False)
-                    speed = bench_bundle(b, runs=args.runs, warmup=5, threads=args.threads)
-                    delta = agreement = verdict = "-"
+                    key = f"{model}/{target}/{precision}"
+                    if not args.skip_latency:
+                        speed = bench_bundle(b, runs=args.runs, warmup=5, threads=args.threads)
+                        lat = speed["latency"]
+                        rows = _merge(store, key, {"runtime": speed["runtime"]["runtime"],
+                                                   "artifact_ms": lat["artifact"]["median_ms"],
+                                                   "pytorch_ms": lat["pytorch_fp32"]["median_ms"],
+                                                   "speedup": speed["ratios"]["speedup_vs_pytorch"]})
                     if not args.skip_accuracy:
                         report = check_bundle(b, threads=args.threads)
-                        metric = load_recipe(model, b.meta.task).primary_metric
-                        delta = f"{report['metrics']['delta'][metric]:+.2f} {metric}"
-                        agreement = " ".join(f"{v:.1f}" for v in report["agreement"].values())
-                        verdict = "pass" if report["passed"] else "FAIL"
-                    lat = speed["latency"]
-                    print(f"| {model} | {target} | {precision} | {speed['runtime']['runtime']} | "
-                          f"{lat['artifact']['median_ms']:.2f} | {lat['pytorch_fp32']['median_ms']:.2f} | "
-                          f"{speed['ratios']['speedup_vs_pytorch']:.2f}x | {delta} | {agreement} | {verdict} |",
-                          flush=True)
-        b = export_bundle("fast-yolo", "rpi", "int8", tmp / "fast-yolo-rpi-int8", random_weights=True,
-                          measure_reference=False)
-        speed = bench_bundle(b, runs=args.runs, warmup=5, threads=2)
-        lat = speed["latency"]
-        print(f"\nrpi goal: fast-yolo 448 INT8 (random init), LiteRT XNNPACK 2 threads: "
-              f"{lat['artifact']['median_ms']:.2f} ms vs PyTorch eager {lat['pytorch_fp32']['median_ms']:.2f} ms = "
-              f"{speed['ratios']['speedup_vs_pytorch']:.2f}x")
+                        recipe = load_recipe(model, b.meta.task)
+                        deltas = report["metrics"]["delta"]
+                        rows = _merge(store, key, {
+                            "runtime": report["runtime"]["runtime"],
+                            "delta": " / ".join(f"{deltas[m]:+.2f} {m}" for m in recipe.tolerances_for(
+                                b.meta.target_family, precision) if m in deltas),
+                            "agreement": " ".join(f"{v:.1f}" for v in report["agreement"].values()),
+                            "verdict": "pass" if report["passed"] else "FAIL"})
+                    print(key, rows.get(key), flush=True)
+        if not args.skip_latency:
+            b = export_bundle("fast-yolo", "rpi", "int8", tmp / "fast-yolo-rpi-int8", random_weights=True,
+                              measure_reference=False)
+            speed = bench_bundle(b, runs=args.runs, warmup=5, threads=2)
+            lat = speed["latency"]
+            goal = (f"rpi goal: fast-yolo 448 INT8 (random init), LiteRT XNNPACK 2 threads: "
+                    f"{lat['artifact']['median_ms']:.2f} ms vs PyTorch eager {lat['pytorch_fp32']['median_ms']:.2f} "
+                    f"ms = {speed['ratios']['speedup_vs_pytorch']:.2f}x")
+            (OUT / "rpi_goal.md").write_text(goal + "\n")
+            print("\n" + goal)
+    if rows:
+        table = _table(rows)
+        (OUT / "targets.md").write_text(table + "\n")
+        print("\n" + table)
 
 
 if __name__ == "__main__":

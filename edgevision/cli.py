@@ -222,7 +222,8 @@ def build_engine_cmd(
                   "  edgevision check BUNDLE --baseline ci/baseline.json                     # gate\n\n"
                   "  edgevision check --matrix recipes/regression.yaml --report reports/ci --jobs 2\n\n"
                   "  edgevision check BUNDLE --data photos/              # unlabelled: agreement only\n\n"
-                  "  edgevision check BUNDLE --data coco/val.json --json ci/check.json")
+                  "  edgevision check BUNDLE --data coco/val.json --json ci/check.json\n\n"
+                  "  edgevision check BUNDLE --compare-with polygraphy   # NVIDIA Polygraphy's comparator too")
 def check(
     bundle: Annotated[Optional[Path], typer.Argument(help="Bundle directory or .tar.gz archive.")] = None,
     data: Annotated[Optional[Path], typer.Option("--data", help="A folder of images (agreement metrics) or a "
@@ -256,6 +257,19 @@ def check(
                                                        "reports/<timestamp>/].")] = None,
     jobs: Annotated[int, typer.Option("--jobs", min=1, help="Parallel exports for --matrix (capped at the "
                                       "machine's cores).")] = 1,
+    compare_with: Annotated[Optional[str], typer.Option("--compare-with", help="Also compare with NVIDIA "
+                                                        "Polygraphy ('polygraphy'; ONNX bundles, pip install "
+                                                        "'edgevision[jetson]'): its comparator runs the artifact "
+                                                        "on ONNX Runtime (and TensorRT on a Jetson with a built "
+                                                        "engine) against the FP32 reference on the golden "
+                                                        "inputs.")] = None,
+    compare_atol: Annotated[Optional[float], typer.Option("--compare-atol", min=0, help="--compare-with: "
+                                                          "median absolute error allowed per output [default "
+                                                          "by precision: fp32 1e-4, fp16 1e-2, int8 0.05].")] = None,
+    compare_rtol: Annotated[Optional[float], typer.Option("--compare-rtol", min=0, help="--compare-with: "
+                                                          "median relative error allowed per output (an output "
+                                                          "passes within either) [default by precision: fp32 "
+                                                          "1e-3, fp16 1e-2, int8 0.1].")] = None,
 ) -> None:
     from edgevision.check.compare import check_bundle
 
@@ -273,7 +287,8 @@ def check(
         report = check_bundle(bundle, data=data, runtime=runtime, weights=weights, threads=threads,
                               json_out=json_out, reference=not no_reference, baseline=baseline,
                               update_baseline=update_baseline, latency_tolerance=latency_tolerance,
-                              latency_runs=latency_runs, per_layer=per_layer,
+                              latency_runs=latency_runs, per_layer=per_layer, compare_with=compare_with,
+                              compare_atol=compare_atol, compare_rtol=compare_rtol,
                               progress=lambda n, total: bar.update(task, completed=n, total=total))
     print_check(report)
     if not report["passed"]:
@@ -338,6 +353,19 @@ def print_check(report: dict) -> None:
         if layers["keep_in_higher_precision"]:
             out.print("keep in higher precision: " + ", ".join(layers["keep_in_higher_precision"]))
         out.print(f"plot: {layers['plot']}")
+    compared = report.get("compare_with")
+    if compared:
+        tol = compared["tolerance"]
+        out.print(f"polygraphy ({compared['inputs']} golden inputs; median error within abs {tol['atol']:g} or "
+                  f"rel {tol['rtol']:g}):")
+        for comp in compared["comparisons"]:
+            a, b_ = comp["pair"]
+            for name, s in comp["outputs"].items():
+                out.print(f"  {b_} vs {a}, '{name}': {'PASS' if s['passed_fraction'] == 1 else 'FAIL'} "
+                          f"({s['passed_fraction']:.0%} of inputs), median abs {s['median_abs_error']:.3g}, "
+                          f"rel {s['median_rel_error']:.3g}, max abs {s['max_abs_error']:.3g}")
+        for note in compared["notes"]:
+            out.print(f"  note: {note}")
     base = report.get("baseline")
     if base:
         lat = base["latency"]

@@ -19,6 +19,7 @@ from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.models.registry import ModelVariant
 
 TRAIN_SEED_BASE = 10_000_000  # eval sets use small base seeds, training never overlaps them
+POOL_SEED_STRIDE = 1_000_000  # pools of different training seeds are disjoint up to this many scenes
 
 
 def _render_batch(args: tuple[list[int], SceneSpec, bool]) -> tuple[np.ndarray, list, list, np.ndarray | None]:
@@ -209,12 +210,12 @@ def _flip(images: np.ndarray, boxes: list[np.ndarray], sem: np.ndarray | None, r
 
 
 def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float, seed: int = 0,
-          crop_until: float = 0.7, init=None, int8_aware: bool = False,
+          crop_until: float = 0.7, init=None, int8_aware: bool = False, pool_seed: int = 0,
           log: Callable[[str], None] = print) -> torch.nn.Module:
     """Train ``variant`` from scratch on procedural scenes for ``steps`` steps; returns the model (eval mode).
 
     Deterministic given the arguments. Segmentation trains on half-size crops for the first ``crop_until`` of
-    the steps, then on full images. ``int8_aware`` fine-tunes under simulated symmetric INT8 (see
+    the steps, then on full images. ``pool_seed`` picks a disjoint pool of scenes. ``int8_aware`` fine-tunes under simulated symmetric INT8 (see
     ``enable_int8_simulation``); the returned weights are plain float.
     """
     torch.manual_seed(seed)
@@ -229,7 +230,9 @@ def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: 
     spec = SceneSpec(size=(size, size), grid=grid, letterbox_prob=0.3)
     segment = variant.task == "segment"
     t0 = time.perf_counter()
-    images, boxes, labels, sems = render_pool(pool_size, spec, semantic=segment)
+    # a fine-tuning stage with a new pool_seed sees scenes no earlier stage saw
+    images, boxes, labels, sems = render_pool(pool_size, spec, semantic=segment,
+                                              seed_base=TRAIN_SEED_BASE + pool_seed * POOL_SEED_STRIDE)
     log(f"rendered {pool_size} scenes in {time.perf_counter() - t0:.0f}s")
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)

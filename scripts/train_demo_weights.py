@@ -34,6 +34,8 @@ def main() -> None:
     ap.add_argument("--crop-until", type=float, default=0.7, help="segmentation: fraction of steps on crops")
     ap.add_argument("--pool", type=int, help="override the number of scenes rendered")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pool-seed", type=int, default=0,
+                    help="render a disjoint pool of scenes (fine-tuning stages on new data)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--int8-aware", action="store_true",
@@ -43,7 +45,7 @@ def main() -> None:
     variant = get_variant(args.model)
     pool, batch, lr, steps = DEFAULTS[args.model]
     model = train(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch, lr=args.lr or lr,
-                  seed=args.seed, crop_until=args.crop_until, init=args.init,
+                  seed=args.seed, pool_seed=args.pool_seed, crop_until=args.crop_until, init=args.init,
                   int8_aware=args.int8_aware)
     out = args.out or variant.weights_path
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}

@@ -113,13 +113,15 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
                  weights: Path | None = None, threads: int | None = None, json_out: Path | None = None,
                  reference: bool = True, baseline: Path | None = None, update_baseline: bool = False,
                  latency_tolerance: float = 0.10, latency_runs: int = 30, per_layer: bool = False,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+                 compare_with: str | None = None, compare_atol: float | None = None,
+                 compare_rtol: float | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
     """Compare the artifact with the FP32 reference; writes report.json into the bundle and returns it.
 
     With PyTorch available (and ``reference``), the FP32 model is rebuilt and both run on the eval set; the
     golden outputs stored in the bundle are compared too. Without PyTorch, or with ``reference=False``, the
     golden outputs are the reference. ``report["passed"]`` is False when a metric is outside the recipe's
     tolerance for the bundle's target and precision; the CLI turns that into exit code 1.
+    ``compare_with="polygraphy"`` adds Polygraphy's comparator over an ONNX artifact (see polygraphy_compare).
     """
     from edgevision.check.baseline import apply_baseline, read_baseline
     from edgevision.check.golden import compare_golden, load_golden
@@ -195,6 +197,16 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         plot_per_layer(layers, bundle.path / "per_layer.png", f"{meta.model} {meta.target} {meta.precision}")
         layers["plot"] = str(bundle.path / "per_layer.png")
         report["per_layer"] = _clean(layers)
+    if compare_with is not None:
+        from edgevision.check.polygraphy_compare import compare_with_polygraphy, polygraphy_failures
+
+        if compare_with != "polygraphy":
+            raise BadInput(f"--compare-with '{compare_with}' is not supported; use --compare-with polygraphy")
+        section = compare_with_polygraphy(bundle, use_torch=use_torch, weights=weights, threads=artifact.threads,
+                                          atol=compare_atol, rtol=compare_rtol)
+        report["compare_with"] = _clean(section)
+        report["failures"] = report["failures"] + polygraphy_failures(section)
+        report["passed"] = not report["failures"]
     if baseline is not None:
         section = apply_baseline(bundle, report, Path(baseline), artifact, tolerances, update=update_baseline,
                                  latency_tolerance=latency_tolerance, runs=latency_runs)

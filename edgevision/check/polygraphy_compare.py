@@ -1,0 +1,162 @@
+"""`check --compare-with polygraphy`: NVIDIA Polygraphy's comparator over the bundle's ONNX artifact.
+
+Polygraphy runs the artifact itself: ONNX Runtime always, and on a Jetson that has built the engine, TensorRT
+too, the pair ``polygraphy run model.onnx --trt --onnxrt`` would compare. The FP32 reference joins as a third
+result set: the PyTorch model run on the bundle's golden inputs (or, without PyTorch, the golden outputs
+stored at export, where they were stored whole). Each artifact runner is compared with the reference, and
+TensorRT with ONNX Runtime, by Polygraphy's own ``SimpleCompareFunc`` on a per-precision tolerance.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+import numpy as np
+
+from edgevision.bundle import Bundle
+from edgevision.errors import BadInput, MissingDependency
+
+REFERENCE = "pytorch-fp32"
+
+# Median absolute/relative error an output may show and still pass, by precision. Polygraphy's own default
+# (1e-5, element-wise) is for FP32 graph rewrites; quantized graphs are judged on the typical element instead.
+# The INT8 figures sit well above what a healthy INT8 bundle shows (detector ~0.002, U-Net logits ~0.06;
+# benchmarks/RESULTS.md) and below what a broken one does.
+DEFAULT_TOLERANCES = {"fp32": (1e-4, 1e-3), "fp16": (1e-2, 1e-2), "int8": (0.05, 0.1)}
+
+
+def _import_polygraphy():
+    try:
+        return (importlib.import_module("polygraphy.comparator"), importlib.import_module("polygraphy.backend.onnxrt"))
+    except ImportError:
+        raise MissingDependency("polygraphy", "jetson", "--compare-with polygraphy") from None
+
+
+def _tensorrt_runner(bundle: Bundle):
+    """Polygraphy's TrtRunner over the bundle's engine, when this machine can run it (a Jetson after
+    build-engine); None elsewhere."""
+    from edgevision.runtime.tensorrt import ENGINE_FILE, check_engine_tag, current_device_tag, read_engine_tag
+
+    if not (bundle.path / ENGINE_FILE).is_file():
+        return None
+    try:
+        trt_backend = importlib.import_module("polygraphy.backend.trt")
+        import tensorrt  # noqa: F401
+    except ImportError:
+        return None
+    check_engine_tag(read_engine_tag(bundle.path), current_device_tag(), bundle.path)
+    engine = trt_backend.EngineFromBytes((bundle.path / ENGINE_FILE).read_bytes())
+    return trt_backend.TrtRunner(engine, name="tensorrt")
+
+
+def _reference_outputs(bundle: Bundle, inputs: np.ndarray, golden: dict, use_torch: bool,
+                       weights: Path | None, threads: int) -> list[list[np.ndarray]] | None:
+    """FP32 outputs per golden input, in the bundle's output order."""
+    if use_torch:
+        from edgevision.check.compare import reference_runner
+
+        runner = reference_runner(bundle, weights, threads)
+        return [runner.run(inputs[i : i + 1]) for i in range(len(inputs))]
+    keys = [f"output_{k}" for k in range(len(bundle.meta.outputs))]
+    if not all(k in golden for k in keys):  # segmentation maps are stored reduced: nothing whole to compare
+        return None
+    return [[golden[k][i : i + 1].astype(np.float32) for k in keys] for i in range(len(inputs))]
+
+
+def compare_with_polygraphy(bundle: Bundle, *, use_torch: bool, weights: Path | None = None, threads: int = 2,
+                            atol: float | None = None, rtol: float | None = None) -> dict:
+    """Run Polygraphy's comparator; returns the report section (``passed``, per pair and output: the share of
+    inputs that passed and the worst max/median absolute error)."""
+    from edgevision.check.golden import load_golden
+
+    meta = bundle.meta
+    if not meta.artifact.endswith(".onnx"):
+        raise BadInput(f"{bundle.path}: --compare-with polygraphy compares ONNX artifacts (cpu and jetson "
+                       f"bundles); this is a {meta.target} bundle ({meta.artifact})")
+    golden = load_golden(bundle.path)
+    if golden is None:
+        raise BadInput(f"{bundle.path}: no golden inputs in the bundle; re-export it to compare with polygraphy")
+    comparator, onnxrt = _import_polygraphy()
+    from polygraphy.logger import G_LOGGER
+
+    G_LOGGER.module_severity = G_LOGGER.ERROR  # its per-run banners would drown check's own output
+    default_atol, default_rtol = DEFAULT_TOLERANCES[meta.precision]
+    atol = default_atol if atol is None else atol
+    rtol = default_rtol if rtol is None else rtol
+
+    inputs = golden["inputs"]
+    session = onnxrt.SessionFromOnnx(str(bundle.artifact_path), providers=["cpu"])
+    runners = [onnxrt.OnnxrtRunner(session, name="onnxrt")]
+    trt_runner = _tensorrt_runner(bundle)
+    if trt_runner is not None:
+        runners.append(trt_runner)
+    feeds = [{meta.input.name: inputs[i : i + 1]} for i in range(len(inputs))]
+    results = comparator.Comparator.run(runners, data_loader=feeds)
+    output_names = [name for name in results[0][1][0].keys()]
+
+    reference = _reference_outputs(bundle, inputs, golden, use_torch, weights, threads)
+    notes = []
+    if reference is not None:
+        iterations = [comparator.IterationResult(outputs={n: np.ascontiguousarray(o, np.float32)
+                                                          for n, o in zip(output_names, outs)},
+                                                 runner_name=REFERENCE)
+                      for outs in reference]
+        with_reference = comparator.RunResults()
+        with_reference.append((REFERENCE, iterations))
+        for entry in results:
+            with_reference.append(entry)
+        results = with_reference
+    else:
+        notes.append("no FP32 reference: PyTorch is not installed and the golden outputs are stored reduced")
+    names = [name for name, _ in results]
+    pairs = [(0, i) for i in range(1, len(names))]
+    if "tensorrt" in names and "onnxrt" in names and reference is not None:
+        pairs.append((names.index("onnxrt"), names.index("tensorrt")))
+    if not pairs:
+        raise BadInput(f"{bundle.path}: nothing to compare ONNX Runtime with here: install PyTorch "
+                       f"('edgevision[export]') for the FP32 reference, or run on the Jetson after build-engine")
+    func = comparator.CompareFunc.simple(atol=atol, rtol=rtol, check_error_stat="median")
+    accuracy = comparator.Comparator.compare_accuracy(results, comparisons=pairs, compare_func=func)
+    accuracy = accuracy if hasattr(accuracy, "items") else accuracy[0]  # polygraphy >= 0.53 returns a list
+
+    comparisons = []
+    for (a, b), per_iteration in accuracy.items():
+        outputs = {}
+        for out in output_names:
+            rows = [it[out] for it in per_iteration if out in it]
+            outputs[out] = {
+                "passed_fraction": round(float(np.mean([bool(r) for r in rows])), 4),
+                "max_abs_error": float(max(r.max_absdiff for r in rows)),
+                "median_abs_error": float(np.median([r.median_absdiff for r in rows])),
+                "median_rel_error": float(np.median([r.median_reldiff for r in rows])),
+            }
+        comparisons.append({"pair": [a, b], "passed": all(v["passed_fraction"] == 1.0 for v in outputs.values()),
+                            "outputs": outputs})
+    return {
+        "tool": "polygraphy",
+        "runners": names,
+        "inputs": len(inputs),
+        "tolerance": {"check_error_stat": "median", "atol": atol, "rtol": rtol},
+        "comparisons": comparisons,
+        "passed": all(c["passed"] for c in comparisons),
+        "notes": notes,
+    }
+
+
+def polygraphy_failures(section: dict) -> list[dict]:
+    """One failure per output and runner pair outside the tolerance, in check's failure format."""
+    tol = section["tolerance"]
+    failures = []
+    for comp in section["comparisons"]:
+        a, b = comp["pair"]
+        for out, stats in comp["outputs"].items():
+            if stats["passed_fraction"] < 1.0:
+                failures.append({
+                    "metric": f"polygraphy:{a}-vs-{b}:{out}", "artifact": stats["median_abs_error"],
+                    "tolerance": {"median_abs_error": tol["atol"], "median_rel_error": tol["rtol"]},
+                    "message": f"polygraphy: {b} vs {a} on '{out}' fails on {1 - stats['passed_fraction']:.0%} of "
+                               f"the inputs (median abs error {stats['median_abs_error']:.3g}, rel "
+                               f"{stats['median_rel_error']:.3g}); tolerance is abs {tol['atol']:g} or rel "
+                               f"{tol['rtol']:g}"})
+    return failures
