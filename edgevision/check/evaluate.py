@@ -6,6 +6,7 @@ pixels. Metrics stream: nothing per-image is kept except detections (mAP needs t
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -87,6 +88,15 @@ class EvalOutcome:
     worst: list[dict]  # images where artifact and reference disagree most
 
 
+def _run_batched(runner: Runner, batch: np.ndarray) -> list[np.ndarray]:
+    """``batch`` through ``runner`` in pieces it accepts; outputs concatenated along the batch."""
+    step = runner.max_batch
+    if len(batch) <= step:
+        return runner.run(batch)
+    parts = [runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
 def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, output_names: list[str],
              progress: Callable[[int], None] | None = None) -> EvalOutcome:
     """``runners`` is keyed by role; with both "reference" and "artifact", agreement and similarity are
@@ -102,21 +112,25 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
     similarity = OutputSimilarity() if paired else None
     per_image: list[tuple[float, str]] = []
     count = 0
-    for sample in eval_set.samples:
-        batch, geometry = prepare(sample.image, io.imgsz, io.resize)
-        batch = np.ascontiguousarray(batch[None])
-        outputs = {name: r.run(batch) for name, r in runners.items()}
-        results = {name: post([o[0] for o in out], geometry) for name, out in outputs.items()}
-        for name, a in acc.items():
-            a.add(sample, results[name])
-        if paired:
-            agreement.add(None, results["artifact"], gt=results["reference"])
-            similarity.add(outputs["reference"], outputs["artifact"])
-            ref, art = outputs["reference"][0].ravel(), outputs["artifact"][0].ravel()
-            per_image.append((float(np.abs(ref - art).mean()), sample.name))
-        count += 1
-        if progress:
-            progress(count)
+    chunk = max(r.max_batch for r in runners.values())
+    samples = iter(eval_set.samples)
+    while group := list(itertools.islice(samples, chunk)):
+        prepared = [prepare(sample.image, io.imgsz, io.resize) for sample in group]
+        batch = np.ascontiguousarray(np.stack([b for b, _ in prepared]))
+        outputs = {name: _run_batched(r, batch) for name, r in runners.items()}
+        for i, (sample, (_, geometry)) in enumerate(zip(group, prepared)):
+            single = {name: [o[i : i + 1] for o in out] for name, out in outputs.items()}
+            results = {name: post([o[0] for o in out], geometry) for name, out in single.items()}
+            for name, a in acc.items():
+                a.add(sample, results[name])
+            if paired:
+                agreement.add(None, results["artifact"], gt=results["reference"])
+                similarity.add(single["reference"], single["artifact"])
+                ref, art = single["reference"][0].ravel(), single["artifact"][0].ravel()
+                per_image.append((float(np.abs(ref - art).mean()), sample.name))
+            count += 1
+            if progress:
+                progress(count)
     metrics = {name: a.result() for name, a in acc.items()}
     agree: dict[str, float] = {}
     if agreement is not None:

@@ -57,7 +57,9 @@ def _reference_outputs(bundle: Bundle, inputs: np.ndarray, golden: dict, use_tor
         from edgevision.check.compare import reference_runner
 
         runner = reference_runner(bundle, weights, threads)
-        return [runner.run(inputs[i : i + 1]) for i in range(len(inputs))]
+        step = runner.max_batch
+        chunks = [runner.run(inputs[i : i + step]) for i in range(0, len(inputs), step)]
+        return [[o[j : j + 1] for o in outs] for outs in chunks for j in range(len(outs[0]))]
     keys = [f"output_{k}" for k in range(len(bundle.meta.outputs))]
     if not all(k in golden for k in keys):  # segmentation maps are stored reduced: nothing whole to compare
         return None

@@ -217,7 +217,8 @@ def store_golden(work: Path, torch_model, meta: BundleMeta, recipe, count: int) 
     data = synthetic_eval_set(meta.imgsz, variant.stride, count, recipe.eval.seed, meta.task)
     inputs = np.stack([prepare(s.image, meta.imgsz, meta.preprocess.resize)[0] for s in data.samples])
     runner = PyTorchRunner(torch_model, meta.preprocess)
-    outs = [runner.run(inputs[i : i + 1]) for i in range(len(inputs))]
+    step = runner.max_batch
+    outs = [runner.run(inputs[i : i + step]) for i in range(0, len(inputs), step)]
     outputs = [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
     info = write_golden(work / GOLDEN_FILE, meta.task, inputs, outputs)
     return {**info, "data": data.description}

@@ -39,6 +39,9 @@ class Runner(ABC):
 
     runtime: str = ""
     device: str = "CPU"
+    # Largest batch ``run`` takes at once. Artifacts have a static batch of 1; the PyTorch reference takes
+    # more, which evaluation uses (eager PyTorch at batch 1 is mostly per-op overhead).
+    max_batch: int = 1
 
     def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
         self.bundle = bundle

@@ -14,6 +14,7 @@ from edgevision.runtime.base import Runner
 
 class PyTorchRunner(Runner):
     runtime = "pytorch"
+    max_batch = 16
 
     def __init__(self, model: torch.nn.Module, preprocess, threads: int = 2) -> None:
         self.bundle = None
