@@ -65,7 +65,7 @@ def test_per_layer_runs_on_every_backend(export_once, target):
     layers = report["layers"]
     assert len(layers) >= 9  # at least the nine convolutions are matched
     finite = [x["sqnr_db"] for x in layers if x["sqnr_db"] is not None]
-    # a healthy INT8 artifact stays well above noise on (nearly) every matched layer; LiteRT's tensor names
-    # occasionally pair two different tensors, which shows up as a lone outlier row
-    assert finite and sum(v > 10 for v in finite) >= 0.8 * len(finite)
+    # a healthy INT8 artifact stays well above noise on every matched layer; a layer paired with the wrong
+    # reference tensor shows up as an SQNR near or below 0 dB
+    assert finite and min(finite) > 10, [(x["name"], x["sqnr_db"]) for x in layers]
     assert len(report["top"]) == min(10, len(layers))

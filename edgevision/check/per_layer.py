@@ -1,8 +1,8 @@
 """Per-layer divergence: where along the network does the artifact part from the FP32 reference?
 
 Both graphs run with their intermediate tensors exposed (ONNX Runtime and OpenVINO by marking every tensor an
-output, LiteRT by preserving all tensors), tensors are matched by name, and each layer is scored by the SQNR
-of its output against the reference, SQNR = 10 log10(|ref|^2 / |ref - artifact|^2) dB. A layer's *added*
+output, LiteRT by preserving all tensors), tensors are matched by name (LiteRT: by position), and each layer is
+scored by the SQNR of its output against the reference, SQNR = 10 log10(|ref|^2 / |ref - artifact|^2) dB. A layer's *added*
 error is the SQNR drop from its (worst) input to its output; layers are ranked by the noise power they add
 (the same drop in linear terms, so a layer fed exact inputs is not over-blamed for its small inherent error),
 which names the layers to keep in higher precision. The Polygraphy idea, for every backend edgevision targets.
@@ -210,6 +210,8 @@ def openvino_per_layer(reference_onnx: Path, artifact_xml: Path, inputs: list[np
 
 # ------------------------------------------------------------------------------------------------ LiteRT
 def _tflite_intermediates(path: Path, inputs: list[np.ndarray], io: dict | None, threads: int):
+    """Every op output per input, keyed by tensor index: the converter's tensor names are not unique (two
+    LeakyReLUs of one model can share a name), so a name would pool two different tensors."""
     from edgevision.runtime.litert import load_interpreter_class
 
     interp = load_interpreter_class()(model_path=str(path), num_threads=threads,
@@ -219,7 +221,8 @@ def _tflite_intermediates(path: Path, inputs: list[np.ndarray], io: dict | None,
     inp = interp.get_input_details()[0]
     scale, zero = inp["quantization"]
     acc: dict[str, list[np.ndarray]] = {}
-    ops = interp._get_ops_details()
+    # DELEGATE entries stand for the ops XNNPACK took over, which are listed (and preserved) themselves
+    ops = [op for op in interp._get_ops_details() if op["op_name"] != "DELEGATE"]
     for x in inputs:
         feed = x
         if np.dtype(inp["dtype"]).kind == "i":
@@ -238,20 +241,45 @@ def _tflite_intermediates(path: Path, inputs: list[np.ndarray], io: dict | None,
                 s, z = d["quantization"]
                 if np.dtype(d["dtype"]).kind in "iu" and s:
                     v = (v.astype(np.float32) - z) * s
-                acc.setdefault(d["name"], []).append(np.array(v, np.float32))
+                acc.setdefault(str(t), []).append(np.array(v, np.float32))
     nodes = []
     for op in ops:
-        outs = [details[t]["name"] for t in op["outputs"] if t in details]
-        ins = [details[t]["name"] for t in op["inputs"] if t >= 0 and t in details]
-        nodes.append(Node(f"{op['op_name']}:{outs[0] if outs else op['index']}", op["op_name"], ins, outs))
+        outs = [str(t) for t in op["outputs"] if t in details]
+        ins = [str(t) for t in op["inputs"] if t >= 0 and t in details]
+        label = details[op["outputs"][0]]["name"] if op["outputs"] and op["outputs"][0] in details else op["index"]
+        nodes.append(Node(f"{op['op_name']}:{label}", op["op_name"], ins, outs))
     return acc, nodes
 
 
+def _by_position(nodes: list[Node]) -> dict[tuple[str, int], str]:
+    """(op type, k-th op of that type) -> output tensor, skipping the quantizer's own ops."""
+    seen: dict[str, int] = {}
+    keys = {}
+    for n in nodes:
+        if n.op_type in ("QUANTIZE", "DEQUANTIZE") or not n.outputs:
+            continue
+        keys[(n.op_type, seen.get(n.op_type, 0))] = n.outputs[0]
+        seen[n.op_type] = seen.get(n.op_type, 0) + 1
+    return keys
+
+
 def litert_per_layer(reference_tflite: Path, artifact_tflite: Path, inputs: list[np.ndarray], threads: int = 2):
-    ref, _ = _tflite_intermediates(reference_tflite, inputs, None, threads)
+    """A float and a quantized conversion of one model number and name their tensors differently, so layers
+    are matched by position: the k-th CONV_2D of the artifact with the k-th CONV_2D of the reference, and so
+    on (rank_layers drops a pair whose shapes differ). A DEQUANTIZE is transparent: the op after it is scored
+    against the quantized tensor before it."""
+    ref, ref_nodes = _tflite_intermediates(reference_tflite, inputs, None, threads)
     art, nodes = _tflite_intermediates(artifact_tflite, inputs, None, threads)
-    nodes = [n for n in nodes if n.op_type not in ("QUANTIZE", "DEQUANTIZE")]
-    return rank_layers(nodes, ref, art)
+    ref_tensors = _by_position(ref_nodes)
+    ref = {art_t: ref[ref_tensors[key]] for key, art_t in _by_position(nodes).items()
+           if key in ref_tensors and ref_tensors[key] in ref}
+    dequantized = {n.outputs[0]: n.inputs[0] for n in nodes if n.op_type == "DEQUANTIZE" and n.inputs and n.outputs}
+    kept = []
+    for n in nodes:
+        if n.op_type in ("QUANTIZE", "DEQUANTIZE"):
+            continue
+        kept.append(Node(n.name, n.op_type, [dequantized.get(i, i) for i in n.inputs], n.outputs, n.scope))
+    return rank_layers(kept, ref, art)
 
 
 # ------------------------------------------------------------------------------------------------ driver
