@@ -84,3 +84,29 @@ def test_coco_loader_refuses_a_file_with_no_matching_category(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(BadInput, match="not a COCO-format file"):
         coco_dataset(bad, ["x"], "detect")
+
+
+def test_evaluation_batches_the_reference_without_changing_its_results():
+    """evaluate() runs the PyTorch reference in batches of 16 and the artifact one image at a time; a reference
+    forced to batch 1 must give the same detections, hence the same metrics."""
+    from edgevision.check.evaluate import ModelIO, evaluate
+    from edgevision.data.datasets import synthetic_eval_set
+    from edgevision.models.loading import build_model
+    from edgevision.models.registry import get_variant
+    from edgevision.runtime.pytorch import PyTorchRunner
+
+    variant = get_variant("fast-yolo-demo")
+    model = build_model(variant)
+    head = model.head_spec(variant.imgsz)
+    io = ModelIO("detect", variant.imgsz, variant.preprocess.resize, head, variant.labels)
+    data = synthetic_eval_set(variant.imgsz, variant.stride, 40, 3, "detect")
+    batched = PyTorchRunner(model, variant.preprocess)
+    single = PyTorchRunner(model, variant.preprocess)
+    single.max_batch = 1
+    assert batched.max_batch > 1
+    outcome = evaluate({"reference": batched, "artifact": single}, data, io, output_names=["output"])
+    assert outcome.images == 40
+    ref, art = outcome.metrics["reference"], outcome.metrics["artifact"]
+    assert ref["map50"] > 50 and abs(ref["map50"] - art["map50"]) < 1e-6
+    assert outcome.agreement["agreement_map50"] > 99.9
+    assert outcome.similarity["output"]["max_abs_error"] < 1e-4
