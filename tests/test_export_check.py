@@ -36,9 +36,6 @@ def test_bundle_metadata_is_complete(yolo_npu_int8):
     assert (yolo_npu_int8.path / "model.xml").is_file() and (yolo_npu_int8.path / "model.bin").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="the bundled detector reaches 84.7 mAP@0.5 on the recipe's 800-scene eval set "
-                                       "(88.5 on its first 200 scenes, the set used before); the bar of 85 is open "
-                                       "in the spine issue. strict: a pass flips this red")
 def test_demo_detector_meets_its_bar(checked):
     det = checked["yolo-cpu"]["metrics"]["reference"]
     assert det["map50"] >= DETECTOR_MAP50_BAR, det
