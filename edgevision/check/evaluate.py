@@ -90,7 +90,7 @@ class EvalOutcome:
 
 def _run_batched(runner: Runner, batch: np.ndarray) -> list[np.ndarray]:
     """``batch`` through ``runner`` in pieces it accepts; outputs concatenated along the batch."""
-    step = runner.max_batch
+    step = getattr(runner, "max_batch", 1)  # duck-typed runners take one image
     if len(batch) <= step:
         return runner.run(batch)
     parts = [runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
@@ -112,7 +112,7 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
     similarity = OutputSimilarity() if paired else None
     per_image: list[tuple[float, str]] = []
     count = 0
-    chunk = max(r.max_batch for r in runners.values())
+    chunk = max(getattr(r, "max_batch", 1) for r in runners.values())
     samples = iter(eval_set.samples)
     while group := list(itertools.islice(samples, chunk)):
         prepared = [prepare(sample.image, io.imgsz, io.resize) for sample in group]

@@ -63,6 +63,8 @@ class ControlResult:
 class _CallableRunner:
     """Adapts any ``f(batch) -> outputs`` to the Runner interface evaluate() expects."""
 
+    max_batch = 1
+
     def __init__(self, fn: Callable[[np.ndarray], list[np.ndarray]]) -> None:
         self.fn = fn
 
