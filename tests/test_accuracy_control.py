@@ -25,8 +25,8 @@ def test_the_outlier_variant_is_the_same_function_in_fp32():
 
 
 # rpi (PT2E) runs the same loop but each attempt is a full LiteRT conversion (about a minute here); its
-# before/after is in benchmarks/RESULTS.md rather than in the suite. intel-npu runs NNCF's
-# quantize_with_accuracy_control after the plain attempt.
+# before/after is in benchmarks/RESULTS.md rather than in the suite. intel-npu and cpu run NNCF's
+# quantize_with_accuracy_control (OpenVINO IR, ONNX) after the plain attempt.
 @pytest.mark.parametrize("target", ["cpu", "jetson", "intel-npu"])
 def test_plain_int8_breaks_and_max_drop_brings_it_back(capsys, export_once, target, tmp_path):
     plain = export_once(MODEL, target, "int8")
@@ -42,7 +42,7 @@ def test_plain_int8_breaks_and_max_drop_brings_it_back(capsys, export_once, targ
     assert control["budget_met"] and control["best"]["drop"] <= 1.0
     assert control["steps"][0]["drop"] > 1.0  # the first attempt is plain INT8
     assert check_bundle(load_bundle(out))["passed"]
-    if target == "intel-npu":
+    if target in ("intel-npu", "cpu"):
         assert control["steps"][-1]["float_layers"], "NNCF kept at least one layer in float"
         assert meta.quantization["tool"] == "nncf.quantize_with_accuracy_control"
 

@@ -4,9 +4,11 @@ Quantize, measure the recipe's primary metric (mAP@0.5 or mIoU, in points) on th
 reference, and while the drop exceeds the budget move the layers that hurt most back to float, then try
 again; stop at the budget or at the layer limit, keeping the best attempt.
 
-* intel-npu (OpenVINO): NNCF's ``quantize_with_accuracy_control`` does the search itself, with edgevision's
-  metric as its validation function.
-* cpu and jetson (QDQ ONNX) and rpi (LiteRT via PT2E): edgevision's loop, ranking layers with the per-layer
+* intel-npu (OpenVINO IR) and cpu (ONNX): plain INT8 first; when it misses the budget, NNCF's
+  ``quantize_with_accuracy_control`` does the search itself, with edgevision's metric as its validation
+  function (for cpu the result is NNCF's QDQ, int8 activations where a tensor can be negative: slower on ONNX
+  Runtime than ORT's uint8 QDQ, see benchmarks/RESULTS.md, so it is used only when plain INT8 fails).
+* jetson (TensorRT-form QDQ ONNX) and rpi (LiteRT via PT2E): edgevision's loop, ranking layers with the per-layer
   divergence of ``edgevision.check.per_layer`` and excluding them from quantization (ONNX Runtime's
   ``nodes_to_exclude``; PT2E ``set_module_name(..., None)``).
 """
@@ -104,30 +106,59 @@ def control_loop(quantize: Callable[[list[str]], Path], measure: Callable[[Path]
 
 
 def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: str, max_drop: float,
-                          output_names: list[str]):
-    """OpenVINO: nncf.quantize_with_accuracy_control with edgevision's metric as the validation function.
+                          output_names: list[str], *, backend: str = "openvino",
+                          max_layers: int = DEFAULT_MAX_FLOAT_LAYERS):
+    """nncf.quantize_with_accuracy_control with edgevision's metric as the validation function, for an
+    OpenVINO model (intel-npu) or an ONNX model (cpu).
 
-    NNCF hands the validation function the raw items of the validation dataset, sometimes all of them and
-    sometimes one at a time (to rank which images change most), and expects ``(metric, per-item values)``
-    back. So the items are eval-set indices (the dataset's transform turns an index into the network input),
-    and the metric is computed on exactly the images NNCF asked for.
+    NNCF hands the validation function the model to run (an OpenVINO CompiledModel, or an ONNX ModelProto)
+    and raw items of the validation dataset, sometimes all of them and sometimes one at a time (to rank which
+    images change most), and expects ``(metric, per-item values)`` back. So the items are eval-set indices (the
+    dataset's transform turns an index into the network input), and the metric is computed on exactly the
+    images NNCF asked for. ``max_layers`` caps NNCF's iterations, each of which reverts one more group of
+    quantizers to float.
     """
     import nncf
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
     from edgevision.export.intel_npu import _OV_TYPES
     from edgevision.ops.preprocess import prepare
 
     q = ctx.recipe.quantization
-    types = [t for name in q.ignored_types for t in _OV_TYPES.get(name, [name])]
+    if backend == "openvino":
+        types = [t for name in q.ignored_types for t in _OV_TYPES.get(name, [name])]
+    else:
+        types = list(q.ignored_types)
     inputs = [np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None]) for s in eval_set.samples]
+    sessions: dict[int, tuple[object, Callable]] = {}
 
-    def validate(compiled, indices) -> tuple[float, None]:
-        outputs = list(compiled.outputs)
+    def runner_for(model_for_inference) -> Callable[[np.ndarray], list[np.ndarray]]:
+        if backend == "openvino":
+            outputs = list(model_for_inference.outputs)
 
-        def run(batch):
-            res = compiled(batch)
-            return [np.asarray(res[o]) for o in outputs]
+            def run(batch):
+                res = model_for_inference(batch)
+                return [np.asarray(res[o]) for o in outputs]
 
+            return run
+        # ONNX: one ORT session per model NNCF hands over (it validates each model many times); the model is
+        # kept referenced so that its id is not reused while cached
+        key = id(model_for_inference)
+        if key not in sessions:
+            import onnxruntime as ort
+
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 2, 1, 3
+            sess = ort.InferenceSession(model_for_inference.SerializeToString(), opts,
+                                        providers=["CPUExecutionProvider"])
+            name = sess.get_inputs()[0].name
+            if len(sessions) >= 4:
+                sessions.pop(next(iter(sessions)))
+            sessions[key] = (model_for_inference, lambda batch: sess.run(None, {name: batch}))
+        return sessions[key][1]
+
+    def validate(model_for_inference, indices) -> tuple[float, None]:
+        run = runner_for(model_for_inference)
         chosen = [int(i) for i in indices]
         subset = EvalSet(eval_set.description, [eval_set.samples[i] for i in chosen], eval_set.labelled)
         value = primary_metric(run, subset, io, metric, output_names)
@@ -135,12 +166,22 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
         # image simply carries no information.
         return (value if np.isfinite(value) and value >= 0 else 0.0), None
 
+    calibration = ctx.calibration.batches
+    if backend == "onnx":
+        name = model.graph.input[0].name
+        calibration_dataset = nncf.Dataset(calibration, lambda b: {name: b})
+        validation_dataset = nncf.Dataset(list(range(len(inputs))), lambda i: {name: inputs[i]})
+    else:
+        calibration_dataset = nncf.Dataset(calibration)
+        validation_dataset = nncf.Dataset(list(range(len(inputs))), lambda i: inputs[i])
     return nncf.quantize_with_accuracy_control(
-        model, nncf.Dataset(ctx.calibration.batches), nncf.Dataset(list(range(len(inputs))), lambda i: inputs[i]),
+        model, calibration_dataset, validation_dataset,
         validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
         preset=nncf.QuantizationPreset.MIXED if q.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-        subset_size=min(q.subset_size, len(ctx.calibration.batches)),
-        ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False))
+        subset_size=min(q.subset_size, len(calibration)),
+        ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False),
+        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=max_layers))
+
 
 
 def _provisional_bundle(ctx, meta, info):
@@ -211,16 +252,17 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         finally:
             runner.close()
 
-    if ctx.profile.family == "intel-npu":
-        # Step 0 is plain INT8, as on every target; only when it misses the budget does NNCF's own search run.
+    if ctx.profile.family in ("intel-npu", "cpu"):
+        # Step 0 is plain INT8, as on every target; only when it misses the budget does NNCF's own search run
+        # (on the OpenVINO IR for intel-npu, on the ONNX graph for cpu).
         state["info"] = exporter.export_artifact(ctx)
         value = measure(ctx.workdir / state["info"].file)
         result = ControlResult(metric, reference, max_drop, [Attempt([], value, reference - value)])
         say(result.attempts[0].describe(metric, max_drop))
-        if reference - value <= max_drop:
+        if reference - value <= max_drop or max_layers == 0:
             return state["info"], result
         ctx.options["accuracy_control"] = {"eval_set": eval_set, "io": io, "metric": metric, "max_drop": max_drop,
-                                           "output_names": names}
+                                           "output_names": names, "max_layers": max_layers}
         say(f"NNCF accuracy-controlled quantization (max drop {max_drop:g} {metric})")
         info = exporter.export_artifact(ctx)
         state["info"] = info

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 
-from edgevision.export.base import ArtifactInfo, ExportContext
+from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
 from edgevision.export.onnx_graph import ensure_node_names, tail_nodes
 
 
@@ -18,7 +18,42 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
     if ctx.precision == "fp32":
         shutil.copyfile(ctx.onnx_fp32, out)
         return ArtifactInfo(out.name, "onnx")
+    if ctx.options.get("accuracy_control"):
+        return quantize_with_accuracy_control(ctx, out)
     return quantize_qdq(ctx, out, symmetric_activations=False)
+
+
+def quantize_with_accuracy_control(ctx: ExportContext, out) -> ArtifactInfo:
+    """NNCF's ONNX quantize_with_accuracy_control on the FP32 graph, with edgevision's metric (the --max-drop
+    path, taken when plain INT8 misses the budget)."""
+    import logging
+
+    import nncf
+    import onnx
+    import onnxruntime
+
+    from edgevision.export.accuracy_control import nncf_accuracy_control
+
+    nncf.set_log_level(logging.ERROR)
+    control = ctx.options["accuracy_control"]
+    with quiet_progress():
+        quantized = nncf_accuracy_control(onnx.load(str(ctx.onnx_fp32)), ctx, control["eval_set"], control["io"],
+                                          control["metric"], control["max_drop"], control["output_names"],
+                                          backend="onnx", max_layers=control["max_layers"])
+    onnx.save(quantized, str(out))
+    q = ctx.recipe.quantization
+    return ArtifactInfo(out.name, "onnx", quantization={
+        "tool": "nncf.quantize_with_accuracy_control", "format": "QDQ", "preset": q.preset,
+        "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
+        "float_layers": _float_weight_nodes(quantized),
+    }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "nncf": nncf.__version__})
+
+
+def _float_weight_nodes(model) -> list[str]:
+    """Conv / Gemm / MatMul nodes whose weight does not come out of a DequantizeLinear."""
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return [n.name for n in model.graph.node
+            if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] not in dequantized]
 
 
 def _ort_calibration_method(name: str):

@@ -40,7 +40,8 @@ def quantize_nncf(model, ctx: ExportContext):
 
         with quiet_progress():
             quantized = nncf_accuracy_control(model, ctx, control["eval_set"], control["io"], control["metric"],
-                                              control["max_drop"], control["output_names"])
+                                              control["max_drop"], control["output_names"],
+                                              max_layers=control["max_layers"])
         info = {"tool": "nncf.quantize_with_accuracy_control", "preset": q.preset,
                 "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
                 "float_layers": _float_ops(quantized)}
