@@ -1,4 +1,4 @@
-"""Why the cpu target quantizes with ONNX Runtime's quantizer and not NNCF's ONNX backend.
+"""Why plain cpu INT8 uses ONNX Runtime's quantizer and not NNCF's ONNX backend (which --max-drop uses).
 
     python benchmarks/bench_onnx_quantizers.py [--model fast-yolo-demo] [--runs 40]
 
