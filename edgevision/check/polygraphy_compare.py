@@ -110,7 +110,7 @@ def compare_with_polygraphy(bundle: Bundle, *, use_torch: bool, weights: Path | 
             with_reference.append(entry)
         results = with_reference
     else:
-        notes.append("no FP32 reference: PyTorch is not installed and the golden outputs are stored reduced")
+        notes.append("no FP32 reference here: no PyTorch reference, and the golden outputs are stored reduced")
     names = [name for name, _ in results]
     pairs = [(0, i) for i in range(1, len(names))]
     if "tensorrt" in names and "onnxrt" in names and reference is not None:
