@@ -61,3 +61,18 @@ def unet_cpu_int8(export_once):
 @pytest.fixture(scope="session")
 def unet_npu_int8(export_once):
     return export_once("mobile-unet", "intel-npu", "int8")
+
+
+def damaged_copy(bundle, dest: Path, conv: int = 2, factor: float = 8.0) -> Path:
+    """A copy of an ONNX bundle with one convolution's weight scaled by ``factor``: a broken artifact."""
+    import shutil
+
+    import onnx
+    from onnx import numpy_helper
+
+    shutil.copytree(bundle.path, dest)
+    model = onnx.load(str(dest / "model.onnx"))
+    convs = [i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[1] > 1]
+    convs[conv].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(convs[conv]) * factor, convs[conv].name))
+    onnx.save(model, str(dest / "model.onnx"))
+    return dest

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 
+from conftest import damaged_copy
 from edgevision.check.golden import GOLDEN_BUDGET_BYTES, load_golden
 
 BLOCK_TORCH = (
@@ -49,21 +50,9 @@ def test_check_runs_where_importing_torch_fails(yolo_cpu_int8, tmp_path):
 
 
 def test_golden_check_catches_a_damaged_artifact(capsys, export_once, tmp_path):
-    import shutil
-
-    import onnx
-    from onnx import numpy_helper
-
     from edgevision.cli import main
 
-    good = export_once("mobile-unet", "cpu", "fp32")
-    bad = tmp_path / "damaged"
-    shutil.copytree(good.path, bad)
-    model = onnx.load(str(bad / "model.onnx"))
-    convs = [i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[1] > 1]
-    w = numpy_helper.to_array(convs[2]).copy() * 8
-    convs[2].CopyFrom(numpy_helper.from_array(w, convs[2].name))
-    onnx.save(model, str(bad / "model.onnx"))
+    bad = damaged_copy(export_once("mobile-unet", "cpu", "fp32"), tmp_path / "damaged")
     assert main(["check", str(bad), "--no-reference"]) == 1
     err = capsys.readouterr().err
     assert "agreement_miou" in err and "floor" in err

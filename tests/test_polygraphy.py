@@ -1,13 +1,10 @@
 """`check --compare-with polygraphy`: NVIDIA Polygraphy's comparator on ONNX bundles (real Polygraphy, real ORT)."""
 
 import json
-import shutil
 import subprocess
 import sys
 
-import onnx
-from onnx import numpy_helper
-
+from conftest import damaged_copy
 from edgevision.cli import main
 from edgevision.resources import resource_dir
 
@@ -27,13 +24,7 @@ def test_polygraphy_passes_a_healthy_jetson_int8_bundle(capsys, export_once, tmp
 
 
 def test_polygraphy_fails_a_damaged_artifact_with_exit_1(capsys, export_once, tmp_path):
-    good = export_once("mobile-unet", "cpu", "fp32")
-    bad = tmp_path / "damaged"
-    shutil.copytree(good.path, bad)
-    model = onnx.load(str(bad / "model.onnx"))
-    convs = [i for i in model.graph.initializer if len(i.dims) == 4 and i.dims[1] > 1]
-    convs[2].CopyFrom(numpy_helper.from_array(numpy_helper.to_array(convs[2]) * 8, convs[2].name))
-    onnx.save(model, str(bad / "model.onnx"))
+    bad = damaged_copy(export_once("mobile-unet", "cpu", "fp32"), tmp_path / "damaged")
     code = main(["check", str(bad), "--data", str(resource_dir("calibration") / "images"), "--compare-with", "polygraphy"])
     assert code == 1
     err = capsys.readouterr().err

@@ -128,6 +128,8 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
 
     if baseline is not None and not update_baseline:
         read_baseline(baseline)  # a missing baseline is bad input: fail before the slow part
+    if compare_with not in (None, "polygraphy"):
+        raise BadInput(f"--compare-with '{compare_with}' is not supported; use --compare-with polygraphy")
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     meta = bundle.meta
     recipe = load_recipe(meta.model, meta.task)
@@ -200,8 +202,6 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
     if compare_with is not None:
         from edgevision.check.polygraphy_compare import compare_with_polygraphy, polygraphy_failures
 
-        if compare_with != "polygraphy":
-            raise BadInput(f"--compare-with '{compare_with}' is not supported; use --compare-with polygraphy")
         section = compare_with_polygraphy(bundle, use_torch=use_torch, weights=weights, threads=artifact.threads,
                                           atol=compare_atol, rtol=compare_rtol)
         report["compare_with"] = _clean(section)

@@ -17,7 +17,7 @@ from edgevision.data.datasets import EvalSet, Sample
 from edgevision.ops.postprocess import make_postprocessor
 from edgevision.ops.preprocess import prepare
 from edgevision.ops.results import Detections, Segmentation
-from edgevision.runtime.base import Runner
+from edgevision.runtime.base import Runner, run_in_batches
 
 EVAL_CONF = 0.001  # mAP is computed over the whole score range
 EVAL_MAX_DETECTIONS = 100
@@ -88,15 +88,6 @@ class EvalOutcome:
     worst: list[dict]  # images where artifact and reference disagree most
 
 
-def _run_batched(runner: Runner, batch: np.ndarray) -> list[np.ndarray]:
-    """``batch`` through ``runner`` in pieces it accepts; outputs concatenated along the batch."""
-    step = getattr(runner, "max_batch", 1)  # duck-typed runners take one image
-    if len(batch) <= step:
-        return runner.run(batch)
-    parts = [runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
-    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
-
-
 def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, output_names: list[str],
              progress: Callable[[int], None] | None = None) -> EvalOutcome:
     """``runners`` is keyed by role; with both "reference" and "artifact", agreement and similarity are
@@ -117,7 +108,7 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
     while group := list(itertools.islice(samples, chunk)):
         prepared = [prepare(sample.image, io.imgsz, io.resize) for sample in group]
         batch = np.ascontiguousarray(np.stack([b for b, _ in prepared]))
-        outputs = {name: _run_batched(r, batch) for name, r in runners.items()}
+        outputs = {name: run_in_batches(r, batch) for name, r in runners.items()}
         for i, (sample, (_, geometry)) in enumerate(zip(group, prepared)):
             single = {name: [o[i : i + 1] for o in out] for name, out in outputs.items()}
             results = {name: post([o[0] for o in out], geometry) for name, out in single.items()}

@@ -211,15 +211,14 @@ def store_golden(work: Path, torch_model, meta: BundleMeta, recipe, count: int) 
     from edgevision.check.golden import write_golden
     from edgevision.data.datasets import synthetic_eval_set
     from edgevision.ops.preprocess import prepare
+    from edgevision.runtime.base import run_in_batches
     from edgevision.runtime.pytorch import PyTorchRunner
 
     variant = get_variant(meta.model)
     data = synthetic_eval_set(meta.imgsz, variant.stride, count, recipe.eval.seed, meta.task)
     inputs = np.stack([prepare(s.image, meta.imgsz, meta.preprocess.resize)[0] for s in data.samples])
     runner = PyTorchRunner(torch_model, meta.preprocess)
-    step = runner.max_batch
-    outs = [runner.run(inputs[i : i + step]) for i in range(0, len(inputs), step)]
-    outputs = [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
+    outputs = run_in_batches(runner, inputs)
     info = write_golden(work / GOLDEN_FILE, meta.task, inputs, outputs)
     return {**info, "data": data.description}
 

@@ -63,9 +63,7 @@ class ControlResult:
 
 
 class _CallableRunner:
-    """Adapts any ``f(batch) -> outputs`` to the Runner interface evaluate() expects."""
-
-    max_batch = 1
+    """Adapts any ``f(batch) -> outputs`` to the Runner interface evaluate() expects (one image at a time)."""
 
     def __init__(self, fn: Callable[[np.ndarray], list[np.ndarray]]) -> None:
         self.fn = fn

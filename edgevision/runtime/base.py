@@ -64,6 +64,16 @@ class Runner(ABC):
         return {"runtime": self.runtime, "device": self.device, "threads": self.threads}
 
 
+def run_in_batches(runner, batch: np.ndarray) -> list[np.ndarray]:
+    """``batch`` through ``runner`` in pieces of its ``max_batch``; outputs concatenated along the batch.
+    Duck-typed runners without ``max_batch`` take one image at a time."""
+    step = getattr(runner, "max_batch", 1)
+    if len(batch) <= step:
+        return runner.run(batch)
+    parts = [runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
 def bundle_default_threads(bundle: Bundle) -> int:
     """The profile's inference threads, never more than this machine has cores."""
     from edgevision.config import get_target
