@@ -80,3 +80,31 @@ def test_nms_graph_file_is_what_the_script_builds():
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert onnx.load(str(mod.OUT)).SerializeToString() == mod.build().SerializeToString()
+
+
+def test_class_aware_with_negative_coordinates():
+    """Boxes reaching past the top-left corner (as a decode can give) still keep classes apart."""
+    rng = np.random.default_rng(11)
+    boxes, scores, cls = random_boxes(rng, 200, span=150)
+    ours = non_max_suppression(boxes - 200.0, scores, cls, iou_threshold=0.45, max_detections=10_000)
+    # IoU does not change under translation; cv2 is given the unshifted boxes because its own class offset
+    # (class x (max coordinate + 1)) assumes coordinates are non-negative.
+    assert set(ours.tolist()) == cv2_keep(boxes, scores, cls, 0.45)
+
+
+def test_public_session_run_gives_the_same_kept_set():
+    """The wrapper calls ONNX Runtime's binding directly to skip per-call feed validation; the public
+    InferenceSession.run, its fallback, must keep exactly the same boxes."""
+    from edgevision.ops.nms import _cache
+
+    rng = np.random.default_rng(5)
+    boxes, scores, cls = random_boxes(rng, 300)
+    cache = _cache()
+    fast = non_max_suppression(boxes, scores, cls, iou_threshold=0.5, max_detections=10_000)
+    binding, cache.run = cache.run, cache.session.run
+    try:
+        public = non_max_suppression(boxes, scores, cls, iou_threshold=0.5, max_detections=10_000)
+    finally:
+        cache.run = binding
+    assert binding is not cache.session.run, "this ONNX Runtime exposes its binding; the fast path must be in use"
+    np.testing.assert_array_equal(fast, public)

@@ -32,6 +32,31 @@ def test_decode_places_box_from_cell_offsets_and_squared_sizes():
     assert cls[0] == 3
 
 
+@pytest.mark.parametrize("sqrt_wh", [True, False])
+def test_decode_matches_a_per_box_loop(sqrt_wh):
+    """The vectorised decode against the darknet formula written box by box, on random outputs."""
+    pred = np.random.default_rng(3).random((S, S, B * 5 + C)).astype(np.float32)
+    boxes, scores, cls = decode_yolov1(pred, grid=S, boxes_per_cell=B, num_classes=C, imgsz=IMG,
+                                       score_threshold=0.3, sqrt_wh=sqrt_wh)
+    expected = []
+    for row in range(S):
+        for col in range(S):
+            probs = pred[row, col, B * 5 :]
+            for b in range(B):
+                x, y, w, h, conf = pred[row, col, b * 5 : b * 5 + 5]
+                if sqrt_wh:
+                    w, h = w * w, h * h
+                score = conf * probs.max()
+                if score > 0.3:
+                    cx, cy = (col + x) / S * IMG, (row + y) / S * IMG
+                    expected.append(([cx - w * IMG / 2, cy - h * IMG / 2, cx + w * IMG / 2, cy + h * IMG / 2],
+                                     score, probs.argmax()))
+    assert 0 < len(expected) < S * S * B
+    np.testing.assert_allclose(boxes, [e[0] for e in expected], rtol=1e-5, atol=1e-3)
+    np.testing.assert_allclose(scores, [e[1] for e in expected], rtol=1e-6)
+    assert cls.tolist() == [e[2] for e in expected]
+
+
 def test_postprocessor_nms_and_mapping_to_source_pixels():
     pred = empty_pred()
     put(pred, 3, 3, 0, 0.5, 0.5, 0.3, 0.3, conf=0.9, cls=1)

@@ -30,6 +30,11 @@ class _Cache:
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(_GRAPH), opts, providers=["CPUExecutionProvider"])
+        # InferenceSession.run re-validates the feed's names on every call, which costs about 3 us of the
+        # 15-20 us a 98-box call takes. The feed here always matches the graph, so call the binding under it
+        # when this ONNX Runtime has one (every release so far); otherwise the public run.
+        inner = getattr(self.session, "_sess", None)
+        self.run = self.session.run if inner is None else (lambda names, feeds: inner.run(names, feeds, None))
         self._scalar: dict[float, np.ndarray] = {}
         self._max: dict[int, np.ndarray] = {}
 
@@ -108,8 +113,8 @@ def non_max_suppression(
         boxes = boxes.astype(np.float32)
     if not class_agnostic:
         # Shift every class into its own square of side `span`, so boxes of different classes never overlap.
-        if coordinate_span is None:
-            coordinate_span = float(boxes.max()) + 1.0 - min(float(boxes.min()), 0.0)
+        if coordinate_span is None:  # one reduction: all coordinates lie in [-m, m], so 2m + 1 separates classes
+            coordinate_span = 2.0 * float(np.abs(boxes).max()) + 1.0
         boxes = boxes + np.multiply(class_ids, coordinate_span, dtype=np.float32)[:, None]
     cache = _cache()
     feeds = {
@@ -120,5 +125,5 @@ def non_max_suppression(
         # The kernel drops scores <= threshold itself, which is cheaper than a NumPy filter and gather.
         "score_threshold": cache.scalar(_NO_THRESHOLD if score_threshold is None else score_threshold),
     }
-    keep = cache.session.run(_OUTPUTS, feeds)[0][:, 2]
+    keep = cache.run(_OUTPUTS, feeds)[0][:, 2]
     return keep if idx is None else idx[keep]

@@ -17,23 +17,32 @@ from edgevision.ops.results import Detections
 
 
 @lru_cache(maxsize=16)
-def _decode_tables(grid: int, boxes_per_cell: int, depth: int, imgsz: int):
+def _decode_tables(grid: int, boxes_per_cell: int, depth: int, imgsz: int, sqrt_wh: bool):
     """Constants of one head shape, built once.
 
-    Returns ``rows`` (S*S*B,): each box's row in the output viewed as (S*S*depth/5, 5); ``affine`` (5, 4): maps a
-    box row (x, y, w, h, conf) to xyxy in network pixels, before the cell origin is added; ``origins``
-    (S*S*B, 4): each box's cell origin in network pixels, as (x, y, x, y); ``cells`` (S*S,): arange.
+    Returns ``geometry`` (2*B*5, B*4) if ``sqrt_wh`` else (B*5, B*4): maps a cell's box columns (x, y, w, h,
+    conf per box), followed by their squares when w and h are predicted as square roots, to the xyxy of its B
+    boxes in network pixels, before the cell origin is added; ``origins`` (S*S, B*4): each cell's origin as
+    (x, y, x, y) per box; ``prob_start`` (S*S,): where each cell's class probabilities start in the flat
+    output; ``conf_index`` (S*S, B): where each box's confidence is in the flat output.
     """
     cell = imgsz / grid
     half = imgsz / 2
-    affine = np.array([[cell, 0, cell, 0], [0, cell, 0, cell], [-half, 0, half, 0], [0, -half, 0, half],
-                       [0, 0, 0, 0]], np.float32)
+    position = np.array([[cell, 0, cell, 0], [0, cell, 0, cell]], np.float32)
+    size = np.array([[-half, 0, half, 0], [0, -half, 0, half]], np.float32)
+    b5 = boxes_per_cell * 5
+    geometry = np.zeros((2 * b5 if sqrt_wh else b5, boxes_per_cell * 4), np.float32)
+    for i in range(boxes_per_cell):
+        cols = slice(4 * i, 4 * i + 4)
+        geometry[5 * i : 5 * i + 2, cols] = position
+        size_rows = 5 * i + 2 + (b5 if sqrt_wh else 0)
+        geometry[size_rows : size_rows + 2, cols] = size
     cells = np.arange(grid * grid)
     row, col = np.divmod(cells, grid)
-    origins = np.repeat(np.stack([col, row, col, row], -1).astype(np.float32) * np.float32(cell),
-                        boxes_per_cell, axis=0)
-    rows = (cells[:, None] * (depth // 5) + np.arange(boxes_per_cell)).ravel()
-    return rows, affine, origins, cells
+    origins = np.tile(np.stack([col, row, col, row], -1).astype(np.float32) * np.float32(cell), (1, boxes_per_cell))
+    prob_start = cells * depth + b5
+    conf_index = cells[:, None] * depth + np.arange(boxes_per_cell) * 5 + 4
+    return geometry, origins, prob_start, conf_index
 
 
 def decode_yolov1(
@@ -42,29 +51,30 @@ def decode_yolov1(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One image's (S, S, B*5+C) output -> (boxes xyxy in network pixels, scores, class ids) above threshold.
 
-    Written for per-call overhead, which dominates at YOLOv1 sizes: every step is one NumPy call on a view or
-    a cached table, and the geometry of all kept boxes is a single (K, 5) @ (5, 4) product.
+    Written for per-call overhead, which dominates at YOLOv1 sizes (98 boxes): every step is one NumPy call on
+    a view or a cached table, gathers use ``ndarray.take`` (several times cheaper than fancy indexing on small
+    arrays), and the geometry of all boxes is a single (S*S, 2*B*5) @ (2*B*5, B*4) product over the box
+    columns and their squares, computed for every box because that is cheaper than gathering the kept ones first.
     """
     b = boxes_per_cell
     depth = b * 5 + num_classes
     if pred.shape != (grid, grid, depth):
         raise ValueError(f"expected a ({grid}, {grid}, {depth}) YOLOv1 output, got {pred.shape}")
     pred = np.ascontiguousarray(pred, dtype=np.float32)
-    rows, affine, origins, cells = _decode_tables(grid, b, depth, imgsz)
+    geometry, origins, prob_start, conf_index = _decode_tables(grid, b, depth, imgsz, sqrt_wh)
     flat = pred.reshape(grid * grid, depth)
+    values = pred.reshape(-1)
     cls = flat[:, b * 5 :].argmax(1)
-    best = flat[cells, cls + b * 5]
-    scores = (flat[:, 4 : b * 5 : 5] * best[:, None]).ravel()  # (S*S*B,), box-major within a cell
-    keep = np.flatnonzero(scores > score_threshold)
-    if depth % 5 == 0:  # every box is a row of the output viewed as (-1, 5)
-        sel = pred.reshape(-1, 5)[rows[keep]]
-    else:
-        sel = flat[:, : b * 5].reshape(grid * grid * b, 5)[keep]
+    scores = values.take(conf_index)  # (S*S, B)
+    scores *= values.take(cls + prob_start)[:, None]
+    scores = scores.reshape(-1)  # box-major within a cell
+    keep = (scores > score_threshold).nonzero()[0]
+    box_columns = flat[:, : b * 5]
     if sqrt_wh:
-        sel[:, 2:4] *= sel[:, 2:4]
-    xyxy = sel @ affine
-    xyxy += origins[keep]
-    return xyxy, scores[keep], cls[keep // b]
+        box_columns = np.concatenate((box_columns, box_columns * box_columns), 1)
+    xyxy = box_columns @ geometry
+    xyxy += origins
+    return xyxy.reshape(-1, 4).take(keep, 0), scores.take(keep), cls.take(keep // b)
 
 
 class YoloV1Postprocessor:
