@@ -17,6 +17,7 @@ from edgevision.resources import resource_dir
 
 Precision = Literal["fp32", "fp16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+NNCFPreset = Literal["performance", "mixed"]  # symmetric / asymmetric int8 activations
 
 # `--target jetson` and friends: the family name picks this profile.
 FAMILY_DEFAULT_PROFILE = {
@@ -51,6 +52,9 @@ class TargetProfile(_Strict):
     default_imgsz: int | None = None
     memory_budget_mb: int = Field(1024, ge=64)
     device: str | None = None  # e.g. OpenVINO device name
+    # NNCF's preset when a recipe names none: "performance" (symmetric int8 activations) where the hardware's
+    # fastest int8 kernels want them, "mixed" (asymmetric) where ONNX Runtime on x86 would fall back to float.
+    nncf_preset: NNCFPreset = "mixed"
     check_command: str = ""
 
 
@@ -79,7 +83,7 @@ CalibrationMethod = Literal["minmax", "percentile", "entropy"]
 
 
 class QuantizationSpec(_Strict):
-    preset: Literal["performance", "mixed"] = "mixed"
+    preset: NNCFPreset | None = None  # None: the target profile's nncf_preset
     ignored_types: list[str] = []  # op types kept in float (e.g. Sigmoid, Softmax of a detection head)
     ignored_names: list[str] = []
     subset_size: int = Field(300, ge=1)
@@ -90,6 +94,9 @@ class QuantizationSpec(_Strict):
 
     def method_for(self, family: str) -> str:
         return self.target_calibration_method.get(family, self.calibration_method)
+
+    def preset_for(self, profile: TargetProfile) -> str:
+        return self.preset or profile.nncf_preset
 
 
 class Recipe(_Strict):

@@ -38,6 +38,14 @@ def test_shipped_recipes_have_the_default_int8_budgets():
     assert load_recipe("some-new-detector", "detect").model == "some-new-detector"
 
 
+def test_nncf_preset_comes_from_the_target_unless_the_recipe_names_one():
+    recipe = load_recipe("fast-yolo", "detect")
+    assert recipe.quantization.preset_for(get_target("intel-npu")) == "performance"
+    assert recipe.quantization.preset_for(get_target("cpu")) == "mixed"
+    pinned = Recipe.model_validate({"model": "m", "primary_metric": "map50", "quantization": {"preset": "mixed"}})
+    assert pinned.quantization.preset_for(get_target("intel-npu")) == "mixed"
+
+
 def test_bad_yaml_names_the_file_and_field(tmp_path):
     p = tmp_path / "broken.yaml"
     p.write_text("model: x\nprimary_metric: map50\ntolerances: {int8: {map50: {max_drop: -1}}}\n")

@@ -175,7 +175,8 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     return nncf.quantize_with_accuracy_control(
         model, calibration_dataset, validation_dataset,
         validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-        preset=nncf.QuantizationPreset.MIXED if q.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        preset=(nncf.QuantizationPreset.MIXED if q.preset_for(ctx.profile) == "mixed"
+                else nncf.QuantizationPreset.PERFORMANCE),
         subset_size=min(q.subset_size, len(calibration)),
         ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False),
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=max_layers))

@@ -43,7 +43,7 @@ def quantize_with_accuracy_control(ctx: ExportContext, out) -> ArtifactInfo:
     onnx.save(quantized, str(out))
     q = ctx.recipe.quantization
     return ArtifactInfo(out.name, "onnx", quantization={
-        "tool": "nncf.quantize_with_accuracy_control", "format": "QDQ", "preset": q.preset,
+        "tool": "nncf.quantize_with_accuracy_control", "format": "QDQ", "preset": q.preset_for(ctx.profile),
         "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
         "float_layers": _float_weight_nodes(quantized),
     }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "nncf": nncf.__version__})

@@ -42,19 +42,20 @@ def quantize_nncf(model, ctx: ExportContext):
             quantized = nncf_accuracy_control(model, ctx, control["eval_set"], control["io"], control["metric"],
                                               control["max_drop"], control["output_names"],
                                               max_layers=control["max_layers"])
-        info = {"tool": "nncf.quantize_with_accuracy_control", "preset": q.preset,
+        info = {"tool": "nncf.quantize_with_accuracy_control", "preset": q.preset_for(ctx.profile),
                 "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
                 "float_layers": _float_ops(quantized)}
         return quantized, info, nncf.__version__
+    preset_name = q.preset_for(ctx.profile)
     types = [t for name in q.ignored_types for t in _OV_TYPES.get(name, [name])]
     names = list(q.ignored_names) + list(ctx.options.get("exclude", []))
     scope = nncf.IgnoredScope(types=types, names=names, validate=False)
-    preset = nncf.QuantizationPreset.MIXED if q.preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+    preset = nncf.QuantizationPreset.MIXED if preset_name == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     batches = ctx.calibration.batches
     with quiet_progress():
         quantized = nncf.quantize(model, nncf.Dataset(batches), preset=preset,
                                   subset_size=min(q.subset_size, len(batches)), ignored_scope=scope)
-    info = {"tool": "nncf", "preset": q.preset, "calibration_images": min(q.subset_size, len(batches)),
+    info = {"tool": "nncf", "preset": preset_name, "calibration_images": min(q.subset_size, len(batches)),
             "ignored_types": types, "ignored_names": names}
     return quantized, info, nncf.__version__
 
