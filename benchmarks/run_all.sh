@@ -9,3 +9,6 @@ python benchmarks/bench_backends.py | tee benchmarks/out/backends.md
 python benchmarks/bench_pipeline.py | tee benchmarks/out/pipeline.md
 python benchmarks/bench_pipeline_memory.py | tee benchmarks/out/memory.md
 python benchmarks/bench_targets.py | tee benchmarks/out/targets.md
+python benchmarks/bench_spine_goals.py | tee benchmarks/out/spine_goals.md
+python benchmarks/bench_nncf_presets.py | tee benchmarks/out/nncf_presets.md
+python benchmarks/bench_onnx_quantizers.py | tee benchmarks/out/onnx_quantizers.md
