@@ -33,8 +33,17 @@ class _Cache:
         # InferenceSession.run re-validates the feed's names on every call, which costs about 3 us of the
         # 15-20 us a 98-box call takes. The feed here always matches the graph, so call the binding under it
         # when this ONNX Runtime has one (every release so far); otherwise the public run.
+        self.run = self.session.run
         inner = getattr(self.session, "_sess", None)
-        self.run = self.session.run if inner is None else (lambda names, feeds: inner.run(names, feeds, None))
+        if inner is not None:
+            probe = {"boxes": np.zeros((1, 1, 4), np.float32), "scores": np.ones((1, 1, 1), np.float32),
+                     "max_output": np.array([1], np.int64), "iou_threshold": np.array([0.5], np.float32),
+                     "score_threshold": np.array([0.0], np.float32)}
+            try:  # a future ONNX Runtime may change the binding's signature: then stay on the public call
+                inner.run(_OUTPUTS, probe, None)
+                self.run = lambda names, feeds: inner.run(names, feeds, None)
+            except Exception:  # noqa: BLE001
+                pass
         self._scalar: dict[float, np.ndarray] = {}
         self._max: dict[int, np.ndarray] = {}
 
