@@ -34,6 +34,24 @@ def test_bundle_metadata_is_complete(yolo_npu_int8):
     assert m.reference["metrics"]["map50"] > 80  # the reference accuracy at export time is recorded
     assert m.quantization["ignored_types"]  # the head's Sigmoid/Softmax stay float
     assert (yolo_npu_int8.path / "model.xml").is_file() and (yolo_npu_int8.path / "model.bin").is_file()
+    assert m.quantization["preset"] == "performance"  # the intel-npu profile's symmetric activations
+
+
+def test_cpu_int8_keeps_the_input_normalisation_in_float(unet_cpu_int8):
+    """The uint8 wrapper's cast and folded mean/std must not be quantized: ONNX Runtime runs them as broadcast
+    QLinearMul/QLinearAdd on the whole image, which made the INT8 U-Net slower than FP32."""
+    import onnx
+
+    graph = onnx.load(str(unet_cpu_int8.artifact_path)).graph
+    produced_by = {out: n for n in graph.node for out in n.output}
+    stem = [n for n in graph.node if n.op_type in ("Mul", "Add") and n.input[0] in produced_by
+            and produced_by[n.input[0]].op_type in ("Cast", "Mul")]
+    assert [n.op_type for n in stem] == ["Mul", "Add"]
+    for node in stem:
+        assert all(produced_by.get(i) is None or produced_by[i].op_type != "DequantizeLinear" for i in node.input)
+        assert node.name in unet_cpu_int8.meta.quantization["float_nodes"]
+    first_conv = next(n for n in graph.node if n.op_type == "Conv")
+    assert produced_by[first_conv.input[0]].op_type == "DequantizeLinear"  # the first conv still reads INT8
 
 
 def test_demo_detector_meets_its_bar(checked):

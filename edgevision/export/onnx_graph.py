@@ -54,6 +54,28 @@ def tail_nodes(model, op_types: list[str]) -> list[str]:
     return list(selected)
 
 
+def input_stem_nodes(model, stop_types: tuple[str, ...] = ("Conv", "MatMul", "Gemm")) -> list[str]:
+    """Names of the nodes between the graph input and the first ``stop_types`` node: the uint8 wrapper's
+    transpose, cast and folded mean/std. Quantizing them buys nothing (the first conv's input is quantized
+    anyway) and costs much: ONNX Runtime runs a broadcast QLinearMul/QLinearAdd on the full-resolution image
+    several times slower than the float ops."""
+    inputs = {i.name for i in model.graph.input}
+    consumers: dict[str, list] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    selected: dict[str, None] = {}
+    stack = [n for name in inputs for n in consumers.get(name, [])]
+    while stack:
+        node = stack.pop()
+        if node.op_type in stop_types or node.name in selected:
+            continue
+        selected[node.name] = None
+        for out in node.output:
+            stack.extend(consumers.get(out, []))
+    return list(selected)
+
+
 def ensure_node_names(model) -> None:
     """Give unnamed nodes stable names, so that quantizer exclusions and per-layer reports can refer to them."""
     for i, node in enumerate(model.graph.node):
