@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 
 from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
-from edgevision.export.onnx_graph import ensure_node_names, input_stem_nodes, tail_nodes
+from edgevision.export.onnx_graph import ensure_node_names, input_stem_nodes, simplify_input_stem, tail_nodes
 
 
 def export_artifact(ctx: ExportContext) -> ArtifactInfo:
@@ -83,6 +83,7 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     quant_pre_process(str(named), str(pre), skip_symbolic_shape=True)
     model = onnx.load(str(pre))
     ensure_node_names(model)
+    simplify_input_stem(model)
     onnx.save(model, str(pre))
     excluded = input_stem_nodes(model) + tail_nodes(model, ctx.recipe.quantization.ignored_types)
     excluded += [n for n in ctx.recipe.quantization.ignored_names + ctx.options.get("exclude", []) if n not in excluded]
