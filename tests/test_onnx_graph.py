@@ -50,6 +50,7 @@ def test_simplify_input_stem_is_exact(scale, shift, ops):
     onnx.checker.check_model(model)
     assert [n.op_type for n in model.graph.node] == ops
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert set(inits) == {name for n in model.graph.node for name in n.input} & set(inits)  # none left unused
     per_channel = len(set(scale)) > 1
     mul = next(n for n in model.graph.node if n.op_type == "Mul")
     assert inits[mul.input[1]].shape == ((1, 3, 1, 1) if per_channel else ())

@@ -108,6 +108,9 @@ def simplify_input_stem(model) -> None:
     for out in model.graph.output:
         if out.name in dropped:
             raise ValueError(f"cannot drop the stem Add that produces graph output {out.name}")
+    used = {name for node in model.graph.node for name in node.input}
+    for init in [i for i in model.graph.initializer if i.name not in used]:
+        model.graph.initializer.remove(init)
 
 
 def ensure_node_names(model) -> None:
