@@ -3,7 +3,8 @@
     python benchmarks/bench_onnx_quantizers.py [--model fast-yolo-demo] [--runs 40]
 
 Exports the model's FP32 ONNX (the cpu bundle), quantizes it twice from the same calibration images: with
-nncf.quantize (ONNX backend, MIXED preset, the recipe's ignored types) and with edgevision's cpu exporter
+nncf.quantize (ONNX backend, MIXED preset, the recipe's ignored types, the stem simplified as the exporter
+does) and with edgevision's cpu exporter
 (ONNX Runtime QDQ, uint8 activations / int8 weights), then times the three graphs on ONNX Runtime's CPU
 provider, interleaved in blocks, 2 threads. Prints medians and the ratios to FP32.
 """
@@ -23,6 +24,7 @@ import onnxruntime as ort
 from edgevision.config import load_recipe
 from edgevision.data.datasets import calibration_set
 from edgevision.export import export_bundle
+from edgevision.export.onnx_graph import simplify_input_stem
 from edgevision.models.registry import get_variant
 
 
@@ -48,6 +50,7 @@ def main() -> None:
         fp32 = export_bundle(args.model, "cpu", "fp32", tmp / "fp32", measure_reference=False)
         ours = export_bundle(args.model, "cpu", "int8", tmp / "int8", measure_reference=False)
         model = onnx.load(str(fp32.artifact_path))
+        simplify_input_stem(model)  # as the cpu exporter does before NNCF's accuracy control
         name = model.graph.input[0].name
         calib = calibration_set(None, variant.imgsz, variant.stride, variant.preprocess.resize,
                                 limit=recipe.quantization.subset_size)

@@ -37,7 +37,10 @@ def quantize_with_accuracy_control(ctx: ExportContext, out) -> ArtifactInfo:
     nncf.set_log_level(logging.ERROR)
     control = ctx.options["accuracy_control"]
     with quiet_progress():
-        quantized = nncf_accuracy_control(onnx.load(str(ctx.onnx_fp32)), ctx, control["eval_set"], control["io"],
+        source = onnx.load(str(ctx.onnx_fp32))
+        ensure_node_names(source)
+        simplify_input_stem(source)
+        quantized = nncf_accuracy_control(source, ctx, control["eval_set"], control["io"],
                                           control["metric"], control["max_drop"], control["output_names"],
                                           backend="onnx", max_layers=control["max_layers"])
     onnx.save(quantized, str(out))
