@@ -22,8 +22,8 @@ def stem_graph(scale, shift):
     inits = [numpy_helper.from_array(np.asarray(scale, np.float32).reshape(1, 3, 1, 1), "scale"),
              numpy_helper.from_array(np.asarray(shift, np.float32).reshape(1, 3, 1, 1), "shift"),
              numpy_helper.from_array(np.random.default_rng(0).normal(size=(4, 3, 1, 1)).astype(np.float32), "w")]
-    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("images", TensorProto.UINT8, [1, 8, 8, 3])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 8, 8])], inits)
+    graph = helper.make_graph(nodes, "stem", [helper.make_tensor_value_info("images", TensorProto.UINT8, [1, 6, 8, 3])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 4, 6, 8])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 9
     return model
@@ -44,7 +44,7 @@ def test_input_stem_stops_at_the_first_conv():
 ])
 def test_simplify_input_stem_is_exact(scale, shift, ops):
     model = stem_graph(scale, shift)
-    x = np.random.default_rng(1).integers(0, 256, (1, 8, 8, 3)).astype(np.uint8)
+    x = np.random.default_rng(1).integers(0, 256, (1, 6, 8, 3)).astype(np.uint8)
     before = run(model, x)
     simplify_input_stem(model)
     onnx.checker.check_model(model)
@@ -53,5 +53,5 @@ def test_simplify_input_stem_is_exact(scale, shift, ops):
     assert set(inits) == {name for n in model.graph.node for name in n.input} & set(inits)  # none left unused
     per_channel = len(set(scale)) > 1
     mul = next(n for n in model.graph.node if n.op_type == "Mul")
-    assert inits[mul.input[1]].shape == ((1, 3, 1, 1) if per_channel else ())
+    assert inits[mul.input[1]].shape == ((1, 3, 1, 8) if per_channel else ())  # per channel: repeated along W
     np.testing.assert_array_equal(run(model, x), before)

@@ -77,21 +77,33 @@ def input_stem_nodes(model, stop_types: tuple[str, ...] = ("Conv", "MatMul", "Ge
 
 
 def simplify_input_stem(model) -> None:
-    """Rewrite the stem's per-channel constants that are the same for every channel as scalars, and drop an
-    Add of zeros, in place. ONNX Runtime's layout optimizer moves the stem after the NHWC->NCHW transpose, so a
-    (1, 3, 1, 1) constant broadcasts over an innermost axis of 3, which its elementwise kernels run element by
-    element (0.7 ms each for a 224x224 image); a scalar takes the vectorised path. Exact: same values."""
+    """Make the stem's mean/std constants cheap for ONNX Runtime, in place and exactly (same values).
+
+    ORT's layout optimizer moves the stem to NHWC, where a (1, 3, 1, 1) constant broadcasts over an innermost
+    axis of 3, which its elementwise kernels run element by element (0.7 ms per op at 224x224). A constant that
+    is the same for every channel becomes a scalar (an Add of zeros is dropped); a truly per-channel one is
+    repeated along the width to (1, 3, 1, W), which broadcasts as whole rows (0.05 ms) in either layout."""
     import numpy as np
     from onnx import numpy_helper
 
     stem = set(input_stem_nodes(model))
     inits = {i.name: i for i in model.graph.initializer}
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    # the image width: (N, H, W, C) for edgevision's uint8 NHWC input, (N, C, H, W) otherwise; 0 if dynamic
+    width = (dims[2] if dims[3] in (1, 3, 4) else dims[3]) if len(dims) == 4 else 0
     dropped: dict[str, str] = {}
     for node in list(model.graph.node):
         if node.name not in stem or node.op_type not in ("Mul", "Add") or node.input[1] not in inits:
             continue
         value = numpy_helper.to_array(inits[node.input[1]])
-        if value.size == 0 or not np.all(value == value.flat[0]):
+        if value.size == 0:
+            continue
+        if not np.all(value == value.flat[0]):
+            if value.ndim == 4 and value.shape[0] == 1 and value.shape[2:] == (1, 1) and width:
+                rows = numpy_helper.from_array(np.ascontiguousarray(np.repeat(value, width, axis=3)),
+                                               f"{node.name}_rows")
+                model.graph.initializer.append(rows)
+                node.input[1] = rows.name
             continue
         if node.op_type == "Add" and value.flat[0] == 0:
             dropped[node.output[0]] = node.input[0]
