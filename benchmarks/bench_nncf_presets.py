@@ -20,6 +20,7 @@ from pathlib import Path
 from edgevision.check.bench import interleaved, latency_stats
 from edgevision.config import load_recipe
 from edgevision.export import export_bundle
+from edgevision.export.intel_npu import openvino_ignored_types
 from edgevision.data.datasets import calibration_set
 from edgevision.models.registry import get_variant
 
@@ -47,8 +48,7 @@ def main() -> None:
             recipe = load_recipe(variant.name, variant.task)
             calib = calibration_set(None, fp32.meta.imgsz, variant.stride, variant.preprocess.resize,
                                     limit=recipe.quantization.subset_size)
-            types = [t for name in recipe.quantization.ignored_types
-                     for t in {"Softmax": ["Softmax", "SoftMax"]}.get(name, [name])]
+            types = openvino_ignored_types(recipe.quantization)
             scope = nncf.IgnoredScope(types=types, names=list(recipe.quantization.ignored_names), validate=False)
             requests = {}
             for name, preset in (("mixed", nncf.QuantizationPreset.MIXED),

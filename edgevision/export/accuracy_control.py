@@ -119,12 +119,12 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    from edgevision.export.intel_npu import _OV_TYPES
+    from edgevision.export.intel_npu import nncf_preset, openvino_ignored_types
     from edgevision.ops.preprocess import prepare
 
     q = ctx.recipe.quantization
     if backend == "openvino":
-        types = [t for name in q.ignored_types for t in _OV_TYPES.get(name, [name])]
+        types = openvino_ignored_types(q)
     else:
         types = list(q.ignored_types)
     inputs = [np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None]) for s in eval_set.samples]
@@ -175,8 +175,7 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     return nncf.quantize_with_accuracy_control(
         model, calibration_dataset, validation_dataset,
         validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-        preset=(nncf.QuantizationPreset.MIXED if q.preset_for(ctx.profile) == "mixed"
-                else nncf.QuantizationPreset.PERFORMANCE),
+        preset=nncf_preset(ctx),
         subset_size=min(q.subset_size, len(calibration)),
         ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False),
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=max_layers))

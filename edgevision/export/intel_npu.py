@@ -26,6 +26,19 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
     return ArtifactInfo(xml.name, "openvino-ir", quantization=quantization, toolchain=toolchain)
 
 
+def nncf_preset(ctx: ExportContext):
+    """NNCF's preset for this export: the recipe's ``preset``, else the target profile's ``nncf_preset``."""
+    import nncf
+
+    name = ctx.recipe.quantization.preset_for(ctx.profile)
+    return nncf.QuantizationPreset.MIXED if name == "mixed" else nncf.QuantizationPreset.PERFORMANCE
+
+
+def openvino_ignored_types(quantization) -> list[str]:
+    """The recipe's ``ignored_types`` as OpenVINO op type names."""
+    return [t for name in quantization.ignored_types for t in _OV_TYPES.get(name, [name])]
+
+
 def quantize_nncf(model, ctx: ExportContext):
     import logging
 
@@ -46,17 +59,15 @@ def quantize_nncf(model, ctx: ExportContext):
                 "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
                 "float_layers": _float_ops(quantized)}
         return quantized, info, nncf.__version__
-    preset_name = q.preset_for(ctx.profile)
-    types = [t for name in q.ignored_types for t in _OV_TYPES.get(name, [name])]
+    types = openvino_ignored_types(q)
     names = list(q.ignored_names) + list(ctx.options.get("exclude", []))
     scope = nncf.IgnoredScope(types=types, names=names, validate=False)
-    preset = nncf.QuantizationPreset.MIXED if preset_name == "mixed" else nncf.QuantizationPreset.PERFORMANCE
     batches = ctx.calibration.batches
     with quiet_progress():
-        quantized = nncf.quantize(model, nncf.Dataset(batches), preset=preset,
+        quantized = nncf.quantize(model, nncf.Dataset(batches), preset=nncf_preset(ctx),
                                   subset_size=min(q.subset_size, len(batches)), ignored_scope=scope)
-    info = {"tool": "nncf", "preset": preset_name, "calibration_images": min(q.subset_size, len(batches)),
-            "ignored_types": types, "ignored_names": names}
+    info = {"tool": "nncf", "preset": q.preset_for(ctx.profile),
+            "calibration_images": min(q.subset_size, len(batches)), "ignored_types": types, "ignored_names": names}
     return quantized, info, nncf.__version__
 
 

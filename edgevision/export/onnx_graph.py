@@ -34,38 +34,14 @@ def export_onnx(wrapper: torch.nn.Module, imgsz: int, path: Path, *, output_name
         raise EdgevisionError(f"ONNX export failed: {str(e).strip().splitlines()[0][:300]}") from e
 
 
-def tail_nodes(model, op_types: list[str]) -> list[str]:
-    """Names of the nodes of ``op_types`` and of every node downstream of them (the head's float tail)."""
-    if not op_types:
-        return []
+def _downstream(model, start: list, stop_types: tuple[str, ...] = ()) -> list[str]:
+    """Names of the ``start`` nodes and of every node they feed, not entering nodes of ``stop_types``."""
     consumers: dict[str, list] = {}
     for node in model.graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
     selected: dict[str, None] = {}
-    stack = [n for n in model.graph.node if n.op_type in op_types]
-    while stack:
-        node = stack.pop()
-        if node.name in selected:
-            continue
-        selected[node.name] = None
-        for out in node.output:
-            stack.extend(consumers.get(out, []))
-    return list(selected)
-
-
-def input_stem_nodes(model, stop_types: tuple[str, ...] = ("Conv", "MatMul", "Gemm")) -> list[str]:
-    """Names of the nodes between the graph input and the first ``stop_types`` node: the uint8 wrapper's
-    transpose, cast and folded mean/std. Quantizing them buys nothing (the first conv's input is quantized
-    anyway) and costs much: ONNX Runtime runs a broadcast QLinearMul/QLinearAdd on the full-resolution image
-    several times slower than the float ops."""
-    inputs = {i.name for i in model.graph.input}
-    consumers: dict[str, list] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    selected: dict[str, None] = {}
-    stack = [n for name in inputs for n in consumers.get(name, [])]
+    stack = list(start)
     while stack:
         node = stack.pop()
         if node.op_type in stop_types or node.name in selected:
@@ -74,6 +50,20 @@ def input_stem_nodes(model, stop_types: tuple[str, ...] = ("Conv", "MatMul", "Ge
         for out in node.output:
             stack.extend(consumers.get(out, []))
     return list(selected)
+
+
+def tail_nodes(model, op_types: list[str]) -> list[str]:
+    """Names of the nodes of ``op_types`` and of every node downstream of them (the head's float tail)."""
+    return _downstream(model, [n for n in model.graph.node if n.op_type in op_types]) if op_types else []
+
+
+def input_stem_nodes(model, stop_types: tuple[str, ...] = ("Conv", "MatMul", "Gemm")) -> list[str]:
+    """Names of the nodes between the graph input and the first ``stop_types`` node: the uint8 wrapper's
+    transpose, cast and folded mean/std. Quantizing them buys nothing (the first conv's input is quantized
+    anyway) and costs much: ONNX Runtime runs a broadcast QLinearMul/QLinearAdd on the full-resolution image
+    several times slower than the float ops."""
+    inputs = {i.name for i in model.graph.input}
+    return _downstream(model, [n for n in model.graph.node if inputs.intersection(n.input)], stop_types)
 
 
 def simplify_input_stem(model) -> None:
@@ -91,6 +81,7 @@ def simplify_input_stem(model) -> None:
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     # the image width: (N, H, W, C) for edgevision's uint8 NHWC input, (N, C, H, W) otherwise; 0 if dynamic
     width = (dims[2] if dims[3] in (1, 3, 4) else dims[3]) if len(dims) == 4 else 0
+    graph_outputs = {o.name for o in model.graph.output}
     dropped: dict[str, str] = {}
     for node in list(model.graph.node):
         if node.name not in stem or node.op_type not in ("Mul", "Add") or node.input[1] not in inits:
@@ -105,7 +96,7 @@ def simplify_input_stem(model) -> None:
                 model.graph.initializer.append(rows)
                 node.input[1] = rows.name
             continue
-        if node.op_type == "Add" and value.flat[0] == 0:
+        if node.op_type == "Add" and value.flat[0] == 0 and node.output[0] not in graph_outputs:
             dropped[node.output[0]] = node.input[0]
             model.graph.node.remove(node)
             continue
@@ -117,9 +108,6 @@ def simplify_input_stem(model) -> None:
             while name in dropped:
                 name = dropped[name]
             node.input[i] = name
-    for out in model.graph.output:
-        if out.name in dropped:
-            raise ValueError(f"cannot drop the stem Add that produces graph output {out.name}")
     used = {name for node in model.graph.node for name in node.input}
     for init in [i for i in model.graph.initializer if i.name not in used]:
         model.graph.initializer.remove(init)
