@@ -65,6 +65,7 @@ class BundleMeta(BaseModel):
     toolchain: dict[str, str] = {}
     reference: dict[str, Any] | None = None  # FP32 PyTorch accuracy on the eval set at export time
     golden: dict[str, Any] | None = None  # golden.npz: inputs + FP32 outputs for checks without PyTorch
+    macs: int | None = None  # multiply-accumulates of one inference (conv/matmul), for bench's share of peak
 
 
 class Bundle:

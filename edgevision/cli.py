@@ -374,6 +374,9 @@ def print_check(report: dict) -> None:
             line += f" vs baseline {base['baseline_latency']['median_ms']:.2f} ms " \
                     f"(normalised {base['baseline_latency']['normalised']:.3f})"
         out.print(line + (f"; baseline written to {base['file']}" if base["updated"] else ""))
+        if base.get("note"):
+            out.print(f"note: {base['note']}")
+    _print_machine(report)
     for note in report["notes"]:
         out.print(f"note: {note}")
     out.print(f"report: {Path(b['path']) / 'report.json'}")
@@ -421,6 +424,28 @@ def print_bench(report: dict) -> None:
     if "speedup_vs_pytorch" in r:
         out.print(f"speed-up vs PyTorch: {r['speedup_vs_pytorch']:.2f}x")
     out.print(f"end to end / bare inference: {r['end_to_end_over_artifact']:.2f}")
+    _print_machine(report)
+    peaks = report.get("peaks", {})
+    if "fp32" in peaks and "int8" in peaks:
+        out.print(f"same-run GEMM peaks: FP32 {peaks['fp32']['gmac_per_s']:g} GMAC/s ({peaks['fp32']['runtime']}), "
+                  f"INT8 {peaks['int8']['gmac_per_s']:g} GMAC/s ({peaks['int8']['runtime']})")
+    t = report.get("throughput")
+    if t:
+        out.print(f"artifact: {t['gmac']:g} GMAC at {t['gmac_per_s']:g} GMAC/s = {t['share']:.0%} of the "
+                  f"{t['peak'].upper()} peak")
+    for note in report.get("notes", []):
+        out.print(f"note: {note}")
+
+
+def _print_machine(report: dict) -> None:
+    """The CPU and the kernels that ran: ratios and INT8 rounding both depend on them."""
+    from edgevision.hardware import cpu_line
+
+    if report.get("cpu"):
+        out.print(f"cpu: {cpu_line(report['cpu'])}")
+    kernels = report.get("runtime", {}).get("kernels")
+    if kernels:
+        out.print(f"kernels: {kernels}")
 
 
 # ------------------------------------------------------------------------------------------------------ run

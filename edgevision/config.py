@@ -55,6 +55,14 @@ class TargetProfile(_Strict):
     # NNCF's preset when a recipe names none: "performance" (symmetric int8 activations) where the hardware's
     # fastest int8 kernels want them, "mixed" (asymmetric) where ONNX Runtime on x86 would fall back to float.
     nncf_preset: NNCFPreset = "mixed"
+    # Range of INT8 weights from ONNX Runtime's quantizer. 7 (-64..64) for bundles that may run on x86 CPUs
+    # without VNNI: their u8 x s8 kernels (VPMADDUBSW) add pairs of products in 16 bits and saturate above 32767,
+    # which 7-bit weights can never reach (255 * 64 * 2 = 32640), so one artifact computes the same on every x86.
+    weight_bits: Literal[7, 8] = 8
+    # How ONNX Runtime runs this target's QDQ graphs on a host. "native": its fused int8 kernels, as a device
+    # would. "exact": Q/DQ left unfused, so INT8 is computed exactly as TensorRT does on the device, whatever
+    # the host CPU's int8 kernels round or saturate (host-side checks of jetson bundles).
+    onnxruntime_numerics: Literal["native", "exact"] = "native"
     check_command: str = ""
 
 
@@ -79,7 +87,7 @@ class EvalSpec(_Strict):
     seed: int = 1
 
 
-CalibrationMethod = Literal["minmax", "percentile", "entropy"]
+CalibrationMethod = Literal["mean-minmax", "minmax", "percentile", "entropy"]
 
 
 class QuantizationSpec(_Strict):
@@ -87,9 +95,12 @@ class QuantizationSpec(_Strict):
     ignored_types: list[str] = []  # op types kept in float (e.g. Sigmoid, Softmax of a detection head)
     ignored_names: list[str] = []
     subset_size: int = Field(300, ge=1)
-    # How activation ranges are chosen from the calibration set: observed min/max, a percentile of the
-    # histogram, or the entropy (KL) criterion TensorRT's own calibrator uses. Per target family where they differ.
-    calibration_method: CalibrationMethod = "minmax"
+    # How ONNX Runtime's quantizer (cpu, jetson) chooses activation ranges from the calibration set: the mean over
+    # calibration images of each image's min and max ("mean-minmax", ORT's CalibMovingAverage), the extremes over
+    # all images ("minmax"), a percentile of the histogram, or the entropy (KL) criterion of TensorRT's own
+    # calibrator. Per target family where they differ. mean-minmax keeps one rare image from stretching a range
+    # for all the others: on the demo detector it cut the mAP@0.5:0.95 drop from 1.23 to 0.25 (benchmarks/RESULTS.md).
+    calibration_method: CalibrationMethod = "mean-minmax"
     target_calibration_method: dict[str, CalibrationMethod] = {}
 
     def method_for(self, family: str) -> str:

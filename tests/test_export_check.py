@@ -67,9 +67,16 @@ def test_demo_unet_meets_its_bar(checked):
 @pytest.mark.parametrize("name, metric", [("yolo-cpu", "map50"), ("yolo-npu", "map50"), ("unet-cpu", "miou"),
                                           ("unet-npu", "miou")])
 def test_int8_artifacts_stay_within_budget(checked, name, metric):
+    """Within budget, and with at least 0.3 points to spare on every gated metric: `edgevision demo` runs these
+    bundles first on a new user's machine, whatever its CPU, and a demo that fails by 0.003 is a broken first
+    run. (Their 7-bit weights make the figures the same on AVX2 and VNNI CPUs; test_cpus pins that.)"""
     report = checked[name]
     assert report["passed"], report["failures"]
     assert report["metrics"]["delta"][metric] >= -1.0
+    for gated, tol in report["tolerances"].items():
+        if "max_drop" in tol:
+            drop = -report["metrics"]["delta"][gated]
+            assert drop <= tol["max_drop"] - 0.3, f"{gated} drops {drop:.3f}, less than 0.3 inside {tol['max_drop']}"
     agreement = report["agreement"]["agreement_map50" if metric == "map50" else "agreement_miou"]
     assert agreement >= 95.0
     (out,) = report["output_similarity"].values()

@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edgevision.hardware import cpu_line
 from edgevision.bundle import atomic_write_json, now_iso, sha256_file
 from edgevision.config import MetricTolerance
 from edgevision.errors import BadInput
@@ -114,7 +115,7 @@ def write_baseline(path: Path, bundle, report: dict, latency: dict) -> dict:
         "schema_version": BASELINE_SCHEMA_VERSION, "kind": "baseline", "created": now_iso(),
         "bundle": {"model": bundle.meta.model, "target": bundle.meta.target, "precision": bundle.meta.precision,
                    "artifact_sha256": sha256_file(bundle.artifact_path)},
-        "runtime": report["runtime"], "data": report["data"]["description"],
+        "runtime": report["runtime"], "cpu": report.get("cpu"), "data": report["data"]["description"],
         "metrics": accuracy_values(report), "latency": latency,
     }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -143,5 +144,11 @@ def apply_baseline(bundle, report: dict, path: Path, runner, tolerances: dict[st
     lat_failure = gate_latency(latency, base["latency"], latency_tolerance)
     if lat_failure:
         failures.append(lat_failure)
-    return {"file": str(path), "updated": False, "latency": latency, "baseline_latency": base["latency"],
-            "latency_tolerance": latency_tolerance, "failures": failures}
+    section = {"file": str(path), "updated": False, "latency": latency, "baseline_latency": base["latency"],
+               "latency_tolerance": latency_tolerance, "failures": failures}
+    recorded, here = base.get("cpu") or {}, report.get("cpu") or {}
+    if recorded.get("kind") != here.get("kind") or recorded.get("onednn_max_cpu_isa") != here.get("onednn_max_cpu_isa"):
+        section["note"] = (f"the baseline was recorded on another kind of CPU ({cpu_line(recorded or None)}); this "
+                           f"one is {cpu_line(here or None)}: latency, and INT8 results of bundles quantized for "
+                           f"one kind, can differ between them")
+    return section

@@ -14,10 +14,12 @@ import numpy as np
 
 from edgevision import __version__
 from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
+from edgevision.check.peaks import measure_peaks, share_of_peak
 from edgevision.data.synthetic import SceneSpec, render_scene
+from edgevision.hardware import cpu_info
 from edgevision.ops.preprocess import prepare
 
-BENCH_SCHEMA_VERSION = 1
+BENCH_SCHEMA_VERSION = 2  # 2: cpu, peaks and throughput
 E2E_FRAME = (480, 640)  # a VGA camera frame: what end-to-end latency is quoted for
 
 
@@ -60,6 +62,34 @@ def interleaved(fns: dict[str, Callable[[], object]], runs: int, warmup: int,
     return times
 
 
+def artifact_macs(bundle: Bundle) -> int | None:
+    """Multiply-accumulates per inference: recorded at export, or counted from an ONNX artifact of an older
+    bundle; None when neither is possible."""
+    if bundle.meta.macs:
+        return bundle.meta.macs
+    if bundle.meta.artifact.endswith(".onnx"):
+        try:
+            from edgevision.graphs import count_macs
+
+            return count_macs(bundle.artifact_path) or None
+        except ImportError:  # the onnx package is not on every device
+            return None
+    return None
+
+
+def int8_notes(precision: str, runtime: str, peaks: dict) -> list[str]:
+    """When INT8 will not beat FP32 on this CPU: say so, with the measured peaks and the missing instruction."""
+    if precision != "int8" or "int8" not in peaks or "fp32" not in peaks:
+        return []
+    i8, f32 = peaks["int8"]["gmac_per_s"], peaks["fp32"]["gmac_per_s"]
+    missing = cpu_info().int8_slower_note(runtime)
+    if i8 > 1.2 * f32 and not missing:
+        return []
+    why = missing or "its INT8 GEMMs are barely faster than FP32 ones"
+    return [f"INT8 is likely no faster than FP32 on this CPU: {why} (same-run GEMM peaks: INT8 {i8:g} GMAC/s, "
+            f"FP32 {f32:g} GMAC/s)"]
+
+
 def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 10, runtime: str | None = None,
                  threads: int | None = None, reference: bool = True, weights: Path | None = None,
                  json_out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -89,17 +119,21 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
         fns["pytorch_fp32"] = lambda: ref.run(batch)
     times = interleaved(fns, runs, warmup, progress)
     stats = {k: latency_stats(v) for k, v in times.items()}
+    peaks = measure_peaks(artifact.threads)
+    throughput = share_of_peak(artifact_macs(bundle), stats["artifact"]["median_ms"], meta.precision, peaks)
     ratios = {"end_to_end_over_artifact": round(stats["end_to_end"]["median_ms"] / stats["artifact"]["median_ms"], 3)}
     if reference:
         ratios["speedup_vs_pytorch"] = round(stats["pytorch_fp32"]["median_ms"] / stats["artifact"]["median_ms"], 2)
     elif not notes:
         notes.append("no PyTorch reference measured (--no-reference)")
+    notes += int8_notes(meta.precision, artifact.runtime, peaks)
     report = {
         "schema_version": BENCH_SCHEMA_VERSION, "kind": "bench", "created": now_iso(),
         "edgevision_version": __version__,
         "bundle": {"path": str(bundle.path), "model": meta.model, "target": meta.target, "precision": meta.precision,
                    "imgsz": meta.imgsz},
-        "runtime": artifact.describe(), "runs": runs, "warmup": warmup, "latency": stats, "ratios": ratios,
+        "runtime": artifact.describe(), "cpu": cpu_info().to_json(), "peaks": peaks, "throughput": throughput,
+        "runs": runs, "warmup": warmup, "latency": stats, "ratios": ratios,
         "end_to_end_frame": list(E2E_FRAME), "notes": notes,
     }
     if json_out is not None:

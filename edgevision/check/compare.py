@@ -10,9 +10,11 @@ from typing import Any
 from edgevision import __version__
 from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso, sha256_file
 from edgevision.check.evaluate import ModelIO, evaluate
+from edgevision.check.int8_numerics import saturation_note
 from edgevision.config import MetricTolerance, load_recipe
 from edgevision.data.datasets import EvalSet, load_eval_set
 from edgevision.errors import BadInput, MissingDependency
+from edgevision.hardware import cpu_info
 from edgevision.models.registry import get_variant
 from edgevision.runtime.base import Runner, open_runner
 
@@ -142,6 +144,9 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         raise BadInput("--data needs the PyTorch reference (pip install 'edgevision[export]'); without it, check "
                        "compares against the golden set stored in the bundle")
     artifact = open_runner(bundle, runtime, threads)
+    saturation = saturation_note(artifact)
+    if saturation:
+        notes.append(saturation)
     golden = load_golden(bundle.path)
     golden_result = compare_golden(artifact, meta, golden, recipe.agreement_score_threshold) if golden else None
     if use_torch:
@@ -177,6 +182,7 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         "bundle": {"path": str(bundle.path), "model": meta.model, "target": meta.target, "precision": meta.precision,
                    "artifact": meta.artifact, "random_weights": meta.random_weights},
         "runtime": artifact.describe(),
+        "cpu": cpu_info().to_json(),
         "reference": "pytorch" if use_torch else "golden",
         "data": data_info,
         "metrics": metrics,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from edgevision.hardware import cpu_info
 from edgevision.bundle import load_bundle, update_meta
 from edgevision.config import Precision, _load_yaml, get_target, load_recipe
 from edgevision.errors import BadInput
@@ -142,7 +143,7 @@ def run_matrix(spec_path: Path, report_dir: Path | None = None, *, jobs: int = 1
                      "bundle": str(bundle.path), "metric": metric, "report": report, "bench": speed})
     say("check", len(cells), len(cells))
     summary = {"schema_version": 1, "kind": "matrix", "spec": str(spec_path), "cells": len(cells),
-               "exported": len(todo), "reused": reused,
+               "cpu": cpu_info().to_json(), "exported": len(todo), "reused": reused,
                "passed": sum(r["report"]["passed"] for r in rows), "failed": sum(not r["report"]["passed"] for r in rows)}
     write_reports(report_dir, rows, summary)
     summary["report_dir"] = str(report_dir)

@@ -87,7 +87,12 @@ def compare_with_polygraphy(bundle: Bundle, *, use_torch: bool, weights: Path | 
     rtol = default_rtol if rtol is None else rtol
 
     inputs = golden["inputs"]
-    session = onnxrt.SessionFromOnnx(str(bundle.artifact_path), providers=["cpu"])
+    # The session edgevision's own runner would open: a jetson INT8 graph runs with Q/DQ unfused (TensorRT's exact
+    # INT8), not with the host CPU's fused int8 kernels.
+    from edgevision.runtime.onnxruntime import emulates_exact_int8, ort, session_options
+
+    options = session_options(threads, exact_int8=emulates_exact_int8(bundle))
+    session = ort.InferenceSession(str(bundle.artifact_path), options, providers=["CPUExecutionProvider"])
     runners = [onnxrt.OnnxrtRunner(session, name="onnxrt")]
     trt_runner = _tensorrt_runner(bundle)
     if trt_runner is not None:

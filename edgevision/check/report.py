@@ -12,6 +12,7 @@ from xml.etree import ElementTree as ET
 import cv2
 import numpy as np
 
+from edgevision.hardware import cpu_line
 from edgevision.bundle import atomic_write_json, atomic_write_text
 
 
@@ -115,9 +116,10 @@ def write_reports(report_dir: Path, rows: list[dict], summary: dict) -> None:
                       "pass" if rep["passed"] else "FAIL"])
     failures = [(r, f) for r in rows for f in r["report"]["failures"]]
 
-    md = [f"# edgevision regression report", "",
+    cpu = cpu_line(summary.get("cpu"))
+    md = ["# edgevision regression report", "",
           f"{summary['cells']} cells: {summary['passed']} passed, {summary['failed']} failed; "
-          f"{summary['exported']} bundles exported, {summary['reused']} reused.", "",
+          f"{summary['exported']} bundles exported, {summary['reused']} reused.", "", f"Machine: {cpu}", "",
           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(row) + " |" for row in table]
     if failures:
@@ -137,6 +139,7 @@ td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px}}figure{{margin:1.5e
 <h1>edgevision regression report</h1>
 <p>{summary['cells']} cells: {summary['passed']} passed, {summary['failed']} failed;
 {summary['exported']} bundles exported, {summary['reused']} reused.</p>
+<p>Machine: {html.escape(cpu)}</p>
 <table><tr>{''.join(f'<th>{h}</th>' for h in header)}</tr>{rows_html}</table>
 {'<h2>Failures</h2><ul>' + fail_html + '</ul>' if failures else ''}
 <h2>Plots</h2>{figs}</body></html>"""

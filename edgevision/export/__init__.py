@@ -9,6 +9,7 @@ line in ``EXPORTERS``.
 from __future__ import annotations
 
 import importlib
+import logging
 import platform
 import sys
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from edgevision.bundle import Bundle, BundleMeta, TensorSpec, load_bundle, now_i
 from edgevision.check.golden import DEFAULT_GOLDEN_COUNT, GOLDEN_FILE
 from edgevision.config import PRECISIONS, get_target, load_recipe
 from edgevision.errors import AccuracyRegression, BadInput
+from edgevision.graphs import count_macs
 from edgevision.models.registry import get_variant
 
 # target family -> module with export_artifact(ctx) -> ArtifactInfo
@@ -96,6 +98,8 @@ def export_bundle(
     from edgevision.bundle import check_output_dir
 
     check_output_dir(out, force)  # before any slow work
+    if precision == "int8":
+        warn_if_int8_is_slow_here(profile)
 
     import torch
 
@@ -156,6 +160,7 @@ def export_bundle(
                 "source": calibration.source, "images": len(calibration), "sha256": calibration.sha256},
             quantization=info.quantization,
             toolchain=_toolchain(info.toolchain),
+            macs=count_macs(onnx_fp32),
         )
         if (measure_reference or max_drop is not None) and not random_weights:
             say("measuring the FP32 PyTorch reference on the synthetic eval set")
@@ -187,6 +192,29 @@ def export_bundle(
             f"--max-drop {max_drop:g}: the best attempt drops {control.metric_name} by {best.drop:.2f} points "
             f"with {len(best.float_layers)} layer(s) in float; the bundle at {out} is marked budget_met: false")
     return load_bundle(out)
+
+
+def warn_if_int8_is_slow_here(profile) -> None:
+    """Warn when the bundle will run on this very CPU (cpu, or intel-npu without an NPU here) and this CPU's INT8
+    kernels are unlikely to beat FP32 (no VNNI/AMX, or no NEON dot product)."""
+    from edgevision.hardware import cpu_info
+
+    note = cpu_info().int8_slower_note(profile.runtimes[0])
+    if note is None or profile.family not in ("cpu", "intel-npu"):
+        return
+    if profile.family == "intel-npu" and profile.device and _openvino_has_device(profile.device):
+        return
+    logging.getLogger("edgevision").warning(
+        "INT8 is likely slower than FP32 on this machine: %s. The bundle is still right for the target; "
+        "compare with `edgevision bench` before deploying here", note)
+
+
+def _openvino_has_device(device: str) -> bool:
+    try:
+        import openvino as ov
+    except ImportError:
+        return False
+    return device in ov.Core().available_devices
 
 
 def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:

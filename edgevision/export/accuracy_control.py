@@ -119,7 +119,7 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
 
-    from edgevision.export.intel_npu import nncf_preset, openvino_ignored_types
+    from edgevision.export.intel_npu import nncf_advanced_parameters, nncf_preset, openvino_ignored_types
     from edgevision.ops.preprocess import prepare
 
     q = ctx.recipe.quantization
@@ -178,6 +178,7 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
         preset=nncf_preset(ctx),
         subset_size=min(q.subset_size, len(calibration)),
         ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False),
+        advanced_quantization_parameters=nncf_advanced_parameters(ctx),
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=max_layers))
 
 

@@ -2,6 +2,8 @@
 
 INT8 is static QDQ from ONNX Runtime's own quantizer with uint8 activations and per-channel int8 weights:
 the combination ORT's x86 kernels run natively (symmetric int8 activations fall back to float there).
+Weights use the profile's ``weight_bits``: 7 for the cpu profile, so that x86 CPUs without VNNI, whose u8 x s8
+kernels saturate pairs of products in 16 bits, compute exactly what VNNI CPUs compute (see config.TargetProfile).
 The detection head's tail (from the first Sigmoid/Softmax on) stays float, as the recipe says.
 """
 
@@ -47,6 +49,7 @@ def quantize_with_accuracy_control(ctx: ExportContext, out) -> ArtifactInfo:
     q = ctx.recipe.quantization
     return ArtifactInfo(out.name, "onnx", quantization={
         "tool": "nncf.quantize_with_accuracy_control", "format": "QDQ", "preset": q.preset_for(ctx.profile),
+        "weight_bits": ctx.profile.weight_bits,
         "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
         "float_layers": _float_weight_nodes(quantized),
     }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "nncf": nncf.__version__})
@@ -59,11 +62,14 @@ def _float_weight_nodes(model) -> list[str]:
             if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1 and n.input[1] not in dequantized]
 
 
-def _ort_calibration_method(name: str):
+def _ort_calibration(name: str) -> tuple[object, dict]:
+    """ONNX Runtime's calibration method and extra options for a recipe's ``calibration_method``."""
     from onnxruntime.quantization import CalibrationMethod
 
+    if name == "mean-minmax":
+        return CalibrationMethod.MinMax, {"CalibMovingAverage": True}
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
-            "entropy": CalibrationMethod.Entropy}[name]
+            "entropy": CalibrationMethod.Entropy}[name], {}
 
 
 def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
@@ -102,13 +108,15 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
             return None if b is None else {input_name: b}
 
     method = ctx.recipe.quantization.method_for(ctx.profile.family)
+    calibrate_method, calibration_options = _ort_calibration(method)
+    seven_bit = ctx.profile.weight_bits == 7
     quantize_static(
         str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-        calibrate_method=_ort_calibration_method(method),
+        calibrate_method=calibrate_method, reduce_range=seven_bit,
         activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
         weight_type=QuantType.QInt8, nodes_to_exclude=excluded, op_types_to_quantize=op_types,
         extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
-                       "QuantizeBias": quantize_bias},
+                       "QuantizeBias": quantize_bias, **calibration_options},
     )
     pre.unlink(missing_ok=True)
     named.unlink(missing_ok=True)
@@ -116,7 +124,8 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
         "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(batches),
         "calibration_method": method,
         "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
-        "weights": "int8 symmetric per-channel", "bias": "int32" if quantize_bias else "float",
+        "weights": "int8 symmetric per-channel" + (", 7-bit range -64..64" if seven_bit else ""),
+        "weight_bits": ctx.profile.weight_bits, "bias": "int32" if quantize_bias else "float",
         "float_nodes": excluded,
         **({"quantized_op_types": op_types} if op_types else {}),
     }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__})

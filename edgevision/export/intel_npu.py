@@ -34,6 +34,16 @@ def nncf_preset(ctx: ExportContext):
     return nncf.QuantizationPreset.MIXED if name == "mixed" else nncf.QuantizationPreset.PERFORMANCE
 
 
+def nncf_advanced_parameters(ctx: ExportContext):
+    """NNCF's overflow fix from the profile's ``weight_bits``: 7 halves every weight's range (ENABLE), so that
+    x86 CPUs without VNNI, whose u8 x s8 kernels add pairs of products in 16 bits, cannot saturate and compute
+    what VNNI CPUs and the NPU compute; 8 keeps NNCF's default (first layer only)."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+
+    fix = OverflowFix.ENABLE if ctx.profile.weight_bits == 7 else OverflowFix.FIRST_LAYER
+    return AdvancedQuantizationParameters(overflow_fix=fix)
+
+
 def openvino_ignored_types(quantization) -> list[str]:
     """The recipe's ``ignored_types`` as OpenVINO op type names."""
     return [t for name in quantization.ignored_types for t in _OV_TYPES.get(name, [name])]
@@ -56,6 +66,7 @@ def quantize_nncf(model, ctx: ExportContext):
                                               control["max_drop"], control["output_names"],
                                               max_layers=control["max_layers"])
         info = {"tool": "nncf.quantize_with_accuracy_control", "preset": q.preset_for(ctx.profile),
+                "weight_bits": ctx.profile.weight_bits,
                 "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
                 "float_layers": _float_ops(quantized)}
         return quantized, info, nncf.__version__
@@ -65,8 +76,9 @@ def quantize_nncf(model, ctx: ExportContext):
     batches = ctx.calibration.batches
     with quiet_progress():
         quantized = nncf.quantize(model, nncf.Dataset(batches), preset=nncf_preset(ctx),
-                                  subset_size=min(q.subset_size, len(batches)), ignored_scope=scope)
-    info = {"tool": "nncf", "preset": q.preset_for(ctx.profile),
+                                  subset_size=min(q.subset_size, len(batches)), ignored_scope=scope,
+                                  advanced_parameters=nncf_advanced_parameters(ctx))
+    info = {"tool": "nncf", "preset": q.preset_for(ctx.profile), "weight_bits": ctx.profile.weight_bits,
             "calibration_images": min(q.subset_size, len(batches)), "ignored_types": types, "ignored_names": names}
     return quantized, info, nncf.__version__
 

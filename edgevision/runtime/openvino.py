@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from edgevision.runtime.base import Runner, require
 
 ov = require("openvino", "openvino")
 log = logging.getLogger("edgevision")
+_HEAVY_LAYERS = {"Convolution", "GroupConvolution", "Deconvolution", "FullyConnected", "MatMul"}
 
 
 class OpenVINORunner(Runner):
@@ -42,3 +44,17 @@ class OpenVINORunner(Runner):
     def run(self, batch: np.ndarray) -> list[np.ndarray]:
         result = self.request.infer({0: batch}, share_inputs=True)
         return [np.array(result[o]) for o in self._outputs]
+
+    def describe(self) -> dict:
+        return {**super().describe(), "kernels": self.kernels()}
+
+    def kernels(self) -> str:
+        """The primitives OpenVINO executes for its convolutions and matmuls, e.g. 'brgconv_avx512_1x1_I8 x26':
+        the executed graph is the only place that shows whether ONEDNN_MAX_CPU_ISA or a missing VNNI changed
+        them."""
+        counts: Counter[str] = Counter()
+        for op in self.compiled.get_runtime_model().get_ordered_ops():
+            info = op.get_rt_info()
+            if "layerType" in info and info["layerType"].astype(str) in _HEAVY_LAYERS:
+                counts[info["primitiveType"].astype(str)] += 1
+        return ", ".join(f"{name} x{n}" for name, n in counts.most_common()) or "no convolution or matmul"
