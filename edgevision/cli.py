@@ -298,7 +298,7 @@ def check(
 def _check_matrix(spec: Path, report_dir: Optional[Path], jobs: int) -> None:
     import os
 
-    from edgevision.check.matrix import run_matrix
+    from edgevision.matrix import run_matrix
 
     with _progress(transient=False) as bar:
         tasks = {}

@@ -8,40 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from edgevision import __version__
-from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso, sha256_file
+from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
 from edgevision.check.evaluate import ModelIO, evaluate
 from edgevision.check.int8_numerics import saturation_note
 from edgevision.config import MetricTolerance, load_recipe
 from edgevision.data.datasets import EvalSet, load_eval_set
-from edgevision.errors import BadInput, MissingDependency
+from edgevision.errors import BadInput
 from edgevision.hardware import cpu_info
 from edgevision.models.registry import get_variant
-from edgevision.runtime.base import Runner, open_runner
+from edgevision.check.reference import reference_runner, torch_available
+from edgevision.runtime.base import open_runner
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
-
-
-def reference_runner(bundle: Bundle, weights: Path | None = None, threads: int = 2) -> Runner:
-    """The FP32 PyTorch model the bundle was exported from, rebuilt from its weights (or its random seed)."""
-    if not torch_available():
-        raise MissingDependency("torch", "export", "the FP32 PyTorch reference")
-    from edgevision.models.loading import build_model
-    from edgevision.runtime.pytorch import PyTorchRunner
-
-    meta = bundle.meta
-    variant = get_variant(meta.model)
-    path = Path(weights) if weights else (Path(meta.weights_path) if meta.weights_path else None)
-    if not meta.random_weights:
-        if path is None or not path.is_file():
-            raise BadInput(f"{bundle.path}: the reference weights {path} are not there; pass --weights with the "
-                           f"checkpoint the bundle was exported from")
-        if weights is None and meta.weights_sha256 and sha256_file(path) != meta.weights_sha256:
-            raise BadInput(f"{path} changed since {bundle.path} was exported (sha256 differs); pass --weights with "
-                           f"the original checkpoint, or re-export")
-    model = build_model(variant, weights=None if meta.random_weights else path,
-                        random_seed=meta.random_seed if meta.random_weights else None, num_classes=len(meta.labels))
-    return PyTorchRunner(model, meta.preprocess, threads)
 
 
 def _eval_set_for(bundle: Bundle, data: str | Path | None, recipe) -> tuple[EvalSet, list[str]]:
@@ -101,14 +80,6 @@ def _clean(o: Any) -> Any:
     if isinstance(o, (list, tuple)):
         return [_clean(v) for v in o]
     return o
-
-
-def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None, runtime: str | None = None,
