@@ -392,3 +392,38 @@ def test_sigterm_ends_a_run_while_the_camera_is_reconnecting(slow_bundle):
         proc.communicate()
         pytest.fail("SIGTERM did not end the run")
     assert proc.returncode in (0, 130, 143)
+
+
+def mixed_folder(root):
+    """What real folders hold: a square photo of another size than the model's, grayscale, RGBA and 16-bit
+    PNGs, and a file that is not an image at all."""
+    folder = root / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "a_square.png"), rng.integers(0, 256, (512, 512, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "b_gray.png"), rng.integers(0, 256, (300, 400), dtype=np.uint8))
+    cv2.imwrite(str(folder / "c_rgba.png"), rng.integers(0, 256, (300, 400, 4), dtype=np.uint8))
+    cv2.imwrite(str(folder / "d_gray16.png"), rng.integers(0, 65536, (240, 320), dtype=np.uint16))
+    cv2.imwrite(str(folder / "e_rgb16.png"), rng.integers(0, 65536, (240, 320, 3), dtype=np.uint16))
+    (folder / "f_broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def test_a_folder_of_mixed_images_runs_and_counts_the_unreadable_one(capsys, yolo_cpu_int8, tmp_path):
+    folder = mixed_folder(tmp_path)
+    jsonl, stats = tmp_path / "r.jsonl", tmp_path / "s.json"
+    assert main(["run", str(yolo_cpu_int8.path), "--source", str(folder), "--jsonl", str(jsonl),
+                 "--stats", str(stats)]) == 0
+    summary = json.loads(stats.read_text())
+    assert summary["frames_processed"] == 5 and summary["frames_corrupt"] == 1
+    assert len(read_jsonl(jsonl)) == 5
+
+
+def test_check_on_a_folder_of_mixed_images_skips_and_counts_the_unreadable_one(capsys, yolo_cpu_int8, tmp_path):
+    folder = mixed_folder(tmp_path)
+    out = tmp_path / "report.json"
+    code = main(["check", str(yolo_cpu_int8.path), "--data", str(folder), "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert code in (0, 1) and report["data"]["images"] == 5, report["data"]
+    assert "1 unreadable files skipped" in report["data"]["description"]
+    assert "f_broken.jpg" in capsys.readouterr().err
