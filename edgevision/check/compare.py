@@ -87,8 +87,12 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
                  reference: bool = True, baseline: Path | None = None, update_baseline: bool = False,
                  latency_tolerance: float = 0.10, latency_runs: int = 30, per_layer: bool = False,
                  compare_with: str | None = None, compare_atol: float | None = None,
-                 compare_rtol: float | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Compare the artifact with the FP32 reference; writes report.json into the bundle and returns it.
+                 compare_rtol: float | None = None, progress: Callable[[int, int], None] | None = None,
+                 out_dir: Path | None = None) -> dict:
+    """Compare the artifact with the FP32 reference; writes report.json and returns it.
+
+    The report goes into the bundle directory; for a bundle read from an archive, beside the archive
+    (``NAME.report.json``); into ``out_dir`` when given. ``report["written"]`` says where.
 
     With PyTorch available (and ``reference``), the FP32 model is rebuilt and both run on the eval set; the
     golden outputs stored in the bundle are compared too. Without PyTorch, or with ``reference=False``, the
@@ -173,8 +177,9 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         if not use_torch:
             raise BadInput("--per-layer needs the PyTorch reference: pip install 'edgevision[export]'")
         layers = per_layer_report(bundle, threads=artifact.threads)
-        plot_per_layer(layers, bundle.path / "per_layer.png", f"{meta.model} {meta.target} {meta.precision}")
-        layers["plot"] = str(bundle.path / "per_layer.png")
+        plot = bundle.output_name("per_layer.png", out_dir)
+        plot_per_layer(layers, plot, f"{meta.model} {meta.target} {meta.precision}")
+        layers["plot"] = str(plot)
         report["per_layer"] = _clean(layers)
     if compare_with is not None:
         from edgevision.check.polygraphy_compare import compare_with_polygraphy, polygraphy_failures
@@ -190,7 +195,8 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         report["baseline"] = section
         report["failures"] = report["failures"] + section["failures"]
         report["passed"] = not report["failures"]
-    atomic_write_json(bundle.path / REPORT_FILE, report)
+    report["written"] = str(bundle.output_name(REPORT_FILE, out_dir))
+    atomic_write_json(Path(report["written"]), report)
     if json_out is not None:
         json_out = Path(json_out)
         json_out.parent.mkdir(parents=True, exist_ok=True)
