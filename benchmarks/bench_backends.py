@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.check.bench import E2E_FRAME, interleaved, latency_stats
-from edgevision.check.compare import reference_runner
+from edgevision.check.reference import reference_runner
 from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.export import export_bundle
 from edgevision.ops.preprocess import prepare

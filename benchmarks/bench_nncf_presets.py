@@ -20,7 +20,7 @@ from pathlib import Path
 from edgevision.check.bench import interleaved, latency_stats
 from edgevision.config import load_recipe
 from edgevision.export import export_bundle
-from edgevision.export.intel_npu import openvino_ignored_types
+from edgevision.export.nncf_quantize import openvino_ignored_types
 from edgevision.data.datasets import calibration_set
 from edgevision.models.registry import get_variant
 

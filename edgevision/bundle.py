@@ -69,9 +69,25 @@ class BundleMeta(BaseModel):
 
 
 class Bundle:
-    def __init__(self, path: Path, meta: BundleMeta) -> None:
+    def __init__(self, path: Path, meta: BundleMeta, archive: Path | None = None) -> None:
         self.path = path
         self.meta = meta
+        self.archive = archive  # the .tar.gz it was extracted from; ``path`` is then a cache directory
+
+    def output_dir(self, out_dir: Path | None = None) -> Path:
+        """Where a verb writes what it makes for the user: ``out_dir`` if given, else the bundle directory, or
+        beside the archive for a bundle read from a .tar.gz (the cache is no place a user looks)."""
+        if out_dir is not None:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            return Path(out_dir)
+        return self.archive.parent if self.archive is not None else self.path
+
+    def output_name(self, name: str, out_dir: Path | None = None) -> Path:
+        """``name`` (e.g. report.json) in ``output_dir``; beside an archive it is prefixed with the archive's
+        bundle name (fast-yolo-demo-rpi-int8.report.json)."""
+        if out_dir is None and self.archive is not None:
+            return self.output_dir() / f"{archive_stem(self.archive)}.{name}"
+        return self.output_dir(out_dir) / name
 
     @property
     def artifact_path(self) -> Path:
@@ -85,7 +101,9 @@ class Bundle:
 def load_bundle(path: str | os.PathLike) -> Bundle:
     """A bundle directory, or a ``.tar.gz`` made by ``pack_bundle`` (extracted once into the cache)."""
     path = Path(path)
+    archive = None
     if path.is_file() and path.name.endswith(ARCHIVE_SUFFIXES):
+        archive = path.resolve()
         path = unpack_bundle(path)
     meta_path = path / META_FILE
     if not path.exists():
@@ -108,13 +126,19 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         err = e.errors()[0]
         raise BadInput(f"{meta_path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}; re-export the bundle") \
             from None
-    bundle = Bundle(path, meta)
+    bundle = Bundle(path, meta, archive)
     if not bundle.artifact_path.is_file():
         raise BadInput(f"{path}: artifact '{meta.artifact}' is missing; re-export the bundle")
     return bundle
 
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz")
+
+
+def archive_stem(archive: Path) -> str:
+    """fast-yolo-demo-rpi-int8.tar.gz -> fast-yolo-demo-rpi-int8"""
+    name = Path(archive).name
+    return next((name[: -len(s)] for s in ARCHIVE_SUFFIXES if name.endswith(s)), Path(archive).stem)
 
 
 def cache_dir() -> Path:
@@ -130,6 +154,7 @@ def pack_bundle(bundle_dir: Path, out: Path | None = None, force: bool = False) 
     out = Path(out) if out else bundle.path.with_name(bundle.path.name + ".tar.gz")
     if out.exists() and not force:
         raise BadInput(f"{out} already exists; pass --force to replace it")
+    out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, tarfile.open(tmp, "w:gz") as tar:
         for f in sorted(bundle.path.iterdir()):
             if f.is_file() and not f.name.startswith("."):

@@ -195,26 +195,35 @@ def pack(
                                   "with the precision flags, a workspace limit and a timing cache kept in "
                                   "the bundle (DLA with GPU fallback where the profile has DLA cores). Needs "
                                   "TensorRT 10 (JetPack 6) and cuda-python.\n\n"
-                                  "Example:  edgevision build-engine fast-yolo-demo-jetson-int8.tar.gz")
+                                  "An archive is never changed: the bundle with its engine goes to a new archive "
+                                  "beside it (NAME.engine.tar.gz), or to --out DIR.\n\n"
+                                  "Example:  edgevision build-engine fast-yolo-demo-jetson-int8.tar.gz   # -> "
+                                  "fast-yolo-demo-jetson-int8.engine.tar.gz")
 def build_engine_cmd(
     bundle: Annotated[Path, typer.Argument(help="Jetson bundle directory or archive.")],
     workspace_mb: Annotated[int, typer.Option("--workspace-mb", min=64, help="Builder workspace limit.")] = 1024,
     dla_core: Annotated[Optional[int], typer.Option("--dla-core", help="DLA core to use [default: 0 when the "
                                                     "profile has DLA cores and precision is not fp32].")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild an existing engine.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild an existing engine, or replace an existing "
+                                        "output.")] = False,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the bundle with its engine here "
+                                                    "[default: in place for a directory; for an archive, "
+                                                    "NAME.engine.tar.gz beside it].")] = None,
 ) -> None:
     from edgevision.export.tensorrt_engine import build_engine
 
     with _progress() as bar:
         bar.add_task("building the TensorRT engine (minutes on a Jetson)", total=None)
-        tag = build_engine(bundle, workspace_mb=workspace_mb, dla_core=dla_core, force=force)
+        tag = build_engine(bundle, workspace_mb=workspace_mb, dla_core=dla_core, force=force, out_dir=out_dir)
     out.print(f"engine built: TensorRT {tag['tensorrt']} on {tag['gpu']} ({tag['precision']}"
               f"{', DLA core ' + str(tag['dla_core']) if tag['dla_core'] is not None else ''})")
+    out.print(f"written: {tag['written']}")
 
 
 # ---------------------------------------------------------------------------------------------------- check
 @app.command(help="Compare a bundle's artifact with its FP32 PyTorch reference and gate on the recipe's "
-                  "tolerances. Writes report.json into the bundle. Exit 1 when a metric is out of budget. "
+                  "tolerances. Writes report.json into the bundle (for an archive: NAME.report.json beside it; --out DIR "
+                  "elsewhere). Exit 1 when a metric is out of budget. "
                   "Without PyTorch (on a device) it compares against the golden outputs stored in the bundle.\n\n"
                   "Examples:\n\n"
                   "  edgevision check bundles/fast-yolo-demo-cpu-int8\n\n"
@@ -230,6 +239,9 @@ def check(
                                                  "COCO .json (paths relative to it; categories matched by "
                                                  "name) [default: the synthetic eval set].")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report to this file.")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write report.json (and per_layer.png) "
+                                                    "into this directory instead of the bundle [default: the "
+                                                    "bundle; for an archive, beside it].")] = None,
     runtime: Annotated[Optional[str], typer.Option("--runtime", help="Runtime to use; must be allowed for the "
                                                    "bundle's target [default: the target's first].")] = None,
     weights: Annotated[Optional[Path], typer.Option("--weights", help="Reference checkpoint, if it moved since "
@@ -248,7 +260,7 @@ def check(
     latency_runs: Annotated[int, typer.Option("--latency-runs", min=3, help="Runs for the baseline latency "
                                               "median.")] = 30,
     per_layer: Annotated[bool, typer.Option("--per-layer", help="Rank the artifact's layers by the error each "
-                                            "adds (SQNR vs FP32); writes per_layer.png into the bundle.")] = False,
+                                            "adds (SQNR vs FP32); writes per_layer.png beside report.json.")] = False,
     matrix: Annotated[Optional[Path], typer.Option("--matrix", help="Run models x targets x precisions from a "
                                                    "YAML (e.g. recipes/regression.yaml) instead of one "
                                                    "bundle.")] = None,
@@ -288,7 +300,7 @@ def check(
                               json_out=json_out, reference=not no_reference, baseline=baseline,
                               update_baseline=update_baseline, latency_tolerance=latency_tolerance,
                               latency_runs=latency_runs, per_layer=per_layer, compare_with=compare_with,
-                              compare_atol=compare_atol, compare_rtol=compare_rtol,
+                              compare_atol=compare_atol, compare_rtol=compare_rtol, out_dir=out_dir,
                               progress=lambda n, total: bar.update(task, completed=n, total=total))
     print_check(report)
     if not report["passed"]:
@@ -298,7 +310,7 @@ def check(
 def _check_matrix(spec: Path, report_dir: Optional[Path], jobs: int) -> None:
     import os
 
-    from edgevision.check.matrix import run_matrix
+    from edgevision.matrix import run_matrix
 
     with _progress(transient=False) as bar:
         tasks = {}
@@ -379,7 +391,7 @@ def print_check(report: dict) -> None:
     _print_machine(report)
     for note in report["notes"]:
         out.print(f"note: {note}")
-    out.print(f"report: {Path(b['path']) / 'report.json'}")
+    out.print(f"report: {report.get('written') or Path(b['path']) / 'report.json'}")
     out.print("PASS" if report["passed"] else "FAIL")
 
 

@@ -1,10 +1,40 @@
-"""Facts about an ONNX graph that export and check both need. Neutral: imports neither export/ nor check/."""
+"""ONNX graph work that export and check both need: the PyTorch -> ONNX step and facts about a graph.
+Neutral: imports neither export/ nor check/ (check builds FP32 reference graphs for per-layer comparisons)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
+import warnings
 from pathlib import Path
 
 import numpy as np
+
+from edgevision.errors import EdgevisionError
+
+OPSET = 18
+
+
+def export_onnx(wrapper, imgsz: int, path: Path, *, output_names: list[str],
+                dynamic_batch: bool = False) -> None:
+    """Export the uint8-input wrapper with ``torch.onnx.export(dynamo=True)``; static shapes by default."""
+    import torch
+
+    # torch.export specialises a size-1 dimension, so a dynamic batch is traced with 2
+    example = torch.zeros(2 if dynamic_batch else 1, imgsz, imgsz, 3, dtype=torch.uint8)
+    dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=64)}} if dynamic_batch else None
+    quiet = io.StringIO()
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            warnings.simplefilter("ignore")
+            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+            program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=OPSET,
+                                        input_names=["images"], output_names=output_names,
+                                        dynamic_shapes=dynamic, verbose=False)
+            program.save(str(path))
+    except Exception as e:  # the exporter raises many types; all mean the same to a user
+        raise EdgevisionError(f"ONNX export failed: {str(e).strip().splitlines()[0][:300]}") from e
 
 
 def count_macs(model_or_path) -> int:

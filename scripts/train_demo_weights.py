@@ -63,7 +63,7 @@ def report_accuracy(variant, model) -> None:
     from edgevision.check.evaluate import ModelIO, evaluate
     from edgevision.config import load_recipe
     from edgevision.data.datasets import synthetic_eval_set
-    from edgevision.runtime.pytorch import PyTorchRunner
+    from edgevision.check.reference import PyTorchRunner
 
     recipe = load_recipe(variant.name, variant.task)
     data = synthetic_eval_set(variant.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, variant.task)

@@ -210,8 +210,8 @@ def test_mac_count_matches_pytorch_hooks(tmp_path):
     """graphs.count_macs on the exported ONNX against a count from the PyTorch modules themselves."""
     import torch
 
-    from edgevision.export.onnx_graph import export_onnx
-    from edgevision.export.wrappers import UInt8Input
+    from edgevision.graphs import export_onnx
+    from edgevision.models.wrappers import UInt8Input
     from edgevision.graphs import count_macs
     from edgevision.models.loading import build_model
     from edgevision.models.registry import get_variant

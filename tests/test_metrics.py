@@ -93,7 +93,7 @@ def test_evaluation_batches_the_reference_without_changing_its_results():
     from edgevision.data.datasets import synthetic_eval_set
     from edgevision.models.loading import build_model
     from edgevision.models.registry import get_variant
-    from edgevision.runtime.pytorch import PyTorchRunner
+    from edgevision.check.reference import PyTorchRunner
 
     variant = get_variant("fast-yolo-demo")
     model = build_model(variant)

@@ -303,3 +303,127 @@ def test_video_sink_writes_under_a_temp_name_until_closed(tmp_path):
     assert not (tmp_path / "v.mp4").exists()
     sink.close()
     assert frame_count(tmp_path / "v.mp4") == 1
+
+
+class FiniteMjpegCamera:
+    """A network camera on 127.0.0.1 that streams ``frames`` MJPEG frames and then goes away: the listening
+    socket closes, so every reconnect is refused."""
+
+    def __init__(self, frames: int, fps: float = 60.0) -> None:
+        self.frames, self.fps = frames, fps
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.sock.settimeout(60)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/stream.mjpg"
+        self.gone_at: float | None = None
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        video = MovingShapesVideo(seed=8)
+        sent = 0
+        try:
+            while sent < self.frames:
+                conn, _ = self.sock.accept()
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=frame\r\n\r\n")
+                    try:
+                        while sent < self.frames:
+                            rgb, _, _ = video.frame(sent)
+                            jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))[1].tobytes()
+                            conn.sendall(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpg)).encode() + b"\r\n\r\n" + jpg + b"\r\n")
+                            sent += 1
+                            time.sleep(1 / self.fps)
+                    except OSError:
+                        continue  # the client hung up (probing); serve the rest to the next connection
+        finally:
+            self.sock.close()
+            self.gone_at = time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def slow_bundle(tmp_path_factory):
+    """The demo detector at 1344 px in FP32: about 10 GMAC a frame, so inference is the slow stage, as it
+    always is on a Raspberry Pi."""
+    from edgevision.export import export_bundle
+
+    return export_bundle("fast-yolo-demo", "cpu", "fp32", tmp_path_factory.mktemp("slow") / "b", imgsz=1344,
+                         measure_reference=False, golden=0)
+
+
+def test_a_lost_camera_ends_the_run_with_exit_3_while_inference_is_the_slow_stage(slow_bundle):
+    """The capture stage fails with the queue to inference full; every stage must still end and the process
+    exit 3 soon after the last refused reconnect (it used to sit idle forever, deaf to SIGTERM)."""
+    camera = FiniteMjpegCamera(frames=100, fps=1000)  # capture far ahead of inference
+    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(slow_bundle.path), "--source",
+                             camera.url, "--max-reconnects", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("edgevision run hung after the camera was lost")
+    exited = time.monotonic()
+    assert proc.returncode == 3, err[-2000:]
+    assert "lost after 0 reconnects" in err
+    assert camera.gone_at is not None and exited - camera.gone_at < 10
+
+
+def test_sigterm_ends_a_run_while_the_camera_is_reconnecting(slow_bundle):
+    """SIGTERM ends a run in any state: here, waiting out the backoff of a camera that went away."""
+    camera = FiniteMjpegCamera(frames=20)
+    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(slow_bundle.path), "--source",
+                             camera.url, "--max-reconnects", "50"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while camera.gone_at is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(3)  # the run now retries with growing backoff
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail("SIGTERM did not end the run")
+    assert proc.returncode in (0, 130, 143)
+
+
+def mixed_folder(root):
+    """What real folders hold: a square photo of another size than the model's, grayscale, RGBA and 16-bit
+    PNGs, and a file that is not an image at all."""
+    folder = root / "mixed"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "a_square.png"), rng.integers(0, 256, (512, 512, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "b_gray.png"), rng.integers(0, 256, (300, 400), dtype=np.uint8))
+    cv2.imwrite(str(folder / "c_rgba.png"), rng.integers(0, 256, (300, 400, 4), dtype=np.uint8))
+    cv2.imwrite(str(folder / "d_gray16.png"), rng.integers(0, 65536, (240, 320), dtype=np.uint16))
+    cv2.imwrite(str(folder / "e_rgb16.png"), rng.integers(0, 65536, (240, 320, 3), dtype=np.uint16))
+    (folder / "f_broken.jpg").write_bytes(b"not a jpeg")
+    return folder
+
+
+def test_a_folder_of_mixed_images_runs_and_counts_the_unreadable_one(capsys, yolo_cpu_int8, tmp_path):
+    folder = mixed_folder(tmp_path)
+    jsonl, stats = tmp_path / "r.jsonl", tmp_path / "s.json"
+    assert main(["run", str(yolo_cpu_int8.path), "--source", str(folder), "--jsonl", str(jsonl),
+                 "--stats", str(stats)]) == 0
+    summary = json.loads(stats.read_text())
+    assert summary["frames_processed"] == 5 and summary["frames_corrupt"] == 1
+    assert len(read_jsonl(jsonl)) == 5
+
+
+def test_check_on_a_folder_of_mixed_images_skips_and_counts_the_unreadable_one(capsys, yolo_cpu_int8, tmp_path):
+    folder = mixed_folder(tmp_path)
+    out = tmp_path / "report.json"
+    code = main(["check", str(yolo_cpu_int8.path), "--data", str(folder), "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert code in (0, 1) and report["data"]["images"] == 5, report["data"]
+    assert "1 unreadable files skipped" in report["data"]["description"]
+    assert "f_broken.jpg" in capsys.readouterr().err

@@ -249,3 +249,47 @@ def test_profiles_validate_with_the_documented_fields():
     pi = get_target("rpi")
     assert pi.name == "raspberry-pi-5" and pi.runtimes == ["litert"] and pi.pipeline.inference >= 1
     assert pi.memory_budget_mb > 0 and pi.check_command
+
+
+def test_check_on_an_archive_writes_its_report_beside_the_archive(capsys, export_once, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
+    b = export_once("mobile-unet", "rpi", "int8")
+    archive = pack_bundle(b.path, tmp_path / "device" / "unet-rpi.tar.gz")
+    assert main(["check", str(archive), "--no-reference"]) == 0
+    beside = tmp_path / "device" / "unet-rpi.report.json"
+    assert beside.is_file() and json.loads(beside.read_text())["bundle"]["model"] == "mobile-unet"
+    assert f"report: {beside}" in capsys.readouterr().out
+    assert not list((tmp_path / "cache").rglob("report.json"))  # nothing hidden in the cache
+    elsewhere = tmp_path / "reports"
+    assert main(["check", str(archive), "--no-reference", "--out", str(elsewhere)]) == 0
+    assert (elsewhere / "report.json").is_file()
+
+
+def test_build_engine_on_an_archive_writes_a_new_archive_with_the_engine(export_once, tmp_path, monkeypatch):
+    """The delivery half of build-engine (TensorRT itself only runs on a Jetson): the engine lands in a new
+    archive beside the old one, written atomically; the old archive and the cache are untouched."""
+    from edgevision.export.tensorrt_engine import deliver
+    from edgevision.runtime.tensorrt import ENGINE_FILE
+
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
+    b = export_once("fast-yolo-demo", "jetson", "int8")
+    archive = pack_bundle(b.path, tmp_path / "yolo-jetson.tar.gz")
+    before = archive.read_bytes()
+    loaded = load_bundle(archive)
+
+    def build(directory):  # stands in for TensorRT's builder, which writes these files on the device
+        (directory / ENGINE_FILE).write_bytes(b"engine bytes")
+        return {"tensorrt": "10.x", "gpu": "test"}
+
+    tag = deliver(loaded, build)
+    new = tmp_path / "yolo-jetson.engine.tar.gz"
+    assert tag["written"] == str(new) and archive.read_bytes() == before
+    with tarfile.open(new) as tar:
+        assert f"{b.path.name}/{ENGINE_FILE}" in tar.getnames()
+    assert not (loaded.path / ENGINE_FILE).exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+    with pytest.raises(BadInput, match="already exists"):
+        deliver(loaded, build)
+    out = tmp_path / "out"
+    assert deliver(load_bundle(b.path), build, out_dir=out)["written"] == str(out / b.path.name)
+    assert (out / b.path.name / ENGINE_FILE).is_file() and not (b.path / ENGINE_FILE).exists()

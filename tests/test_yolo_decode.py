@@ -76,3 +76,17 @@ def test_postprocessor_nms_and_mapping_to_source_pixels():
 def test_wrong_shape_is_refused():
     with pytest.raises(ValueError, match="YOLOv1 output"):
         decode_yolov1(np.zeros((7, 7, 14)), grid=S, boxes_per_cell=B, num_classes=C, imgsz=IMG)
+
+
+def test_prepare_resizes_a_square_image_of_another_size():
+    """A square image of another size letterboxes to no padding: it must still be resized (it used to be passed
+    through at its own size, which the runtimes refused)."""
+    from edgevision.ops.preprocess import prepare
+
+    image = np.zeros((512, 512, 3), np.uint8)
+    image[:256] = 255
+    out, geometry = prepare(image, 224, "letterbox")
+    assert out.shape == (224, 224, 3) and out[:100].min() == 255 and out[130:].max() == 0
+    assert geometry.scale_x == geometry.scale_y == 224 / 512 and geometry.pad_x == geometry.pad_y == 0
+    same, _ = prepare(out, 224, "letterbox")
+    assert same is out

@@ -109,7 +109,7 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
     fns: dict[str, Callable[[], object]] = {"artifact": lambda: artifact.run(batch),
                                             "end_to_end": lambda: predictor.predict(frame)}
     notes = []
-    from edgevision.check.compare import torch_available, reference_runner
+    from edgevision.check.reference import reference_runner, torch_available
 
     if reference and not torch_available():
         reference = False

@@ -8,40 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from edgevision import __version__
-from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso, sha256_file
+from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
 from edgevision.check.evaluate import ModelIO, evaluate
 from edgevision.check.int8_numerics import saturation_note
 from edgevision.config import MetricTolerance, load_recipe
 from edgevision.data.datasets import EvalSet, load_eval_set
-from edgevision.errors import BadInput, MissingDependency
+from edgevision.errors import BadInput
 from edgevision.hardware import cpu_info
 from edgevision.models.registry import get_variant
-from edgevision.runtime.base import Runner, open_runner
+from edgevision.check.reference import reference_runner, torch_available
+from edgevision.runtime.base import open_runner
 
 REPORT_SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
-
-
-def reference_runner(bundle: Bundle, weights: Path | None = None, threads: int = 2) -> Runner:
-    """The FP32 PyTorch model the bundle was exported from, rebuilt from its weights (or its random seed)."""
-    if not torch_available():
-        raise MissingDependency("torch", "export", "the FP32 PyTorch reference")
-    from edgevision.models.loading import build_model
-    from edgevision.runtime.pytorch import PyTorchRunner
-
-    meta = bundle.meta
-    variant = get_variant(meta.model)
-    path = Path(weights) if weights else (Path(meta.weights_path) if meta.weights_path else None)
-    if not meta.random_weights:
-        if path is None or not path.is_file():
-            raise BadInput(f"{bundle.path}: the reference weights {path} are not there; pass --weights with the "
-                           f"checkpoint the bundle was exported from")
-        if weights is None and meta.weights_sha256 and sha256_file(path) != meta.weights_sha256:
-            raise BadInput(f"{path} changed since {bundle.path} was exported (sha256 differs); pass --weights with "
-                           f"the original checkpoint, or re-export")
-    model = build_model(variant, weights=None if meta.random_weights else path,
-                        random_seed=meta.random_seed if meta.random_weights else None, num_classes=len(meta.labels))
-    return PyTorchRunner(model, meta.preprocess, threads)
 
 
 def _eval_set_for(bundle: Bundle, data: str | Path | None, recipe) -> tuple[EvalSet, list[str]]:
@@ -103,21 +82,17 @@ def _clean(o: Any) -> Any:
     return o
 
 
-def torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None, runtime: str | None = None,
                  weights: Path | None = None, threads: int | None = None, json_out: Path | None = None,
                  reference: bool = True, baseline: Path | None = None, update_baseline: bool = False,
                  latency_tolerance: float = 0.10, latency_runs: int = 30, per_layer: bool = False,
                  compare_with: str | None = None, compare_atol: float | None = None,
-                 compare_rtol: float | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
-    """Compare the artifact with the FP32 reference; writes report.json into the bundle and returns it.
+                 compare_rtol: float | None = None, progress: Callable[[int, int], None] | None = None,
+                 out_dir: Path | None = None) -> dict:
+    """Compare the artifact with the FP32 reference; writes report.json and returns it.
+
+    The report goes into the bundle directory; for a bundle read from an archive, beside the archive
+    (``NAME.report.json``); into ``out_dir`` when given. ``report["written"]`` says where.
 
     With PyTorch available (and ``reference``), the FP32 model is rebuilt and both run on the eval set; the
     golden outputs stored in the bundle are compared too. Without PyTorch, or with ``reference=False``, the
@@ -202,8 +177,9 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         if not use_torch:
             raise BadInput("--per-layer needs the PyTorch reference: pip install 'edgevision[export]'")
         layers = per_layer_report(bundle, threads=artifact.threads)
-        plot_per_layer(layers, bundle.path / "per_layer.png", f"{meta.model} {meta.target} {meta.precision}")
-        layers["plot"] = str(bundle.path / "per_layer.png")
+        plot = bundle.output_name("per_layer.png", out_dir)
+        plot_per_layer(layers, plot, f"{meta.model} {meta.target} {meta.precision}")
+        layers["plot"] = str(plot)
         report["per_layer"] = _clean(layers)
     if compare_with is not None:
         from edgevision.check.polygraphy_compare import compare_with_polygraphy, polygraphy_failures
@@ -219,7 +195,8 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         report["baseline"] = section
         report["failures"] = report["failures"] + section["failures"]
         report["passed"] = not report["failures"]
-    atomic_write_json(bundle.path / REPORT_FILE, report)
+    report["written"] = str(bundle.output_name(REPORT_FILE, out_dir))
+    atomic_write_json(Path(report["written"]), report)
     if json_out is not None:
         json_out = Path(json_out)
         json_out.parent.mkdir(parents=True, exist_ok=True)

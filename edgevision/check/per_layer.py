@@ -286,10 +286,10 @@ def litert_per_layer(reference_tflite: Path, artifact_tflite: Path, inputs: list
 def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top: int = 10) -> dict:
     """Rank the artifact's layers by the error they add, against an FP32 graph of the same format exported
     from the PyTorch reference."""
-    from edgevision.check.compare import reference_runner
+    from edgevision.check.reference import reference_runner
     from edgevision.check.golden import load_golden
     from edgevision.data.datasets import synthetic_eval_set
-    from edgevision.export.onnx_graph import export_onnx
+    from edgevision.graphs import export_onnx
     from edgevision.models.registry import get_variant
     from edgevision.ops.preprocess import prepare
 

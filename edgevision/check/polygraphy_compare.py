@@ -54,7 +54,7 @@ def _reference_outputs(bundle: Bundle, inputs: np.ndarray, golden: dict, use_tor
                        weights: Path | None, threads: int) -> list[list[np.ndarray]] | None:
     """FP32 outputs per golden input, in the bundle's output order."""
     if use_torch:
-        from edgevision.check.compare import reference_runner
+        from edgevision.check.reference import reference_runner
         from edgevision.runtime.base import run_in_batches
 
         outputs = run_in_batches(reference_runner(bundle, weights, threads), inputs)

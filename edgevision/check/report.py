@@ -50,7 +50,7 @@ def _plot_accuracy_vs_latency(rows: list[dict], path: Path) -> None:
 def _overlay_worst(row: dict, path: Path) -> bool:
     """Reference (left) and artifact (right) on the image where they disagree most."""
     from edgevision.bundle import load_bundle
-    from edgevision.check.compare import reference_runner
+    from edgevision.check.reference import reference_runner
     from edgevision.data.synthetic import SceneSpec, render_scene
     from edgevision.models.registry import get_variant
     from edgevision.pipeline.render import draw_result

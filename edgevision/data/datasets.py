@@ -85,8 +85,18 @@ def image_folder(directory: Path) -> EvalSet:
     paths = list_images(directory)
     if not paths:
         raise BadInput(f"{directory}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
-    samples = [Sample(p.name, _read_or_fail(p)) for p in paths]
-    return EvalSet(f"{len(samples)} unlabelled images from {directory}", samples, labelled=False)
+    samples, skipped = [], []
+    for p in paths:
+        try:
+            samples.append(Sample(p.name, read_image(p)))
+        except ValueError:
+            skipped.append(p)
+            log.warning("%s: not a readable image; skipped", p)
+    if not samples:
+        raise BadInput(f"no readable images in {directory} ({len(skipped)} files skipped); give a folder of "
+                       f"JPEG/PNG images")
+    note = f", {len(skipped)} unreadable files skipped" if skipped else ""
+    return EvalSet(f"{len(samples)} unlabelled images from {directory}{note}", samples, labelled=False)
 
 
 def _read_or_fail(path: Path) -> np.ndarray:
@@ -192,10 +202,21 @@ def calibration_set(calib_dir: Path | None, imgsz: int, stride: int, resize: str
         if len(paths) < FEW_CALIBRATION_IMAGES:
             log.warning("--calib %s: only %d images; INT8 ranges are more reliable with %d or more",
                         calib_dir, len(paths), FEW_CALIBRATION_IMAGES)
-        for p in paths[:limit]:
+        skipped = 0
+        for p in paths:
+            if len(images) >= limit:
+                break
+            try:
+                images.append(read_image(p))
+            except ValueError:
+                skipped += 1
+                log.warning("--calib: %s is not a readable image; skipped", p)
+                continue
             digest.update(p.read_bytes())
-            images.append(_read_or_fail(p))
-        source = str(calib_dir)
+        if not images:
+            raise BadInput(f"--calib {calib_dir}: no readable images ({skipped} files skipped); pass a folder of "
+                           f"JPEG/PNG images")
+        source = str(calib_dir) + (f" ({skipped} unreadable files skipped)" if skipped else "")
     else:
         root = resource_dir("calibration")
         spec_path = root / "synthetic.yaml"

@@ -105,8 +105,8 @@ def export_bundle(
 
     from edgevision.data.datasets import calibration_set
     from edgevision.export.base import ExportContext
-    from edgevision.export.onnx_graph import export_onnx
-    from edgevision.export.wrappers import UInt8Input
+    from edgevision.graphs import export_onnx
+    from edgevision.models.wrappers import UInt8Input
     from edgevision.models.loading import build_model
 
     say(f"building {variant.name} ({'random weights' if random_weights else weights or 'bundled weights'})")
@@ -221,7 +221,7 @@ def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:
     """FP32 PyTorch metrics on the recipe's synthetic eval set: the number every check compares against."""
     from edgevision.check.evaluate import ModelIO, evaluate
     from edgevision.data.datasets import synthetic_eval_set
-    from edgevision.runtime.pytorch import PyTorchRunner
+    from edgevision.check.reference import PyTorchRunner
 
     variant = get_variant(meta.model)
     data = synthetic_eval_set(meta.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, meta.task)
@@ -240,7 +240,7 @@ def store_golden(work: Path, torch_model, meta: BundleMeta, recipe, count: int) 
     from edgevision.data.datasets import synthetic_eval_set
     from edgevision.ops.preprocess import prepare
     from edgevision.runtime.base import run_in_batches
-    from edgevision.runtime.pytorch import PyTorchRunner
+    from edgevision.check.reference import PyTorchRunner
 
     variant = get_variant(meta.model)
     data = synthetic_eval_set(meta.imgsz, variant.stride, count, recipe.eval.seed, meta.task)

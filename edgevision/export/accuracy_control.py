@@ -103,86 +103,6 @@ def control_loop(quantize: Callable[[list[str]], Path], measure: Callable[[Path]
     return result, best.float_layers
 
 
-def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: str, max_drop: float,
-                          output_names: list[str], *, backend: str = "openvino",
-                          max_layers: int = DEFAULT_MAX_FLOAT_LAYERS):
-    """nncf.quantize_with_accuracy_control with edgevision's metric as the validation function, for an
-    OpenVINO model (intel-npu) or an ONNX model (cpu).
-
-    NNCF hands the validation function the model to run (an OpenVINO CompiledModel, or an ONNX ModelProto)
-    and raw items of the validation dataset, sometimes all of them and sometimes one at a time (to rank which
-    images change most), and expects ``(metric, per-item values)`` back. So the items are eval-set indices (the
-    dataset's transform turns an index into the network input), and the metric is computed on exactly the
-    images NNCF asked for. ``max_layers`` caps NNCF's iterations, each of which reverts one more group of
-    quantizers to float.
-    """
-    import nncf
-    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
-
-    from edgevision.export.intel_npu import nncf_advanced_parameters, nncf_preset, openvino_ignored_types
-    from edgevision.ops.preprocess import prepare
-
-    q = ctx.recipe.quantization
-    if backend == "openvino":
-        types = openvino_ignored_types(q)
-    else:
-        types = list(q.ignored_types)
-    inputs = [np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None]) for s in eval_set.samples]
-    sessions: dict[int, tuple[object, Callable]] = {}
-
-    def runner_for(model_for_inference) -> Callable[[np.ndarray], list[np.ndarray]]:
-        if backend == "openvino":
-            outputs = list(model_for_inference.outputs)
-
-            def run(batch):
-                res = model_for_inference(batch)
-                return [np.asarray(res[o]) for o in outputs]
-
-            return run
-        # ONNX: one ORT session per model NNCF hands over (it validates each model many times); the model is
-        # kept referenced so that its id is not reused while cached
-        key = id(model_for_inference)
-        if key not in sessions:
-            import onnxruntime as ort
-
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 2, 1, 3
-            sess = ort.InferenceSession(model_for_inference.SerializeToString(), opts,
-                                        providers=["CPUExecutionProvider"])
-            name = sess.get_inputs()[0].name
-            if len(sessions) >= 4:
-                sessions.pop(next(iter(sessions)))
-            sessions[key] = (model_for_inference, lambda batch: sess.run(None, {name: batch}))
-        return sessions[key][1]
-
-    def validate(model_for_inference, indices) -> tuple[float, None]:
-        run = runner_for(model_for_inference)
-        chosen = [int(i) for i in indices]
-        subset = EvalSet(eval_set.description, [eval_set.samples[i] for i in chosen], eval_set.labelled)
-        value = primary_metric(run, subset, io, metric, output_names)
-        # One image without objects of a class gives COCOeval's -1 or NaN; for NNCF's per-image ranking that
-        # image simply carries no information.
-        return (value if np.isfinite(value) and value >= 0 else 0.0), None
-
-    calibration = ctx.calibration.batches
-    if backend == "onnx":
-        name = model.graph.input[0].name
-        calibration_dataset = nncf.Dataset(calibration, lambda b: {name: b})
-        validation_dataset = nncf.Dataset(list(range(len(inputs))), lambda i: {name: inputs[i]})
-    else:
-        calibration_dataset = nncf.Dataset(calibration)
-        validation_dataset = nncf.Dataset(list(range(len(inputs))), lambda i: inputs[i])
-    return nncf.quantize_with_accuracy_control(
-        model, calibration_dataset, validation_dataset,
-        validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-        preset=nncf_preset(ctx),
-        subset_size=min(q.subset_size, len(calibration)),
-        ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False),
-        advanced_quantization_parameters=nncf_advanced_parameters(ctx),
-        advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=max_layers))
-
-
-
 def _provisional_bundle(ctx, meta, info):
     from edgevision.bundle import Bundle
 
@@ -275,7 +195,7 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
 
     if ctx.profile.family == "rpi":
         # PT2E excludes whole PyTorch modules; rank them on a QDQ proxy of the same int8 scheme
-        from edgevision.export.cpu import quantize_qdq
+        from edgevision.export.ort_quantize import quantize_qdq
 
         proxy = ctx.workdir / ".proxy.onnx"
         quantize_qdq(ctx, proxy, symmetric_activations=True)

@@ -7,9 +7,8 @@ when no NPU is present, so the same IR is checked on any x86 host.
 from __future__ import annotations
 
 from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
-
-# ONNX op type -> OpenVINO op type names, for the recipe's ignored_types.
-_OV_TYPES = {"Softmax": ["Softmax", "SoftMax"], "Sigmoid": ["Sigmoid"], "Resize": ["Interpolate"]}
+from edgevision.export.nncf_quantize import (nncf_accuracy_control, nncf_advanced_parameters, nncf_preset,
+                                             openvino_ignored_types)
 
 
 def export_artifact(ctx: ExportContext) -> ArtifactInfo:
@@ -26,29 +25,6 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
     return ArtifactInfo(xml.name, "openvino-ir", quantization=quantization, toolchain=toolchain)
 
 
-def nncf_preset(ctx: ExportContext):
-    """NNCF's preset for this export: the recipe's ``preset``, else the target profile's ``nncf_preset``."""
-    import nncf
-
-    name = ctx.recipe.quantization.preset_for(ctx.profile)
-    return nncf.QuantizationPreset.MIXED if name == "mixed" else nncf.QuantizationPreset.PERFORMANCE
-
-
-def nncf_advanced_parameters(ctx: ExportContext):
-    """NNCF's overflow fix from the profile's ``weight_bits``: 7 halves every weight's range (ENABLE), so that
-    x86 CPUs without VNNI, whose u8 x s8 kernels add pairs of products in 16 bits, cannot saturate and compute
-    what VNNI CPUs and the NPU compute; 8 keeps NNCF's default (first layer only)."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
-
-    fix = OverflowFix.ENABLE if ctx.profile.weight_bits == 7 else OverflowFix.FIRST_LAYER
-    return AdvancedQuantizationParameters(overflow_fix=fix)
-
-
-def openvino_ignored_types(quantization) -> list[str]:
-    """The recipe's ``ignored_types`` as OpenVINO op type names."""
-    return [t for name in quantization.ignored_types for t in _OV_TYPES.get(name, [name])]
-
-
 def quantize_nncf(model, ctx: ExportContext):
     import logging
 
@@ -59,7 +35,6 @@ def quantize_nncf(model, ctx: ExportContext):
     q = ctx.recipe.quantization
     control = ctx.options.get("accuracy_control")
     if control:
-        from edgevision.export.accuracy_control import nncf_accuracy_control
 
         with quiet_progress():
             quantized = nncf_accuracy_control(model, ctx, control["eval_set"], control["io"], control["metric"],

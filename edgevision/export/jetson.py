@@ -13,7 +13,7 @@ from __future__ import annotations
 import shutil
 
 from edgevision.export.base import ArtifactInfo, ExportContext
-from edgevision.export.cpu import quantize_qdq
+from edgevision.export.ort_quantize import quantize_qdq
 
 # Ops that get Q/DQ on their inputs; everything else runs in float (or in whatever precision TensorRT fuses).
 TENSORRT_INT8_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "AveragePool", "GlobalAveragePool",

@@ -1,38 +1,6 @@
-"""PyTorch -> ONNX, and small ONNX graph utilities shared by the target exporters."""
+"""Small ONNX graph utilities shared by the target exporters (the PyTorch -> ONNX step is graphs.export_onnx)."""
 
 from __future__ import annotations
-
-import contextlib
-import io
-import logging
-import warnings
-from pathlib import Path
-
-import torch
-
-from edgevision.errors import EdgevisionError
-
-OPSET = 18
-
-
-def export_onnx(wrapper: torch.nn.Module, imgsz: int, path: Path, *, output_names: list[str],
-                dynamic_batch: bool = False) -> None:
-    """Export the uint8-input wrapper with ``torch.onnx.export(dynamo=True)``; static shapes by default."""
-    # torch.export specialises a size-1 dimension, so a dynamic batch is traced with 2
-    example = torch.zeros(2 if dynamic_batch else 1, imgsz, imgsz, 3, dtype=torch.uint8)
-    dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=64)}} if dynamic_batch else None
-    quiet = io.StringIO()
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-            warnings.simplefilter("ignore")
-            logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-            program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=OPSET,
-                                        input_names=["images"], output_names=output_names,
-                                        dynamic_shapes=dynamic, verbose=False)
-            program.save(str(path))
-    except Exception as e:  # the exporter raises many types; all mean the same to a user
-        raise EdgevisionError(f"ONNX export failed: {str(e).strip().splitlines()[0][:300]}") from e
-
 
 def _downstream(model, start: list, stop_types: tuple[str, ...] = ()) -> list[str]:
     """Names of the ``start`` nodes and of every node they feed, not entering nodes of ``stop_types``."""

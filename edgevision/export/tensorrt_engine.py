@@ -7,9 +7,14 @@ DLA cores. The engine is written atomically into the bundle with a tag (TensorRT
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from edgevision.bundle import Bundle, atomic_write_bytes, atomic_write_json, load_bundle, now_iso
+from edgevision.bundle import (Bundle, archive_stem, atomic_write_bytes, atomic_write_json, load_bundle, now_iso,
+                               pack_bundle)
 from edgevision.config import get_target
 from edgevision.errors import BadInput, EdgevisionError
 from edgevision.runtime.tensorrt import (ENGINE_FILE, ENGINE_TAG_FILE, TIMING_CACHE_FILE, current_device_tag,
@@ -17,21 +22,61 @@ from edgevision.runtime.tensorrt import (ENGINE_FILE, ENGINE_TAG_FILE, TIMING_CA
 
 
 def build_engine(bundle: Bundle | str | Path, *, workspace_mb: int = 1024, dla_core: int | None = None,
-                 force: bool = False, max_batch: int = 8) -> dict:
-    """Build ``model.engine`` for a jetson bundle on this device; returns the engine tag."""
+                 force: bool = False, max_batch: int = 8, out_dir: Path | None = None) -> dict:
+    """Build ``model.engine`` for a jetson bundle on this device; returns the engine tag, with ``written``: where
+    the bundle with its engine now is (see ``deliver``)."""
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     meta = bundle.meta
     if meta.target_family != "jetson":
-        raise BadInput(f"{bundle.path} is a {meta.target} bundle; build-engine takes jetson bundles "
-                       f"(edgevision export MODEL --target jetson)")
+        raise BadInput(f"{bundle.archive or bundle.path} is a {meta.target} bundle; build-engine takes jetson "
+                       f"bundles (edgevision export MODEL --target jetson)")
     engine_path = bundle.path / ENGINE_FILE
-    if engine_path.exists() and not force:
+    if engine_path.exists() and not force and bundle.archive is None and out_dir is None:
         raise BadInput(f"{engine_path} already exists; pass --force to rebuild it")
     profile = get_target(meta.target)
     if dla_core is not None and not 0 <= dla_core < profile.dla_cores:
         raise BadInput(f"--dla-core {dla_core}: {profile.name} has {profile.dla_cores} DLA cores")
-
     trt = import_tensorrt()
+    return deliver(bundle, lambda directory: _build(trt, Bundle(directory, meta), profile, workspace_mb, dla_core,
+                                                    max_batch), out_dir=out_dir, force=force)
+
+
+def deliver(bundle: Bundle, build: Callable[[Path], dict], *, out_dir: Path | None = None,
+            force: bool = False) -> dict:
+    """Run ``build`` on a bundle directory and put the result where the user sees it.
+
+    * a bundle directory, no ``out_dir``: built in place;
+    * a bundle read from an archive: built in a copy, packed into a new archive beside the old one
+      (NAME.engine.tar.gz), written atomically; the original archive and the extraction cache stay as they were;
+    * ``out_dir``: the archive (or, for a directory, a copy of the bundle with its engine) goes there.
+    """
+    if bundle.archive is None and out_dir is None:
+        return {**build(bundle.path), "written": str(bundle.path)}
+    dest_dir = Path(out_dir) if out_dir is not None else bundle.archive.parent
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    name = archive_stem(bundle.archive) if bundle.archive is not None else bundle.path.name
+    dest = dest_dir / (f"{name}.engine.tar.gz" if bundle.archive is not None else name)
+    if dest.exists() and not force:
+        raise BadInput(f"{dest} already exists; pass --force to replace it")
+    staging = Path(tempfile.mkdtemp(dir=dest_dir, prefix=f".{name}."))
+    try:
+        work = staging / bundle.path.name  # the directory name inside the archive stays the same
+        shutil.copytree(bundle.path, work)
+        tag = build(work)
+        if bundle.archive is not None:
+            pack_bundle(work, dest, force=True)
+        else:
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(work, dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {**tag, "written": str(dest)}
+
+
+def _build(trt, bundle: Bundle, profile, workspace_mb: int, dla_core: int | None, max_batch: int) -> dict:
+    meta = bundle.meta
+    engine_path = bundle.path / ENGINE_FILE
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch

@@ -67,11 +67,14 @@ def prepare(image_rgb: np.ndarray, size: int, mode: str = "letterbox") -> tuple[
             return image_rgb, Geometry(1.0, 1.0, 0.0, 0.0, w, h)
         out = cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR)
         return out, Geometry(size / w, size / h, 0.0, 0.0, w, h)
+    if (h, w) == (size, size):
+        return image_rgb, Geometry(1.0, 1.0, 0.0, 0.0, w, h)
     scale = min(size / w, size / h)
     nw, nh = int(round(w * scale)), int(round(h * scale))
     px, py = (size - nw) // 2, (size - nh) // 2
-    if (nw, nh) == (size, size):
-        return image_rgb, Geometry(1.0, 1.0, 0.0, 0.0, w, h)
+    if (nw, nh) == (size, size):  # a square image of another size: no padding, just the resize
+        out = cv2.resize(image_rgb, (size, size), interpolation=cv2.INTER_LINEAR)
+        return out, Geometry(size / w, size / h, 0.0, 0.0, w, h)
     out = np.full((size, size, 3), PAD_VALUE, np.uint8)
     out[py : py + nh, px : px + nw] = cv2.resize(image_rgb, (nw, nh), interpolation=cv2.INTER_LINEAR)
     return out, Geometry(nw / w, nh / h, float(px), float(py), w, h)

@@ -103,6 +103,16 @@ class Pipeline:
                 if self._errors:
                     return False
 
+    def _get(self, q: queue.Queue):
+        """Blocking get that gives up once the pipeline is stopping with an error: the stage before may have
+        failed without room to queue its end marker (a lost camera while inference is the slow stage)."""
+        while True:
+            try:
+                return q.get(timeout=0.1)
+            except queue.Empty:
+                if self._errors:
+                    return _END
+
     def _capture(self) -> None:
         c = self.counters
         index = 0
@@ -156,7 +166,7 @@ class Pipeline:
         seq = 0
         try:
             while True:
-                item = self.q_infer.get()
+                item = self._get(self.q_infer)
                 if item is _END:
                     break
                 t0 = time.perf_counter()
@@ -180,7 +190,7 @@ class Pipeline:
     def _postprocess(self) -> None:
         try:
             while True:
-                item = self.q_post.get()
+                item = self._get(self.q_post)
                 if item is _END:
                     break
                 t0 = time.perf_counter()
@@ -199,8 +209,10 @@ class Pipeline:
         next_seq, ended = 0, 0
         try:
             while ended < self.postprocess_workers:
-                item = self.q_render.get()
+                item = self._get(self.q_render)
                 if item is _END:
+                    if self._errors:
+                        return
                     ended += 1
                     continue
                 pending[item.seq] = item

@@ -1,0 +1,75 @@
+"""Static QDQ INT8 with ONNX Runtime's own quantizer: the cpu and jetson targets' quantization step."""
+
+from __future__ import annotations
+
+from edgevision.export.base import ArtifactInfo, ExportContext
+from edgevision.export.onnx_graph import ensure_node_names, input_stem_nodes, simplify_input_stem, tail_nodes
+
+
+def _ort_calibration(name: str) -> tuple[object, dict]:
+    """ONNX Runtime's calibration method and extra options for a recipe's ``calibration_method``."""
+    from onnxruntime.quantization import CalibrationMethod
+
+    if name == "mean-minmax":
+        return CalibrationMethod.MinMax, {"CalibMovingAverage": True}
+    return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+            "entropy": CalibrationMethod.Entropy}[name], {}
+
+
+def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
+                 op_types: list[str] | None = None, quantize_bias: bool = True) -> ArtifactInfo:
+    """Static QDQ INT8 with ONNX Runtime's quantizer; per-channel int8 weights.
+
+    ``op_types`` limits which ops get Q/DQ (None: every op ONNX Runtime can quantize). ``quantize_bias=False``
+    keeps biases float (TensorRT's parser rejects a DequantizeLinear of an int32 bias).
+    """
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    pre = ctx.workdir / ".pre.onnx"
+    named = ctx.workdir / ".named.onnx"
+    model = onnx.load(str(ctx.onnx_fp32))
+    ensure_node_names(model)
+    onnx.save(model, str(named))
+    quant_pre_process(str(named), str(pre), skip_symbolic_shape=True)
+    model = onnx.load(str(pre))
+    ensure_node_names(model)
+    simplify_input_stem(model)
+    onnx.save(model, str(pre))
+    excluded = input_stem_nodes(model) + tail_nodes(model, ctx.recipe.quantization.ignored_types)
+    excluded += [n for n in ctx.recipe.quantization.ignored_names + ctx.options.get("exclude", []) if n not in excluded]
+    batches = ctx.calibration.batches[: ctx.recipe.quantization.subset_size]
+    input_name = model.graph.input[0].name
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it = iter(batches)
+
+        def get_next(self):
+            b = next(self._it, None)
+            return None if b is None else {input_name: b}
+
+    method = ctx.recipe.quantization.method_for(ctx.profile.family)
+    calibrate_method, calibration_options = _ort_calibration(method)
+    seven_bit = ctx.profile.weight_bits == 7
+    quantize_static(
+        str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+        calibrate_method=calibrate_method, reduce_range=seven_bit,
+        activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
+        weight_type=QuantType.QInt8, nodes_to_exclude=excluded, op_types_to_quantize=op_types,
+        extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
+                       "QuantizeBias": quantize_bias, **calibration_options},
+    )
+    pre.unlink(missing_ok=True)
+    named.unlink(missing_ok=True)
+    return ArtifactInfo(out.name, "onnx", quantization={
+        "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(batches),
+        "calibration_method": method,
+        "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
+        "weights": "int8 symmetric per-channel" + (", 7-bit range -64..64" if seven_bit else ""),
+        "weight_bits": ctx.profile.weight_bits, "bias": "int32" if quantize_bias else "float",
+        "float_nodes": excluded,
+        **({"quantized_op_types": op_types} if op_types else {}),
+    }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__})
