@@ -115,12 +115,13 @@ def peer(model: str, runs: int, threads: int) -> dict:
     import nncf
     import openvino as ov
 
-    from edgevision.check.compare import _eval_set_for, reference_runner
+    from edgevision.check.compare import _eval_set_for
+    from edgevision.check.reference import reference_runner
     from edgevision.check.evaluate import ModelIO, evaluate
     from edgevision.config import load_recipe
     from edgevision.data.datasets import calibration_set
-    from edgevision.export.onnx_graph import export_onnx
-    from edgevision.export.wrappers import UInt8Input
+    from edgevision.graphs import export_onnx
+    from edgevision.models.wrappers import UInt8Input
     from edgevision.models.loading import build_model
     from edgevision.models.registry import get_variant
 

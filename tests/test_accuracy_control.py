@@ -33,14 +33,17 @@ def test_plain_int8_breaks_and_max_drop_brings_it_back(capsys, export_once, targ
     report = check_bundle(plain)
     assert not report["passed"], "plain INT8 must break the budget on the outlier model"
     out = tmp_path / "controlled"
-    # the spine's INT8 budget: 1 point of mAP@0.5 (symmetric INT8 on jetson costs ~0.9 even without the outlier)
-    code = main(["export", MODEL, "--target", target, "--max-drop", "1.0", "--out", str(out)])
+    # the spine's INT8 budget: 1 point of mAP@0.5 (symmetric INT8 on jetson costs ~0.9 even without the outlier).
+    # On cpu, mean-minmax calibration with 7-bit weights already keeps plain INT8 within 1.0 of mAP@0.5 on this
+    # model (0.98; it fails the check on mAP@0.5:0.95), so the search is exercised with a 0.5 budget there.
+    budget = 0.5 if target == "cpu" else 1.0
+    code = main(["export", MODEL, "--target", target, "--max-drop", str(budget), "--out", str(out)])
     printed = capsys.readouterr()
     assert code == 0, printed.err
     meta = load_bundle(out).meta
     control = meta.quantization["accuracy_control"]
-    assert control["budget_met"] and control["best"]["drop"] <= 1.0
-    assert control["steps"][0]["drop"] > 1.0  # the first attempt is plain INT8
+    assert control["budget_met"] and control["best"]["drop"] <= budget
+    assert control["steps"][0]["drop"] > budget  # the first attempt is plain INT8
     assert check_bundle(load_bundle(out))["passed"]
     if target in ("intel-npu", "cpu"):
         assert control["steps"][-1]["float_layers"], "NNCF kept at least one layer in float"

@@ -175,7 +175,9 @@ def test_bench_reports_side_by_side_latency_and_speedup(capsys, yolo_npu_int8, t
     printed = capsys.readouterr().out
     assert "speed-up vs PyTorch" in printed
     r = json.loads(path.read_text())
-    assert r["schema_version"] == 1 and r["runs"] == 8
+    assert r["schema_version"] == 2 and r["runs"] == 8
+    assert r["cpu"]["model"] and r["peaks"]["int8"]["gmac_per_s"] > 0 and 0 < r["throughput"]["share"]
+    assert "cpu: " in printed and "of the INT8 peak" in printed
     for k in ("artifact", "pytorch_fp32", "end_to_end"):
         s = r["latency"][k]
         assert s["runs"] == 8 and 0 < s["min_ms"] <= s["median_ms"] <= s["p90_ms"]
