@@ -9,6 +9,7 @@ python benchmarks/bench_backends.py | tee benchmarks/out/backends.md
 python benchmarks/bench_pipeline.py | tee benchmarks/out/pipeline.md
 python benchmarks/bench_pipeline_memory.py | tee benchmarks/out/memory.md
 python benchmarks/bench_targets.py | tee benchmarks/out/targets.md
-python benchmarks/bench_spine_goals.py | tee benchmarks/out/spine_goals.md
+python benchmarks/bench_cpus.py | tee benchmarks/out/cpus.md
+ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/bench_cpus.py | tee benchmarks/out/cpus_avx2.md
 python benchmarks/bench_nncf_presets.py | tee benchmarks/out/nncf_presets.md
 python benchmarks/bench_onnx_quantizers.py | tee benchmarks/out/onnx_quantizers.md

@@ -389,6 +389,10 @@ def print_check(report: dict) -> None:
         if base.get("note"):
             out.print(f"note: {base['note']}")
     _print_machine(report)
+    mem = report.get("memory")
+    if mem:
+        budget = f" (budget {mem['budget_mb']} MB)" if mem.get("budget_mb") else ""
+        out.print(f"memory: the artifact's runtime took {mem['runtime_mb']:.0f} MB{budget}")
     for note in report["notes"]:
         out.print(f"note: {note}")
     out.print(f"report: {report.get('written') or Path(b['path']) / 'report.json'}")

@@ -48,7 +48,7 @@ class TargetProfile(_Strict):
     threads: int = Field(2, ge=1)  # inference threads
     pipeline: ThreadSplit = ThreadSplit()
     dla_cores: int = Field(0, ge=0)
-    static_shapes: bool = True
+    static_shapes: bool = True  # the target's compiler needs static shapes: --dynamic-batch is refused
     default_imgsz: int | None = None
     memory_budget_mb: int = Field(1024, ge=64)
     device: str | None = None  # e.g. OpenVINO device name
@@ -63,7 +63,6 @@ class TargetProfile(_Strict):
     # would. "exact": Q/DQ left unfused, so INT8 is computed exactly as TensorRT does on the device, whatever
     # the host CPU's int8 kernels round or saturate (host-side checks of jetson bundles).
     onnxruntime_numerics: Literal["native", "exact"] = "native"
-    check_command: str = ""
 
 
 class MetricTolerance(_Strict):

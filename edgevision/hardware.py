@@ -122,6 +122,18 @@ def cpu_info() -> CpuInfo:
                    cores=os.cpu_count() or 1, onednn_cap=os.environ.get("ONEDNN_MAX_CPU_ISA") or None)
 
 
+def rss_mb() -> float:
+    """This process's resident memory now, in MB (Linux /proc; elsewhere the peak so far)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, AttributeError):
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10
+
+
 def cpu_line(cpu: dict | None) -> str:
     """One line from a report's ``cpu`` record (CpuInfo.to_json()), e.g. 'AMD EPYC, x86_64, 2 cores; AVX2,
     AVX-512, AVX-512 VNNI; INT8 dot product: AVX-512 VNNI'."""

@@ -53,7 +53,7 @@ def test_unwritable_or_impossible_output_dirs(tmp_path):
 
 def _fake_bundle(tmp_path, **overrides):
     b = tmp_path / "bundle"
-    b.mkdir()
+    b.mkdir(parents=True)
     (b / "model.onnx").write_bytes(b"")
     meta = {"format_version": FORMAT_VERSION, "edgevision_version": "0", "created": "now", "model": "fast-yolo-demo",
             "family": "x:Y", "task": "detect", "imgsz": 224,
@@ -68,7 +68,19 @@ def _fake_bundle(tmp_path, **overrides):
 
 
 def test_bundle_round_trip_and_version_checks(tmp_path):
-    assert load_bundle(_fake_bundle(tmp_path)).meta.model == "fast-yolo-demo"
+    from edgevision.bundle import write_meta
+
+    first = load_bundle(_fake_bundle(tmp_path, quantization={"tool": "x", "weight_bits": 7}, macs=123))
+    again = tmp_path / "again"
+    again.mkdir()
+    (again / "model.onnx").write_bytes(b"")
+    write_meta(again, first.meta)
+    assert load_bundle(again).meta.model_dump() == first.meta.model_dump()  # every field survives the trip
+    assert first.meta.quantization["weight_bits"] == 7 and first.meta.macs == 123
+    with pytest.raises(BadInput, match="missing format_version"):
+        load_bundle(_fake_bundle(tmp_path / "v", format_version=None))
+    with pytest.raises(BadInput, match="missing format_version"):
+        load_bundle(_fake_bundle(tmp_path / "s", format_version="1"))
 
 
 def test_newer_format_version_is_refused(tmp_path):

@@ -50,9 +50,16 @@ def test_models_lists_variants_with_task_size_and_weights(capsys):
 
 
 def test_targets_lists_one_line_per_profile(capsys):
+    from edgevision.config import target_profiles
+
     code, out, _ = run(capsys, "targets")
     assert code == 0
-    assert "cpu" in out and "intel-core-ultra-npu" in out and "openvino" in out
+    rows = [line.split() for line in out.splitlines()[1:] if line.strip()]
+    profiles = target_profiles()
+    assert sorted(r[0] for r in rows) == sorted(profiles)  # one line each, nothing else
+    for r in rows:
+        p = profiles[r[0]]
+        assert r[1] == p.family and ",".join(p.runtimes) in r and ",".join(p.precisions) in r
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -8,9 +8,9 @@ def test_every_profile_validates_and_family_names_resolve():
     profiles = target_profiles()
     assert {"cpu", "intel-core-ultra-npu"} <= set(profiles)
     for family, name in FAMILY_DEFAULT_PROFILE.items():
-        if name in profiles:
-            assert get_target(family).name == name
-            assert get_target(family).family == family
+        assert name in profiles, f"the {family} family's default profile {name} is missing"
+        assert get_target(family).name == name
+        assert get_target(family).family == family
 
 
 def test_unknown_target_names_the_choices():

@@ -184,7 +184,7 @@ def test_bench_reports_side_by_side_latency_and_speedup(capsys, yolo_npu_int8, t
     assert r["ratios"]["speedup_vs_pytorch"] > 1.0
 
 
-def test_force_replaces_a_bundle(yolo_cpu_int8, tmp_path):
+def test_force_replaces_a_bundle(tmp_path):
     from edgevision.export import export_bundle
 
     out = tmp_path / "b"
@@ -197,7 +197,7 @@ def test_force_replaces_a_bundle(yolo_cpu_int8, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
-def test_custom_imgsz_and_labels(export_once, tmp_path):
+def test_custom_imgsz_and_labels(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
     from edgevision.export import export_bundle

@@ -26,7 +26,8 @@ def test_rank_layers_attributes_error_to_the_layer_that_adds_it():
     assert ranked[0].name == "l2"
     assert abs(next(e for e in ranked if e.name == "l3").added_db) < 1.0
     # l1 is fed an exact input: its (small) error does not outrank the layer that really degrades the signal
-    assert next(e for e in ranked if e.name == "l1").added_db is not None
+    l1, l2 = (next(e for e in ranked if e.name == n) for n in ("l1", "l2"))
+    assert ranked.index(l1) > ranked.index(l2) and l1.sqnr_db > 55 > 20 > l2.sqnr_db
 
 
 def test_per_layer_puts_the_perturbed_layer_first(capsys, export_once, tmp_path):
@@ -46,7 +47,7 @@ def test_per_layer_puts_the_perturbed_layer_first(capsys, export_once, tmp_path)
     onnx.save(model, str(bad / "model.onnx"))
     perturbed_node = consumers[target.name].name
     code = main(["check", str(bad), "--per-layer"])
-    assert code in (0, 1)
+    assert code == 1  # half a weight's magnitude of noise in one conv: the FP32 bundle fails its tolerances
     printed = capsys.readouterr().out
     report = json.loads((bad / "report.json").read_text())
     top = report["per_layer"]["top"]

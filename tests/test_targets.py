@@ -19,7 +19,7 @@ TARGETS = ["cpu", "intel-npu", "rpi", "jetson"]
 
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("model, imgsz", [("fast-yolo-demo", 160), ("mobile-unet", 128)])
-def test_every_model_exports_to_every_target_at_a_small_size_and_runs(export_once, model, target, imgsz, tmp_path):
+def test_every_model_exports_to_every_target_at_a_small_size_and_runs(model, target, imgsz, tmp_path):
     from edgevision.export import export_bundle
 
     b = export_bundle(model, target, "int8", tmp_path / "b", imgsz=imgsz, measure_reference=False)
@@ -213,6 +213,23 @@ def test_op_the_target_cannot_convert_is_named(tmp_path):
         _convert(_litert_torch(), Unsupported().eval(), (torch.eye(4)[None] + 1,), tmp_path / "m.tflite")
 
 
+def test_a_converter_failure_that_names_no_op_of_the_model_is_not_bad_input(tmp_path):
+    """Exit 2 is for faults in the user's input. A conversion that fails without any op of the model to blame
+    (here an AttributeError, as a bug in edgevision's own wrapper would raise) is exit 3, suggesting --debug."""
+    import torch
+
+    from edgevision.errors import EdgevisionError
+    from edgevision.export.rpi import _convert, _litert_torch
+
+    class Broken(torch.nn.Module):
+        def forward(self, x):
+            return x.no_such_method()
+
+    with pytest.raises(EdgevisionError, match="bug in edgevision or the converter") as e:
+        _convert(_litert_torch(), Broken().eval(), (torch.zeros(1, 3),), tmp_path / "m.tflite")
+    assert e.value.exit_code == 3 and not isinstance(e.value, BadInput)
+
+
 def test_missing_converter_names_the_extra(tmp_path):
     code = (
         "import sys\n"
@@ -241,14 +258,25 @@ def test_targets_verb_lists_all_profiles_and_help_maps_families(capsys):
     assert "rpi -> raspberry-pi-5" in help_text and "jetson -> jetson-orin-nano" in help_text
 
 
-def test_profiles_validate_with_the_documented_fields():
+def test_a_static_shapes_target_refuses_dynamic_batch(capsys, tmp_path):
+    """static_shapes is the target compiler's need (the NPU compiler, LiteRT): --dynamic-batch is refused there
+    before any work, and accepted where the runtime handles it (test_dynamic_batch)."""
     from edgevision.config import get_target
 
-    agx = get_target("jetson-agx-orin")
-    assert agx.dla_cores == 2 and agx.runtimes[0] == "tensorrt" and agx.static_shapes
-    pi = get_target("rpi")
-    assert pi.name == "raspberry-pi-5" and pi.runtimes == ["litert"] and pi.pipeline.inference >= 1
-    assert pi.memory_budget_mb > 0 and pi.check_command
+    assert get_target("intel-npu").static_shapes and get_target("rpi").static_shapes
+    assert not get_target("cpu").static_shapes and not get_target("jetson").static_shapes
+    for target in ("intel-npu", "rpi"):
+        out = tmp_path / target
+        assert main(["export", "fast-yolo-demo", "--target", target, "--dynamic-batch", "--random-weights",
+                     "--out", str(out)]) == 2
+        assert "needs static shapes" in capsys.readouterr().err and not out.exists()
+
+
+def test_check_reports_the_runtime_memory_against_the_profile_budget(yolo_cpu_int8):
+    report = check_bundle(yolo_cpu_int8, reference=False)
+    mem = report["memory"]
+    assert mem["budget_mb"] == 2048 and 0 <= mem["runtime_mb"] < mem["process_mb"]
+    assert report["passed"]
 
 
 def test_check_on_an_archive_writes_its_report_beside_the_archive(capsys, export_once, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """`edgevision bench`: artifact vs FP32 PyTorch latency, measured side by side in one process.
 
-The two are interleaved run by run (alternating which goes first), so machine noise hits both alike and the
-ratio is trustworthy even when absolute numbers wander.
+They take turns in blocks of five timed runs, each block led by an untimed run and the order rotating from
+block to block (``interleaved``), so machine noise hits both alike and the ratio is trustworthy even when
+absolute numbers wander.
 """
 
 from __future__ import annotations

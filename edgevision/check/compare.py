@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from edgevision import __version__
 from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
 from edgevision.check.evaluate import ModelIO, evaluate
@@ -14,7 +16,7 @@ from edgevision.check.int8_numerics import saturation_note
 from edgevision.config import MetricTolerance, load_recipe
 from edgevision.data.datasets import EvalSet, load_eval_set
 from edgevision.errors import BadInput
-from edgevision.hardware import cpu_info
+from edgevision.hardware import cpu_info, rss_mb
 from edgevision.models.registry import get_variant
 from edgevision.check.reference import reference_runner, torch_available
 from edgevision.runtime.base import open_runner
@@ -82,6 +84,21 @@ def _clean(o: Any) -> Any:
     return o
 
 
+def _memory_record(bundle: Bundle, runner, rss_before: float) -> dict:
+    """What loading and running the artifact added to this process's memory, against the profile's budget.
+    Measured after the golden inputs ran (or one input, without golden data), before PyTorch is loaded."""
+    from edgevision.config import get_target
+
+    if bundle.meta.golden is None:
+        size = bundle.meta.imgsz
+        runner.run(np.zeros((1, size, size, 3), np.uint8))
+    try:
+        budget = get_target(bundle.meta.target).memory_budget_mb
+    except BadInput:
+        budget = None
+    return {"runtime_mb": round(rss_mb() - rss_before, 1), "process_mb": round(rss_mb(), 1), "budget_mb": budget}
+
+
 def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None, runtime: str | None = None,
                  weights: Path | None = None, threads: int | None = None, json_out: Path | None = None,
                  reference: bool = True, baseline: Path | None = None, update_baseline: bool = False,
@@ -118,12 +135,14 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
     if not use_torch and data is not None:
         raise BadInput("--data needs the PyTorch reference (pip install 'edgevision[export]'); without it, check "
                        "compares against the golden set stored in the bundle")
+    rss_before = rss_mb()
     artifact = open_runner(bundle, runtime, threads)
     saturation = saturation_note(artifact)
     if saturation:
         notes.append(saturation)
     golden = load_golden(bundle.path)
     golden_result = compare_golden(artifact, meta, golden, recipe.agreement_score_threshold) if golden else None
+    memory = _memory_record(bundle, artifact, rss_before)
     if use_torch:
         eval_set, more = _eval_set_for(bundle, data, recipe)
         notes += more
@@ -149,6 +168,10 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         data_info = {"description": f"golden set stored in the bundle ({golden_result['samples']} inputs)",
                      "images": golden_result["samples"], "labelled": False}
     failures, skipped = gate(gated, agreement, tolerances)
+    if memory.get("budget_mb") and memory["runtime_mb"] > memory["budget_mb"]:
+        failures.append({"metric": "memory", "artifact": memory["runtime_mb"], "tolerance": {"max": memory["budget_mb"]},
+                         "message": f"the artifact's runtime takes {memory['runtime_mb']:.0f} MB, over the "
+                                    f"{memory['budget_mb']} MB memory_budget_mb of {meta.target}"})
     report = _clean({
         "schema_version": REPORT_SCHEMA_VERSION,
         "kind": "check",
@@ -158,6 +181,7 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
                    "artifact": meta.artifact, "random_weights": meta.random_weights},
         "runtime": artifact.describe(),
         "cpu": cpu_info().to_json(),
+        "memory": memory,
         "reference": "pytorch" if use_torch else "golden",
         "data": data_info,
         "metrics": metrics,

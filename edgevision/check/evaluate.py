@@ -1,4 +1,5 @@
-"""Run one or more runners over an eval set, image by image, and accumulate task metrics.
+"""Run one or more runners over an eval set, in batches of the largest ``max_batch`` among them (each runner
+takes its own share of a batch), and accumulate task metrics.
 
 Inputs are preprocessed once and fed to every runner, so the reference and the artifact see identical
 pixels. Metrics stream: nothing per-image is kept except detections (mAP needs them all at the end).

@@ -84,6 +84,9 @@ def export_bundle(
     size = imgsz or profile.default_imgsz or variant.imgsz
     if size <= 0 or size % variant.stride:
         raise BadInput(f"--imgsz {size}: must be a positive multiple of {variant.name}'s stride {variant.stride}")
+    if dynamic_batch and profile.static_shapes:
+        raise BadInput(f"--dynamic-batch: target {profile.name} needs static shapes (its profile says "
+                       f"static_shapes: true); export without --dynamic-batch, or for cpu or jetson")
     if random_weights and weights is not None:
         raise BadInput("pass either --weights or --random-weights, not both")
     if max_drop is not None and (precision != "int8" or random_weights):

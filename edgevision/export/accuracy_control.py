@@ -8,9 +8,12 @@ again; stop at the budget or at the layer limit, keeping the best attempt.
   ``quantize_with_accuracy_control`` does the search itself, with edgevision's metric as its validation
   function (for cpu the result is NNCF's QDQ, int8 activations where a tensor can be negative: slower on ONNX
   Runtime than ORT's uint8 QDQ, see benchmarks/RESULTS.md, so it is used only when plain INT8 fails).
-* jetson (TensorRT-form QDQ ONNX) and rpi (LiteRT via PT2E): edgevision's loop, ranking layers with the per-layer
-  divergence of ``edgevision.check.per_layer`` and excluding them from quantization (ONNX Runtime's
-  ``nodes_to_exclude``; PT2E ``set_module_name(..., None)``).
+* jetson (TensorRT-form QDQ ONNX): edgevision's loop, re-ranking the artifact's layers after every attempt by
+  the per-layer divergence of ``edgevision.check.per_layer`` and excluding them from ONNX Runtime's quantizer
+  (``nodes_to_exclude``).
+* rpi (LiteRT via PT2E): the same loop, but PT2E excludes whole PyTorch modules
+  (``set_module_name(..., None)``), so the modules are ranked once, on a QDQ ONNX proxy of the same int8
+  scheme, before the first LiteRT conversion.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgevision.errors import BadInput, MissingDependency
+from edgevision.errors import BadInput, EdgevisionError, MissingDependency
 from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
 
 
@@ -85,8 +85,10 @@ def unsupported_op_error(e: Exception, target: str, find_ops: Callable[[], list[
     if ops:
         return BadInput(f"op {', '.join(ops)} cannot be converted for the {target} target; "
                         f"try --precision fp16, or --target cpu")
+    # No op of the user's model to blame: a fault of the converter or of edgevision itself, not of the input.
     first = (text.strip().splitlines() or [type(e).__name__])[0][:200]
-    return BadInput(f"the {target} converter failed ({first}); try --precision fp16, or --target cpu")
+    return EdgevisionError(f"the {target} converter failed ({type(e).__name__}: {first}); this is a bug in "
+                           f"edgevision or the converter, not in your model: run with --debug and report it")
 
 
 def _convert_int8(ctx: ExportContext, out: Path) -> dict:

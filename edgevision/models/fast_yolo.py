@@ -106,7 +106,3 @@ class FastYOLO(nn.Module):
             "sqrt_wh": True,
         }
 
-    @staticmethod
-    def float_sensitive_layers() -> list[str]:
-        """Ops whose outputs must stay in float for INT8 targets (the activations ahead of the decode)."""
-        return ["head"]

@@ -108,6 +108,3 @@ class MobileUNet(nn.Module):
     def head_spec(self, imgsz: int) -> dict:
         return {"kind": "semantic", "num_classes": self.num_classes}
 
-    @staticmethod
-    def float_sensitive_layers() -> list[str]:
-        return []
