@@ -66,6 +66,9 @@ class BundleMeta(BaseModel):
     reference: dict[str, Any] | None = None  # FP32 PyTorch accuracy on the eval set at export time
     golden: dict[str, Any] | None = None  # golden.npz: inputs + FP32 outputs for checks without PyTorch
     macs: int | None = None  # multiply-accumulates of one inference (conv/matmul), for bench's share of peak
+    # The recipe the bundle was exported with (thresholds, eval set, tolerances): a device with another edgevision
+    # version judges and draws the bundle as the host did. Bundles without it fall back to the shipped recipe.
+    recipe: dict[str, Any] | None = None
 
 
 class Bundle:

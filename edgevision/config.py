@@ -171,5 +171,18 @@ def load_recipe(model: str, task: str) -> Recipe:
     return recipe if recipe.model == model else recipe.model_copy(update={"model": model})
 
 
+def bundle_recipe(meta) -> Recipe:
+    """The recipe a bundle carries (``edgevision.json`` ``recipe``), else this version's recipe for its model."""
+    if getattr(meta, "recipe", None):
+        try:
+            return Recipe.model_validate(meta.recipe)
+        except ValidationError as e:
+            err = e.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            raise BadInput(f"{meta.model} bundle: recipe field '{where}': {err['msg']}; re-export the bundle") \
+                from None
+    return load_recipe(meta.model, meta.task)
+
+
 def load_recipe_file(path: Path) -> Recipe:
     return _load_yaml(path, Recipe)

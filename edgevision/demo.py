@@ -10,7 +10,7 @@ import cv2
 from edgevision.bundle import atomic_write_json
 from edgevision.check.bench import bench_bundle
 from edgevision.check.compare import check_bundle
-from edgevision.config import load_recipe
+from edgevision.config import bundle_recipe
 from edgevision.data.datasets import list_images
 from edgevision.data.video import write_truth, write_video
 from edgevision.export import export_bundle
@@ -37,7 +37,7 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
         report = check_bundle(bundle)
         say(f"[{model}] measuring latency ({runs} interleaved runs)")
         speed = bench_bundle(bundle, runs=runs, warmup=5)
-        metric = load_recipe(model, bundle.meta.task).primary_metric
+        metric = bundle_recipe(bundle.meta).primary_metric
         m = report["metrics"]
         rows.append({
             "model": model, "target": bundle.meta.target, "precision": "int8", "metric": metric,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgevision.hardware import cpu_info
 from edgevision.bundle import load_bundle, update_meta
-from edgevision.config import Precision, _load_yaml, get_target, load_recipe
+from edgevision.config import Precision, _load_yaml, bundle_recipe, get_target
 from edgevision.errors import BadInput
 from edgevision.models.registry import get_variant
 from edgevision.resources import resource_dir
@@ -138,7 +138,7 @@ def run_matrix(spec_path: Path, report_dir: Path | None = None, *, jobs: int = 1
         bundle = load_bundle(root / f"{m}-{t}-{p}")
         report = check_bundle(bundle, per_layer=spec.per_layer and p == "int8")
         speed = bench_bundle(bundle, runs=spec.bench_runs, warmup=3)
-        metric = load_recipe(m, bundle.meta.task).primary_metric
+        metric = bundle_recipe(bundle.meta).primary_metric
         rows.append({"model": m, "target": t, "profile": bundle.meta.target, "precision": p,
                      "bundle": str(bundle.path), "metric": metric, "report": report, "bench": speed})
     say("check", len(cells), len(cells))

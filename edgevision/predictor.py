@@ -28,9 +28,9 @@ class Predictor:
         self.runner = runner or open_runner(self.bundle, runtime, threads)
         options = {}
         if meta.task == "detect":
-            from edgevision.config import load_recipe
+            from edgevision.config import bundle_recipe
 
-            recipe = load_recipe(meta.model, meta.task)
+            recipe = bundle_recipe(meta)
             options = {"conf": recipe.conf_threshold if conf is None else conf,
                        "iou": recipe.iou_threshold if iou is None else iou}
         self.postprocess = make_postprocessor(meta.head, meta.imgsz, **options)

@@ -96,3 +96,29 @@ def test_missing_artifact_and_not_a_bundle(tmp_path):
         load_bundle(tmp_path)
     with pytest.raises(BadInput, match="no such bundle"):
         load_bundle(tmp_path / "nope")
+
+
+def test_a_bundle_carries_its_recipe_and_is_judged_by_it(yolo_cpu_int8, tmp_path):
+    """Export copies the recipe (thresholds, eval set, tolerances) into edgevision.json, so a device with another
+    edgevision judges and draws the bundle as the host did: edit the copy, and check and run follow it."""
+    import shutil
+
+    import numpy as np
+
+    from edgevision.check.compare import check_bundle
+    from edgevision.config import load_recipe
+    from edgevision.predictor import Predictor
+
+    meta = yolo_cpu_int8.meta
+    assert meta.recipe == load_recipe(meta.model, meta.task).model_dump(mode="json")
+    copy = tmp_path / "b"
+    shutil.copytree(yolo_cpu_int8.path, copy)
+    raw = json.loads((copy / META_FILE).read_text())
+    raw["recipe"]["tolerances"]["int8"]["agreement_map50"] = {"min": 99.99}
+    raw["recipe"]["conf_threshold"] = 0.99
+    (copy / META_FILE).write_text(json.dumps(raw))
+    report = check_bundle(load_bundle(copy), reference=False)
+    assert not report["passed"] and report["tolerances"]["agreement_map50"] == {"min": 99.99}
+    frame = np.load(copy / "golden.npz")["inputs"][0]
+    with Predictor(load_bundle(copy)) as strict, Predictor(load_bundle(copy), conf=0.05) as loose:
+        assert len(strict.predict(frame)) < len(loose.predict(frame))

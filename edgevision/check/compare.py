@@ -13,7 +13,7 @@ from edgevision import __version__
 from edgevision.bundle import Bundle, atomic_write_json, load_bundle, now_iso
 from edgevision.check.evaluate import ModelIO, evaluate
 from edgevision.check.int8_numerics import saturation_note
-from edgevision.config import MetricTolerance, load_recipe
+from edgevision.config import MetricTolerance, bundle_recipe
 from edgevision.data.datasets import EvalSet, load_eval_set
 from edgevision.errors import BadInput
 from edgevision.hardware import cpu_info, rss_mb
@@ -126,7 +126,7 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         raise BadInput(f"--compare-with '{compare_with}' is not supported; use --compare-with polygraphy")
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     meta = bundle.meta
-    recipe = load_recipe(meta.model, meta.task)
+    recipe = bundle_recipe(meta)
     tolerances = recipe.tolerances_for(meta.target_family, meta.precision)
     notes: list[str] = []
     use_torch = reference and torch_available()

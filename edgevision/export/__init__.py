@@ -164,6 +164,7 @@ def export_bundle(
             quantization=info.quantization,
             toolchain=_toolchain(info.toolchain),
             macs=count_macs(onnx_fp32),
+            recipe=recipe.model_dump(mode="json"),
         )
         if (measure_reference or max_drop is not None) and not random_weights:
             say("measuring the FP32 PyTorch reference on the synthetic eval set")
