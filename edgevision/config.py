@@ -160,15 +160,28 @@ def get_target(name: str) -> TargetProfile:
     return profiles[name]
 
 
-@lru_cache(maxsize=None)
 def load_recipe(model: str, task: str) -> Recipe:
-    """recipes/<model>.yaml, or the task's default recipe when the model has none."""
-    root = resource_dir("recipes")
-    path = root / f"{model}.yaml"
-    if not path.is_file():
-        path = root / f"default-{task}.yaml"
-    recipe = _load_yaml(path, Recipe)
+    """recipes/<model>.yaml, or the task's default recipe (``Task.default_recipe``: a file under recipes/ or the
+    recipe itself) when the model has none."""
+    from edgevision.tasks import get_task
+
+    path = resource_dir("recipes") / f"{model}.yaml"
+    default = get_task(task).default_recipe
+    if path.is_file():
+        recipe = _recipe_file(path)
+    elif isinstance(default, str):
+        recipe = _recipe_file(resource_dir("recipes") / default)
+    else:
+        try:
+            recipe = Recipe.model_validate({"model": model, **default})
+        except ValidationError as e:
+            raise BadInput(f"task {task}'s default recipe: {e.errors()[0]['msg']}; fix the task plug-in") from None
     return recipe if recipe.model == model else recipe.model_copy(update={"model": model})
+
+
+@lru_cache(maxsize=None)
+def _recipe_file(path: Path) -> Recipe:
+    return _load_yaml(path, Recipe)
 
 
 def bundle_recipe(meta) -> Recipe:

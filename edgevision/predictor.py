@@ -14,9 +14,9 @@ import os
 import numpy as np
 
 from edgevision.bundle import Bundle, load_bundle
-from edgevision.ops.postprocess import make_postprocessor
 from edgevision.ops.preprocess import Geometry, prepare
 from edgevision.runtime.base import Runner, open_runner
+from edgevision.tasks import get_task
 
 
 class Predictor:
@@ -26,14 +26,11 @@ class Predictor:
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
         meta = self.bundle.meta
         self.runner = runner or open_runner(self.bundle, runtime, threads)
-        options = {}
-        if meta.task == "detect":
-            from edgevision.config import bundle_recipe
+        from edgevision.config import bundle_recipe
 
-            recipe = bundle_recipe(meta)
-            options = {"conf": recipe.conf_threshold if conf is None else conf,
-                       "iou": recipe.iou_threshold if iou is None else iou}
-        self.postprocess = make_postprocessor(meta.head, meta.imgsz, **options)
+        self.task = get_task(meta.task)
+        options = self.task.run_options(bundle_recipe(meta), conf=conf, iou=iou)
+        self.postprocess = self.task.make_postprocessor(meta.head, meta.imgsz, **options)
         self.labels = meta.labels
 
     def preprocess(self, image_rgb: np.ndarray) -> tuple[np.ndarray, Geometry]:

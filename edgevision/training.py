@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevision.data.synthetic import SceneSpec, render_scene
+from edgevision.tasks import get_task
 from edgevision.models.registry import ModelVariant
 
 TRAIN_SEED_BASE = 10_000_000  # eval sets use small base seeds, training never overlaps them
@@ -228,7 +229,7 @@ def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: 
     size = variant.imgsz
     grid = size // variant.stride
     spec = SceneSpec(size=(size, size), grid=grid, letterbox_prob=0.3)
-    segment = variant.task == "segment"
+    segment = get_task(variant.task).needs_masks
     t0 = time.perf_counter()
     # a fine-tuning stage with a new pool_seed sees scenes no earlier stage saw
     images, boxes, labels, sems = render_pool(pool_size, spec, semantic=segment,

@@ -68,7 +68,7 @@ def report_accuracy(variant, model) -> None:
     recipe = load_recipe(variant.name, variant.task)
     data = synthetic_eval_set(variant.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, variant.task)
     io = ModelIO(variant.task, variant.imgsz, variant.preprocess.resize, model.head_spec(variant.imgsz),
-                 variant.labels, recipe.iou_threshold)
+                 variant.labels, recipe)
     outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess)}, data, io, output_names=["output"])
     print(f"{variant.name} FP32 on {data.description}: {outcome.metrics['fp32']}")
 

@@ -98,7 +98,10 @@ def test_evaluation_batches_the_reference_without_changing_its_results():
     variant = get_variant("fast-yolo-demo")
     model = build_model(variant)
     head = model.head_spec(variant.imgsz)
-    io = ModelIO("detect", variant.imgsz, variant.preprocess.resize, head, variant.labels)
+    from edgevision.config import load_recipe
+
+    io = ModelIO("detect", variant.imgsz, variant.preprocess.resize, head, variant.labels,
+                 load_recipe(variant.name, "detect"))
     data = synthetic_eval_set(variant.imgsz, variant.stride, 40, 3, "detect")
     batched = PyTorchRunner(model, variant.preprocess)
     single = PyTorchRunner(model, variant.preprocess)

@@ -141,7 +141,7 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
     if saturation:
         notes.append(saturation)
     golden = load_golden(bundle.path)
-    golden_result = compare_golden(artifact, meta, golden, recipe.agreement_score_threshold) if golden else None
+    golden_result = compare_golden(artifact, meta, golden, recipe) if golden else None
     memory = _memory_record(bundle, artifact, rss_before)
     if use_torch:
         eval_set, more = _eval_set_for(bundle, data, recipe)
@@ -177,7 +177,8 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         "kind": "check",
         "created": now_iso(),
         "edgevision_version": __version__,
-        "bundle": {"path": str(bundle.path), "model": meta.model, "target": meta.target, "precision": meta.precision,
+        "bundle": {"path": str(bundle.path), "model": meta.model, "task": meta.task, "target": meta.target,
+                   "precision": meta.precision,
                    "artifact": meta.artifact, "random_weights": meta.random_weights},
         "runtime": artifact.describe(),
         "cpu": cpu_info().to_json(),

@@ -13,15 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgevision.check.metrics import OutputSimilarity, confusion_matrix, detection_map, segmentation_scores
-from edgevision.data.datasets import EvalSet, Sample
-from edgevision.ops.postprocess import make_postprocessor
+from edgevision.check.metrics import OutputSimilarity
+from edgevision.data.datasets import EvalSet
 from edgevision.ops.preprocess import prepare
-from edgevision.ops.results import Detections, Segmentation
 from edgevision.runtime.base import Runner, run_in_batches
-
-EVAL_CONF = 0.001  # mAP is computed over the whole score range
-EVAL_MAX_DETECTIONS = 100
+from edgevision.tasks import get_task
 
 
 @dataclass(frozen=True)
@@ -33,51 +29,11 @@ class ModelIO:
     resize: str
     head: dict
     labels: tuple[str, ...]
-    iou_threshold: float = 0.45
-    agreement_score_threshold: float = 0.25
+    recipe: object  # config.Recipe: the thresholds evaluation and agreement use
 
     @classmethod
     def from_bundle(cls, meta, recipe) -> ModelIO:
-        return cls(meta.task, meta.imgsz, meta.preprocess.resize, dict(meta.head), tuple(meta.labels),
-                   recipe.iou_threshold, recipe.agreement_score_threshold)
-
-
-class _Detection:
-    def __init__(self, io: ModelIO) -> None:
-        self.io = io
-        self.gt_boxes: list[np.ndarray] = []
-        self.gt_labels: list[np.ndarray] = []
-        self.preds: list[Detections] = []
-
-    def add(self, sample: Sample | None, result: Detections, gt: Detections | None = None) -> None:
-        if gt is not None:
-            keep = gt.scores >= self.io.agreement_score_threshold
-            self.gt_boxes.append(gt.boxes[keep])
-            self.gt_labels.append(gt.class_ids[keep])
-        else:
-            self.gt_boxes.append(sample.boxes)
-            self.gt_labels.append(sample.labels)
-        self.preds.append(result)
-
-    def result(self) -> dict[str, float]:
-        return detection_map(self.gt_boxes, self.gt_labels, self.preds, len(self.io.labels))
-
-
-class _Segmentation:
-    def __init__(self, io: ModelIO) -> None:
-        self.n = len(io.labels)
-        self.conf = np.zeros((self.n, self.n), np.int64)
-
-    def add(self, sample: Sample | None, result: Segmentation, gt: Segmentation | None = None) -> None:
-        truth = gt.label_map if gt is not None else sample.semantic
-        self.conf += confusion_matrix(truth, result.label_map, self.n)
-
-    def result(self) -> dict[str, float]:
-        return segmentation_scores(self.conf)
-
-
-_ACCUMULATORS = {"detect": _Detection, "segment": _Segmentation}
-AGREEMENT_METRICS = {"detect": ("map50", "agreement_map50"), "segment": ("miou", "agreement_miou")}
+        return cls(meta.task, meta.imgsz, meta.preprocess.resize, dict(meta.head), tuple(meta.labels), recipe)
 
 
 @dataclass
@@ -93,14 +49,11 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
              progress: Callable[[int], None] | None = None) -> EvalOutcome:
     """``runners`` is keyed by role; with both "reference" and "artifact", agreement and similarity are
     measured too."""
-    if io.task not in _ACCUMULATORS:
-        raise ValueError(f"no evaluator for task '{io.task}'")
-    post = make_postprocessor(io.head, io.imgsz, **({"conf": EVAL_CONF, "iou": io.iou_threshold,
-                                                     "max_detections": EVAL_MAX_DETECTIONS}
-                                                    if io.task == "detect" else {}))
-    acc = {name: _ACCUMULATORS[io.task](io) for name in runners} if eval_set.labelled else {}
+    task = get_task(io.task)
+    post = task.make_postprocessor(io.head, io.imgsz, **task.eval_options(io.recipe))
+    acc = {name: task.accumulator(io.labels, io.recipe) for name in runners} if eval_set.labelled else {}
     paired = "reference" in runners and "artifact" in runners
-    agreement = _ACCUMULATORS[io.task](io) if paired else None
+    agreement = task.accumulator(io.labels, io.recipe) if paired else None
     similarity = OutputSimilarity() if paired else None
     per_image: list[tuple[float, str]] = []
     count = 0
@@ -116,7 +69,7 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
             for name, a in acc.items():
                 a.add(sample, results[name])
             if paired:
-                agreement.add(None, results["artifact"], gt=results["reference"])
+                agreement.add(results["reference"], results["artifact"])
                 similarity.add(single["reference"], single["artifact"])
                 ref, art = single["reference"][0].ravel(), single["artifact"][0].ravel()
                 per_image.append((float(np.abs(ref - art).mean()), sample.name))
@@ -126,7 +79,7 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
     metrics = {name: a.result() for name, a in acc.items()}
     agree: dict[str, float] = {}
     if agreement is not None:
-        base, key = AGREEMENT_METRICS[io.task]
+        base, key = task.agreement
         agree = {key: agreement.result()[base]}
     worst = [{"image": n, "mean_abs_error": round(e, 6)} for e, n in sorted(per_image, reverse=True)[:5]]
     return EvalOutcome(metrics, agree, similarity.result(output_names) if similarity else {}, count, worst)

@@ -22,8 +22,9 @@ def _plot_accuracy_vs_latency(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from edgevision.tasks import get_task
+
     fig, ax = plt.subplots(figsize=(8, 4.2))
-    markers = {"detect": "o", "segment": "s"}
     targets = sorted({r["target"] for r in rows})
     colours = {t: plt.cm.tab10(i) for i, t in enumerate(targets)}
     for r in rows:
@@ -31,7 +32,8 @@ def _plot_accuracy_vs_latency(rows: list[dict], path: Path) -> None:
         if delta is None:
             continue
         ms = r["bench"]["latency"]["artifact"]["median_ms"]
-        ax.scatter(ms, delta, color=colours[r["target"]], marker=markers.get(r["report"].get("task", ""), "o"), s=50)
+        marker = get_task(r["report"]["bundle"]["task"]).plot_marker if "task" in r["report"]["bundle"] else "o"
+        ax.scatter(ms, delta, color=colours[r["target"]], marker=marker, s=50)
         ax.annotate(f"{r['model']} {r['precision']}", (ms, delta), fontsize=7, xytext=(4, 3), textcoords="offset points")
     for t, c in colours.items():
         ax.scatter([], [], color=c, label=t)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from edgevision.data.samples import EvalSet, Sample, synthetic_scenes  # noqa: F401  (the loaders' types)
 from edgevision.data.synthetic import SceneSpec, render_scene, scene_seeds
 from edgevision.errors import BadInput
 from edgevision.ops.preprocess import prepare, read_image
@@ -26,52 +27,11 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 FEW_CALIBRATION_IMAGES = 100
 
 
-@dataclass
-class Sample:
-    name: str
-    image: np.ndarray  # (H, W, 3) uint8 RGB
-    boxes: np.ndarray | None = None  # (G, 4) xyxy pixels
-    labels: np.ndarray | None = None  # (G,) class ids of the model's label list
-    semantic: np.ndarray | None = None  # (H, W) uint8, 0 = background
-
-    @property
-    def labelled(self) -> bool:
-        return self.boxes is not None or self.semantic is not None
-
-
-@dataclass
-class EvalSet:
-    description: str
-    samples: Sequence[Sample]
-    labelled: bool
-    dropped_categories: tuple[str, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-
-class _LazySamples(Sequence):
-    """Samples rendered on access, so a 200-scene set costs no memory until it is walked."""
-
-    def __init__(self, seeds: list[int], spec: SceneSpec, semantic: bool) -> None:
-        self.seeds, self.spec, self.semantic = seeds, spec, semantic
-
-    def __len__(self) -> int:
-        return len(self.seeds)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        scene = render_scene(self.seeds[i], self.spec)
-        return Sample(f"scene-{self.seeds[i]}", scene.image, scene.boxes, scene.labels + (1 if self.semantic else 0),
-                      scene.semantic() if self.semantic else None)
-
-
 def synthetic_eval_set(imgsz: int, stride: int, count: int, seed: int, task: str) -> EvalSet:
-    """Scenes at the model's input size. For segmentation, class k of the scene is label k+1 (0 = background)."""
-    spec = SceneSpec(size=(imgsz, imgsz), grid=max(1, imgsz // stride))
-    samples = _LazySamples(scene_seeds(seed, count), spec, semantic=(task == "segment"))
-    return EvalSet(f"synthetic eval set ({count} scenes, seed {seed}, {imgsz}px)", samples, labelled=True)
+    """The task's synthetic eval set (``Task.synthetic_eval_set``)."""
+    from edgevision.tasks import get_task
+
+    return get_task(task).synthetic_eval_set(imgsz, stride, count, seed)
 
 
 def list_images(directory: Path) -> list[Path]:
@@ -119,6 +79,9 @@ def coco_dataset(json_path: Path, labels: Sequence[str], task: str) -> EvalSet:
         annotations = data.get("annotations", [])
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BadInput(f"{json_path}: not a COCO-format file ({type(e).__name__}: {e})") from None
+    from edgevision.tasks import get_task
+
+    needs_masks = get_task(task).needs_masks
     index = {name: i for i, name in enumerate(labels)}
     dropped = sorted({n for n in categories.values() if n not in index})
     if not any(n in index for n in categories.values()):
@@ -138,7 +101,7 @@ def coco_dataset(json_path: Path, labels: Sequence[str], task: str) -> EvalSet:
         boxes = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3]]
                           for a in anns], np.float32).reshape(-1, 4)
         cls = np.array([index[categories[a["category_id"]]] for a in anns], np.int64)
-        semantic = _paint_masks(anns, cls, rgb.shape[:2]) if task == "segment" else None
+        semantic = _paint_masks(anns, cls, rgb.shape[:2]) if needs_masks else None
         samples.append(Sample(path.name, rgb, boxes, cls, semantic))
     if dropped:
         log.warning("%s: categories not in the model's labels are ignored: %s", json_path, ", ".join(dropped))

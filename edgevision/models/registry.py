@@ -93,6 +93,12 @@ VARIANTS: tuple[ModelVariant, ...] = (
 _BY_NAME = {v.name: v for v in VARIANTS}
 
 
+def register_variant(variant: ModelVariant) -> ModelVariant:
+    """Add a variant at run time (a plug-in package, a test); replaces one of the same name."""
+    _BY_NAME[variant.name] = variant
+    return variant
+
+
 def get_variant(name: str) -> ModelVariant:
     try:
         return _BY_NAME[name]
@@ -102,4 +108,4 @@ def get_variant(name: str) -> ModelVariant:
 
 
 def list_variants() -> tuple[ModelVariant, ...]:
-    return VARIANTS
+    return tuple(_BY_NAME.values())

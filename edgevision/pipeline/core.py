@@ -24,11 +24,11 @@ import cv2
 import numpy as np
 
 from edgevision.errors import EdgevisionError
-from edgevision.ops.results import Detections, Segmentation
 from edgevision.pipeline.render import draw_panel, draw_result
 from edgevision.pipeline.sinks import Sink
 from edgevision.pipeline.sources import CORRUPT, Reconnector, Source
 from edgevision.pipeline.stats import LatencyHistogram
+from edgevision.tasks import task_for_result
 
 log = logging.getLogger("edgevision")
 STATS_SCHEMA_VERSION = 1
@@ -267,12 +267,9 @@ class Pipeline:
 
     def _record(self, item: Frame) -> dict:
         rec: dict[str, Any] = {"frame": item.index, "t": round(item.t_capture - (self._t_start or item.t_capture), 6)}
-        if isinstance(item.result, Detections):
-            rec["detections"] = item.result.to_json(self.predictor.labels)
-        elif isinstance(item.result, Segmentation):
-            rec["segmentation"] = item.result.to_json(self.predictor.labels)
-        elif hasattr(item.result, "to_json"):
-            rec["result"] = item.result.to_json(self.predictor.labels)
+        if item.result is not None:
+            task = task_for_result(item.result)
+            rec[task.json_key] = task.to_json(item.result, self.predictor.labels)
         rec["latency_ms"] = {k: round(v, 3) for k, v in item.times.items()}
         return rec
 

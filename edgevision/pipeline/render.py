@@ -44,11 +44,10 @@ def draw_segmentation(frame_bgr: np.ndarray, seg: Segmentation, labels: Sequence
 
 
 def draw_result(frame_bgr: np.ndarray, result, labels: Sequence[str]) -> np.ndarray:
-    if isinstance(result, Detections):
-        return draw_detections(frame_bgr, result, labels)
-    if isinstance(result, Segmentation):
-        return draw_segmentation(frame_bgr, result, labels)
-    raise TypeError(f"cannot draw a {type(result).__name__}")
+    """The overlay of whichever task produced ``result``."""
+    from edgevision.tasks import task_for_result
+
+    return task_for_result(result).draw(frame_bgr, result, labels)
 
 
 def draw_panel(frame_bgr: np.ndarray, lines: Sequence[str]) -> np.ndarray:
