@@ -427,3 +427,74 @@ def test_check_on_a_folder_of_mixed_images_skips_and_counts_the_unreadable_one(c
     assert code in (0, 1) and report["data"]["images"] == 5, report["data"]
     assert "1 unreadable files skipped" in report["data"]["description"]
     assert "f_broken.jpg" in capsys.readouterr().err
+
+
+class FrameCountingStage:
+    """A stateful stage: a real predictor plus state carried from frame to frame (how many frames it has seen,
+    and the previous frame's detection count), as a tracker carries its memory bank."""
+
+    stateful = True
+
+    def __init__(self, predictor) -> None:
+        self.predictor, self.labels = predictor, predictor.labels
+        self.steps = 0
+        self.previous: int | None = None
+        self.history: list[tuple[int, int | None]] = []
+
+    def step(self, frame_rgb):
+        result = self.predictor.predict(frame_rgb)
+        self.history.append((self.steps, self.previous))
+        self.steps += 1
+        self.previous = len(result)
+        return result
+
+
+def test_a_stateful_stage_sees_frames_in_order_and_realtime_drops_only_before_it(slow_bundle):
+    """Capture outruns a slow stateful stage: frames are dropped in the capture stage, and every frame that
+    reached the stage is emitted, in order, its state carried from the frame before."""
+    script = {"reads": 0, "fail_at": set(), "refuse_opens": 0, "dead": False, "total": 10_000,
+              "video": MovingShapesVideo(seed=5)}
+    stage = FrameCountingStage(Predictor(slow_bundle))
+    emitted = []
+    pipe = Pipeline(flaky_source(script), stage, [], realtime=True, max_frames=40,
+                    on_frame=lambda f: emitted.append(f.index))
+    summary = pipe.run()
+    assert summary["frames_dropped"] > 0 and summary["frames_read"] == 40
+    assert len(emitted) == stage.steps == summary["frames_processed"]  # nothing dropped inside the stage
+    assert emitted == sorted(emitted) and len(set(emitted)) == len(emitted)
+    assert [prev is None for _, prev in stage.history] == [True] + [False] * (stage.steps - 1)
+
+
+class BestBox:
+    """The second stage of a chain: keeps the upstream detector's best box (where a segmenter would take it as
+    its prompt), and counts the frames it saw."""
+
+    labels = ("x",)
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def step(self, frame_rgb, upstream: Detections) -> Detections:
+        self.frames += 1
+        if not len(upstream):
+            return upstream
+        i = int(np.argmax(upstream.scores))
+        return Detections(upstream.boxes[i : i + 1], upstream.scores[i : i + 1], upstream.class_ids[i : i + 1])
+
+
+def test_a_chain_feeds_the_detector_into_the_next_stage_on_the_same_frame(yolo_cpu_int8, clip):
+    from edgevision.pipeline.core import Chain
+
+    path, _ = clip
+    detector, best = Predictor(yolo_cpu_int8), BestBox()
+    results = []
+    pipe = Pipeline(open_source(str(path)), Chain(detector, best), [], on_frame=lambda f: results.append(f))
+    assert pipe.run()["frames_processed"] == 40 == best.frames
+    direct = Predictor(yolo_cpu_int8)
+    for frame in results[:5]:
+        assert len(frame.result) <= 1
+    # the chain's output for a frame is the detector's best box on that same frame
+    cap = cv2.VideoCapture(str(path))
+    ok, bgr = cap.read()
+    expected = direct.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    assert np.allclose(results[0].result.boxes, expected.boxes[[int(np.argmax(expected.scores))]])

@@ -5,8 +5,12 @@ rendering of frame t-1 and with the capture of frame t+1 (the runtimes, OpenCV a
 In realtime mode the capture stage drops the *oldest* queued frame when inference falls behind, and counts
 it; in every-frame mode it waits instead. Frames reach the sinks in order.
 
-Stateful per-frame steps (a tracker, a smoother) plug in as ``processors``: they run in the render stage, in
-frame order, after postprocessing.
+A model whose state from frame t shapes frame t+1 (a tracker with a memory bank, a detector chained into a
+segmenter or tracker on the same frame) is a *stateful stage*: an object with ``stateful = True`` and
+``step(frame_rgb) -> result`` (see ``StatefulStage``). The infer thread runs it whole (preprocess, inference,
+postprocess, state update) for one frame after another, in order; capture and rendering stay overlapped with it,
+and ``--realtime`` drops frames in the capture stage, before it, never inside it. ``processors`` remain the seam
+for stateless post-steps, run in the render stage in frame order.
 """
 
 from __future__ import annotations
@@ -59,6 +63,39 @@ class FrameProcessor(Protocol):
     def __call__(self, frame: Frame, result: Any) -> Any: ...
 
 
+class StatefulStage(Protocol):
+    """A model with state across frames. ``step`` sees every frame that reaches it exactly once, in order."""
+
+    stateful: bool  # True
+    labels: Sequence[str]
+
+    def step(self, frame_rgb: np.ndarray) -> Any: ...
+
+
+class Chain:
+    """Stages run one after another on the same frame, each given the previous one's result: a detector whose
+    boxes become the prompts of a segmenter or tracker (``run --prompts-from``). Stateful as a whole, so the
+    infer thread runs it in frame order.
+
+    Each stage after the first is called as ``stage.step(frame_rgb, upstream_result)``; the first may be a
+    plain Predictor (its ``predict``) or a stateful stage."""
+
+    stateful = True
+
+    def __init__(self, first, *rest) -> None:
+        if not rest:
+            raise ValueError("a chain needs at least two stages")
+        self.stages = (first, *rest)
+        self.labels = getattr(rest[-1], "labels", getattr(first, "labels", ()))
+
+    def step(self, frame_rgb: np.ndarray):
+        first = self.stages[0]
+        result = first.step(frame_rgb) if getattr(first, "stateful", False) else first.predict(frame_rgb)
+        for stage in self.stages[1:]:
+            result = stage.step(frame_rgb, result)
+        return result
+
+
 class _Counters:
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -73,7 +110,8 @@ class Pipeline:
                  postprocess_workers: int = 1, queue_size: int = 2, draw: bool = True,
                  on_frame: Callable[[Frame], None] | None = None) -> None:
         self.source = source
-        self.predictor = predictor
+        self.predictor = predictor  # a Predictor, or a StatefulStage (stateful = True)
+        self.stateful = bool(getattr(predictor, "stateful", False))
         self.sinks = list(sinks)
         self.realtime = source.info.live if realtime is None else realtime
         self.max_frames = max_frames
@@ -171,12 +209,16 @@ class Pipeline:
                     break
                 t0 = time.perf_counter()
                 rgb = cv2.cvtColor(item.image, cv2.COLOR_BGR2RGB)
-                item.batch, item.geometry = self.predictor.preprocess(rgb)
-                t1 = time.perf_counter()
-                item.outputs = self.predictor.infer(item.batch)
-                t2 = time.perf_counter()
-                item.times["preprocess"] = (t1 - t0) * 1000
-                item.times["infer"] = (t2 - t1) * 1000
+                if self.stateful:  # the whole model, state update included, in frame order
+                    item.result = self.predictor.step(rgb)
+                    item.times["infer"] = (time.perf_counter() - t0) * 1000
+                else:
+                    item.batch, item.geometry = self.predictor.preprocess(rgb)
+                    t1 = time.perf_counter()
+                    item.outputs = self.predictor.infer(item.batch)
+                    t2 = time.perf_counter()
+                    item.times["preprocess"] = (t1 - t0) * 1000
+                    item.times["infer"] = (t2 - t1) * 1000
                 item.seq = seq
                 seq += 1
                 if not self._put(self.q_post, item):
@@ -193,10 +235,11 @@ class Pipeline:
                 item = self._get(self.q_post)
                 if item is _END:
                     break
-                t0 = time.perf_counter()
-                item.result = self.predictor.postprocess([o[0] for o in item.outputs], item.geometry)
-                item.outputs = item.batch = None
-                item.times["postprocess"] = (time.perf_counter() - t0) * 1000
+                if not self.stateful:  # a stateful stage has postprocessed already
+                    t0 = time.perf_counter()
+                    item.result = self.predictor.postprocess([o[0] for o in item.outputs], item.geometry)
+                    item.outputs = item.batch = None
+                    item.times["postprocess"] = (time.perf_counter() - t0) * 1000
                 if not self._put(self.q_render, item):
                     break
         except BaseException as e:
