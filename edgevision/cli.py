@@ -560,14 +560,16 @@ def demo(
 # ----------------------------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> int:
     """Console entry point: maps exceptions to the documented exit codes."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    args = argv if argv is not None else sys.argv[1:]
+    debug = "--debug" in args
     try:
-        app(args=argv, standalone_mode=False, prog_name="edgevision")
+        # Typer returns 130 (rather than raising) when Ctrl-C interrupts a command outside standalone mode
+        if app(args=argv, standalone_mode=False, prog_name="edgevision") == 130:
+            return _interrupted(args)
     except typer.Exit as e:
         return e.exit_code
     except typer.Abort:
-        _stderr("aborted")
-        return 130
+        return _interrupted(args)
     except typer.TyperException as e:  # usage errors: unknown option, missing argument, bad value
         e.show()
         return 2
@@ -578,8 +580,7 @@ def main(argv: list[str] | None = None) -> int:
         _stderr(f"{label}: {e}")
         return e.exit_code
     except KeyboardInterrupt:
-        _stderr("interrupted")
-        return 130
+        return _interrupted(args)
     except Exception as e:  # anything unexpected: one line, exit 3
         if debug:
             traceback.print_exc()
@@ -587,6 +588,16 @@ def main(argv: list[str] | None = None) -> int:
         _stderr(f"error: {type(e).__name__}: {first} (run with --debug for the traceback)")
         return 3
     return 0
+
+
+def _interrupted(args: list[str]) -> int:
+    """Ctrl-C: exit 130 and say what is left. Every verb writes its outputs atomically at the end, so an
+    interrupted one leaves nothing; the demo keeps the steps it finished (each written atomically)."""
+    if "demo" in args:
+        _stderr("interrupted; the demo steps that finished are kept in its output folder")
+    else:
+        _stderr("interrupted; nothing was written")
+    return 130
 
 
 def _stderr(line: str) -> None:

@@ -162,3 +162,21 @@ def test_console_script_is_installed():
     if exe.exists():
         res = subprocess.run([str(exe), "targets"], capture_output=True, text=True)
         assert res.returncode == 0 and "cpu" in res.stdout
+
+
+def test_ctrl_c_during_export_exits_130_and_writes_nothing(tmp_path):
+    """Scripts and CI must not read an interrupted export as a success (it used to exit 0, silently)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "b"
+    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "export", "fast-yolo-demo", "--target", "intel-npu",
+                             "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(8)  # into the export proper
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted; nothing was written" in err
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".b.")]
