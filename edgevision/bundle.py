@@ -7,11 +7,13 @@ only once complete, so a failed export leaves no half bundle and never touches a
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -192,9 +194,9 @@ def unpack_bundle(archive: Path) -> Path:
         if target.exists():
             shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-    except tarfile.TarError as e:
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:  # EOFError: a copy cut short
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BadInput(f"{archive}: not a readable .tar.gz ({e})") from None
+        raise BadInput(f"{archive}: truncated or corrupt archive; copy it again ({type(e).__name__})") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

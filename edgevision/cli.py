@@ -481,7 +481,8 @@ def run(
     show: Annotated[bool, typer.Option("--show", help="Open a window (needs a display and OpenCV with GUI "
                                        "support).")] = False,
     out_video: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write the annotated video (.mp4).")] = None,
-    serve: Annotated[Optional[int], typer.Option("--serve", help="Serve an MJPEG stream on this port.")] = None,
+    serve: Annotated[Optional[int], typer.Option("--serve", help="Serve an MJPEG stream on this port "
+                                                 "(1-65535).")] = None,
     host: Annotated[str, typer.Option("--host", help="Address for --serve.")] = "127.0.0.1",
     jsonl: Annotated[Optional[Path], typer.Option("--jsonl", help="Per-frame results, one JSON a line.")] = None,
     stats: Annotated[Optional[Path], typer.Option("--stats", help="Write the end-of-run summary as JSON.")] = None,

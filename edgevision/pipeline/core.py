@@ -350,8 +350,10 @@ class Pipeline:
             for sink in self.sinks:
                 try:
                     sink.close()
-                except Exception as e:  # a sink failing to close must not hide the run's own error
+                except Exception as e:  # every sink gets closed; the first failure fails the run after
                     log.warning("closing %s failed: %s", type(sink).__name__, e)
+                    self._fail(e if isinstance(e, EdgevisionError) else
+                               EdgevisionError(f"{type(sink).__name__} could not finish its output: {e}"))
         if self._errors:
             raise self._errors[0]
         return self.summary()

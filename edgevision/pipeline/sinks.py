@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgevision.errors import BadInput
+from edgevision.errors import BadInput, EdgevisionError
 
 log = logging.getLogger("edgevision")
 
@@ -57,30 +57,40 @@ class VideoFileSink(Sink):
         if self.writer is not None:
             self.writer.release()
             self.writer = None
-            os.replace(self.tmp, self.path)
+            try:
+                os.replace(self.tmp, self.path)
+            except OSError as e:
+                self.tmp.unlink(missing_ok=True)  # no hidden partial video left behind
+                raise EdgevisionError(f"--out {self.path}: cannot save the video ({e.strerror})") from None
 
 
 class JsonlSink(Sink):
-    """One JSON object per frame; flushed every ``flush_every`` frames and on close."""
+    """One JSON object per frame, written under a temp name from the first frame on (flushed every
+    ``flush_every`` frames) and renamed on close: a run that fails before its first frame leaves no file, and one
+    interrupted later keeps the frames it processed."""
 
     def __init__(self, path: Path, flush_every: int = 10) -> None:
-        try:
-            self.f = open(path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        except OSError as e:
-            raise BadInput(f"--jsonl {path}: cannot write ({e.strerror})") from None
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.partial")
+        self.f = None
         self.flush_every = flush_every
         self.n = 0
 
     def write(self, frame_bgr, record) -> None:
+        if self.f is None:
+            try:
+                self.f = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+            except OSError as e:
+                raise BadInput(f"--jsonl {self.path}: cannot write ({e.strerror})") from None
         self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
         self.n += 1
         if self.n % self.flush_every == 0:
             self.f.flush()
 
     def close(self) -> None:
-        if not self.f.closed:
-            self.f.flush()
+        if self.f is not None and not self.f.closed:
             self.f.close()
+            os.replace(self.tmp, self.path)
 
 
 class MjpegServer(Sink):

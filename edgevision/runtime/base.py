@@ -106,7 +106,8 @@ def open_runner(bundle: Bundle, runtime: str | None = None, threads: int | None 
     for name in candidates:
         module, _, cls = RUNTIMES[name].partition(":")
         try:
-            return getattr(importlib.import_module(module), cls)(bundle, threads)
+            runner_class = getattr(importlib.import_module(module), cls)
+            return _load(runner_class, bundle, threads, name)
         except MissingDependency as e:
             if runtime is not None:
                 raise
@@ -115,6 +116,28 @@ def open_runner(bundle: Bundle, runtime: str | None = None, threads: int | None 
     if missing:
         raise missing
     raise BadInput(f"no runtime available here for a {bundle.meta.target} bundle; allowed: {', '.join(allowed)}")
+
+
+# Errors that mean a bug in edgevision, not a bad artifact: never reported as the user's fault.
+_OUR_BUGS = (TypeError, AttributeError, NameError, KeyError, ImportError, AssertionError)
+
+
+def _load(runner_class, bundle: Bundle, threads: int | None, runtime: str) -> Runner:
+    """Construct a runner; a runtime that cannot read the artifact is the bundle's fault (exit 2), said in one
+    line: a file cut short by a copy, edited, or written by an incompatible version."""
+    try:
+        return runner_class(bundle, threads)
+    except (MissingDependency, BadInput):
+        raise
+    except _OUR_BUGS:
+        raise
+    except Exception as e:  # noqa: BLE001 - each runtime raises its own types for an unreadable model
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        what = "engine" if runtime == "tensorrt" else "artifact"
+        fix = "rebuild it with `edgevision build-engine`" if runtime == "tensorrt" else "re-export the bundle"
+        name = "model.engine" if runtime == "tensorrt" else bundle.meta.artifact
+        raise BadInput(f"{bundle.path / name}: {what} is corrupt or unreadable by {runtime} "
+                       f"({first}); {fix}") from None
 
 
 def require(module: str, runtime: str, purpose: str = ""):
