@@ -354,13 +354,14 @@ def print_check(report: dict) -> None:
         out.print(f"golden set ({golden['samples']} inputs stored in the bundle): {g}")
     layers = report.get("per_layer")
     if layers:
-        table = Table("rank", "layer", "op", "module", "SQNR dB", "SQNR drop dB", "added noise", "cosine", box=None,
-                      pad_edge=False)
+        table = Table("rank", "layer", "added noise (ranked)", "op", "module", "SQNR dB", "SQNR drop dB", "cosine",
+                      box=None, pad_edge=False)
         for i, x in enumerate(layers["top"], 1):
-            table.add_row(str(i), x["name"], x["op_type"], x.get("scope") or "-", _fmt(x["sqnr_db"]),
-                          _fmt(x["added_db"]) if x["added_db"] is not None else "exact input",
-                          f"{x['added_noise']:.2e}", f"{x['cosine']:.5f}")
-        out.print(f"per-layer error ({layers['samples']} inputs), worst first:")
+            table.add_row(str(i), x["name"], f"{x['added_noise']:.2e}", x["op_type"], x.get("scope") or "-",
+                          _fmt(x["sqnr_db"]), _fmt(x["added_db"]) if x["added_db"] is not None else "exact input",
+                          f"{x['cosine']:.5f}")
+        out.print(f"per-layer error ({layers['samples']} inputs), ranked by the noise-to-signal power each layer "
+                  f"adds (a drop in dB reads smaller where the input is already noisy), worst first:")
         out.print(table)
         if layers["keep_in_higher_precision"]:
             out.print("keep in higher precision: " + ", ".join(layers["keep_in_higher_precision"]))

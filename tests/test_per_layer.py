@@ -55,6 +55,13 @@ def test_per_layer_puts_the_perturbed_layer_first(capsys, export_once, tmp_path)
     assert top[0]["name"] in report["per_layer"]["keep_in_higher_precision"]
     assert (bad / "per_layer.png").stat().st_size > 5000
     assert "per-layer error" in printed and perturbed_node in printed
+    # the printed ranking is by the column it shows, and "keep in higher precision" names its head
+    rows = [line.split() for line in printed.splitlines() if line.split()[:1] and line.split()[0].isdigit()
+            and len(line.split()) > 3]
+    ranked = [float(r[2]) for r in rows]
+    assert len(ranked) >= 5 and ranked == sorted(ranked, reverse=True)
+    keep = report["per_layer"]["keep_in_higher_precision"]
+    assert keep == [r[1] for r in rows[: len(keep)]]
 
 
 @pytest.mark.parametrize("target", ["intel-npu", "rpi", "jetson"])
