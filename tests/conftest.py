@@ -20,6 +20,18 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+# Fixtures that export bundles (tens of seconds each on 2 cores): a test that uses one is marked slow, so that
+# `pytest -m "not slow"` is the quick subset. Tests that export inline carry @pytest.mark.slow themselves.
+EXPORTING_FIXTURES = {"export_once", "yolo_cpu_int8", "yolo_npu_int8", "unet_cpu_int8", "unet_npu_int8", "checked",
+                      "rpi_checks", "jetson_checks", "slow_bundle", "yolo_jetson_int8"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if EXPORTING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def bundle_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("bundles")

@@ -50,6 +50,7 @@ def test_plain_int8_breaks_and_max_drop_brings_it_back(capsys, export_once, targ
         assert meta.quantization["tool"] == "nncf.quantize_with_accuracy_control"
 
 
+@pytest.mark.slow
 def test_an_unreachable_budget_keeps_the_best_bundle_and_exits_1(capsys, tmp_path):
     out = tmp_path / "b"
     code = main(["export", MODEL, "--target", "cpu", "--max-drop", "0.5", "--max-float-layers", "0", "--out", str(out)])

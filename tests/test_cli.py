@@ -164,6 +164,7 @@ def test_console_script_is_installed():
         assert res.returncode == 0 and "cpu" in res.stdout
 
 
+@pytest.mark.slow
 def test_ctrl_c_during_export_exits_130_and_writes_nothing(tmp_path):
     """Scripts and CI must not read an interrupted export as a success (it used to exit 0, silently)."""
     import signal

@@ -15,8 +15,7 @@ import onnxruntime as ort
 import pytest
 from onnx import helper, numpy_helper
 
-from edgevision.check.int8_numerics import (SATURATION_FREE_WEIGHT, exact_dot, onnx_weight_ranges,
-                                            vpmaddubsw_dot)
+from edgevision.check.int8_numerics import SATURATION_FREE_WEIGHT, exact_dot, onnx_weight_ranges, vpmaddubsw_dot
 from edgevision.hardware import CpuInfo, cpu_info, parse_cpuinfo
 
 AVX2_ONLY = """processor	: 0
@@ -206,15 +205,15 @@ def test_bench_names_the_cpu_and_reports_the_share_of_the_same_run_peak(yolo_cpu
         assert any("no faster than FP32" in n and "VNNI" in n for n in report["notes"])
 
 
+@pytest.mark.slow
 def test_mac_count_matches_pytorch_hooks(tmp_path):
     """graphs.count_macs on the exported ONNX against a count from the PyTorch modules themselves."""
     import torch
 
-    from edgevision.graphs import export_onnx
-    from edgevision.models.wrappers import UInt8Input
-    from edgevision.graphs import count_macs
+    from edgevision.graphs import count_macs, export_onnx
     from edgevision.models.loading import build_model
     from edgevision.models.registry import get_variant
+    from edgevision.models.wrappers import UInt8Input
 
     for name in ("fast-yolo-demo", "mobile-unet"):
         v = get_variant(name)

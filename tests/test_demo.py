@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import cv2
+import pytest
 
 
+@pytest.mark.slow
 def test_demo_runs_end_to_end(tmp_path):
     exe = shutil.which("edgevision") or str(Path(sys.executable).with_name("edgevision"))
     out = tmp_path / "demo"

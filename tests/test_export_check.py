@@ -184,6 +184,7 @@ def test_bench_reports_side_by_side_latency_and_speedup(capsys, yolo_npu_int8, t
     assert r["ratios"]["speedup_vs_pytorch"] > 1.0
 
 
+@pytest.mark.slow
 def test_force_replaces_a_bundle(tmp_path):
     from edgevision.export import export_bundle
 
@@ -197,6 +198,7 @@ def test_force_replaces_a_bundle(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
+@pytest.mark.slow
 def test_custom_imgsz_and_labels(tmp_path):
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")

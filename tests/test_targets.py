@@ -17,6 +17,7 @@ from edgevision.predictor import Predictor
 TARGETS = ["cpu", "intel-npu", "rpi", "jetson"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("model, imgsz", [("fast-yolo-demo", 160), ("mobile-unet", 128)])
 def test_every_model_exports_to_every_target_at_a_small_size_and_runs(model, target, imgsz, tmp_path):
@@ -117,6 +118,7 @@ def test_jetson_fp16_onnx_keeps_uint8_input_and_float32_output(export_once):
     assert sim["cosine"] > 0.999
 
 
+@pytest.mark.slow
 def test_dynamic_batch(tmp_path):
     from edgevision.export import export_bundle
 
@@ -176,6 +178,7 @@ def test_archive_round_trip(capsys, export_once, tmp_path, monkeypatch):
     assert main(["bench", str(archive), "--runs", "2", "--warmup", "0", "--no-reference"]) == 0
 
 
+@pytest.mark.slow
 def test_export_archive_flag(capsys, tmp_path):
     out = tmp_path / "b"
     assert main(["export", "fast-yolo-demo", "--target", "rpi", "--precision", "fp32", "--random-weights",
@@ -198,6 +201,7 @@ def test_hostile_archive_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "escape.txt").exists()
 
 
+@pytest.mark.slow
 def test_op_the_target_cannot_convert_is_named(tmp_path):
     import torch
 
@@ -213,6 +217,7 @@ def test_op_the_target_cannot_convert_is_named(tmp_path):
         _convert(_litert_torch(), Unsupported().eval(), (torch.eye(4)[None] + 1,), tmp_path / "m.tflite")
 
 
+@pytest.mark.slow
 def test_a_converter_failure_that_names_no_op_of_the_model_is_not_bad_input(tmp_path):
     """Exit 2 is for faults in the user's input. A conversion that fails without any op of the model to blame
     (here an AttributeError, as a bug in edgevision's own wrapper would raise) is exit 3, suggesting --debug."""
@@ -230,6 +235,7 @@ def test_a_converter_failure_that_names_no_op_of_the_model_is_not_bad_input(tmp_
     assert e.value.exit_code == 3 and not isinstance(e.value, BadInput)
 
 
+@pytest.mark.slow
 def test_missing_converter_names_the_extra(tmp_path):
     code = (
         "import sys\n"

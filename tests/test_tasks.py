@@ -117,6 +117,7 @@ def toy_task():
     registry._BY_NAME.pop(variant.name, None)
 
 
+@pytest.mark.slow
 def test_a_task_registered_from_a_test_exports_checks_and_runs(toy_task, capsys, tmp_path):
     _, variant = toy_task
     weights = tmp_path / "brightness.pt"
