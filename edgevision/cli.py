@@ -72,6 +72,21 @@ def _progress(transient: bool = True) -> Progress:
                     TimeElapsedColumn(), console=err, transient=transient, disable=not err.is_terminal)
 
 
+def _step_printer(update):
+    """Progress for a multi-step verb: the live bar on a terminal; without one (CI logs, pipes), one line per
+    step on stderr with the time since the start, so a long export is never silent."""
+    if err.is_terminal:
+        return update
+    import time
+
+    start = time.monotonic()
+
+    def step(message: str) -> None:
+        _stderr(f"[{time.monotonic() - start:6.1f} s] {message}")
+
+    return step
+
+
 def _fmt(v) -> str:
     if v is None:
         return "-"
@@ -152,11 +167,11 @@ def export(
 
     with _progress() as bar:
         task = bar.add_task("export", total=None)
+        step = _step_printer(lambda msg: bar.update(task, description=msg))
         bundle = export_bundle(model, target, precision, out_dir, weights=weights, calib=calib, imgsz=imgsz,
                                labels=labels, random_weights=random_weights, seed=seed, force=force,
                                dynamic_batch=dynamic_batch, max_drop=max_drop,
-                               max_float_layers=max_float_layers,
-                               progress=lambda msg: bar.update(task, description=msg))
+                               max_float_layers=max_float_layers, progress=step)
     m = bundle.meta
     out.print(f"bundle: {bundle.path}  ({m.model}, {m.target}, {m.precision}, {m.artifact_format}, "
               f"{m.imgsz}x{m.imgsz})")
@@ -538,12 +553,28 @@ def demo(
     from edgevision.demo import run_demo
 
     summary = run_demo(out_dir, target=target, frames=frames, runs=runs, say=lambda m: err.print(m))
-    table = Table("model", "target", "precision", "metric", "reference", "artifact", "delta", "ref ms", "artifact ms",
-                  "speed-up", "check", box=None, pad_edge=False)
+    print_demo(summary)
+    if not all(r["passed"] for r in summary["rows"]):
+        raise AccuracyRegression("an exported model is outside its accuracy budget (see the table above)")
+
+
+def print_demo(summary: dict) -> None:
+    from edgevision.check.compare import points
+
+    table = Table("model", "target", "precision", "metric", "reference", "artifact", "delta", "budget", "ref ms",
+                  "artifact ms", "speed-up", "check", box=None, pad_edge=False)
     for row in summary["rows"]:
-        table.add_row(row["model"], row["target"], row["precision"], row["metric"], _fmt(row["reference"]),
-                      _fmt(row["artifact"]), _fmt(row["delta"]), _fmt(row["reference_ms"]), _fmt(row["artifact_ms"]),
-                      f"{row['speedup']:.1f}x", "PASS" if row["passed"] else "FAIL")
+        for i, g in enumerate(row["gated"]):  # every gated metric, the failing one marked
+            first = i == 0
+            if "max_drop" in g:
+                delta = points(g["delta"], -g["max_drop"]) if g["delta"] is not None else "-"
+                budget = f"drop <= {g['max_drop']:g}"
+            else:
+                delta, budget = "", f">= {g['min']:g}"
+            table.add_row(row["model"] if first else "", row["target"] if first else "", row["precision"] if first
+                          else "", g["metric"], _fmt(g.get("reference")), _fmt(g["artifact"]), delta, budget,
+                          _fmt(row["reference_ms"]) if first else "", _fmt(row["artifact_ms"]) if first else "",
+                          f"{row['speedup']:.1f}x" if first else "", "pass" if g["passed"] else "FAIL <-")
     out.print(table)
     video = summary["video"]
     vs = video["detection_vs_truth"]
@@ -555,8 +586,6 @@ def demo(
     out.print("written:")
     for what, path in summary["written"].items():
         out.print(f"  {what}: {path}")
-    if not all(r["passed"] for r in summary["rows"]):
-        raise AccuracyRegression("an exported model is outside its accuracy budget (see the table above)")
 
 
 # ----------------------------------------------------------------------------------------------- entry point

@@ -39,6 +39,12 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
         speed = bench_bundle(bundle, runs=runs, warmup=5)
         metric = bundle_recipe(bundle.meta).primary_metric
         m = report["metrics"]
+        failed = {f["metric"] for f in report["failures"]}
+        gated = [{"metric": k, "reference": m["reference"].get(k), "artifact": m["artifact"].get(k),
+                  "delta": m.get("delta", {}).get(k), "max_drop": tol["max_drop"], "passed": k not in failed}
+                 for k, tol in report["tolerances"].items() if "max_drop" in tol]
+        gated += [{"metric": k, "artifact": report["agreement"].get(k), "min": tol["min"], "passed": k not in failed}
+                  for k, tol in report["tolerances"].items() if "min" in tol]
         rows.append({
             "model": model, "target": bundle.meta.target, "precision": "int8", "metric": metric,
             "reference": m["reference"][metric], "artifact": m["artifact"][metric], "delta": m["delta"][metric],
@@ -46,7 +52,7 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
             "artifact_ms": speed["latency"]["artifact"]["median_ms"],
             "end_to_end_ms": speed["latency"]["end_to_end"]["median_ms"],
             "speedup": speed["ratios"]["speedup_vs_pytorch"], "passed": report["passed"],
-            "agreement": report["agreement"],
+            "agreement": report["agreement"], "gated": gated,
         })
         written[f"{model} bundle"] = str(bundle.path)
         written[f"{model} check report"] = str(bundle.path / "report.json")

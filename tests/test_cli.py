@@ -181,3 +181,16 @@ def test_ctrl_c_during_export_exits_130_and_writes_nothing(tmp_path):
     assert proc.returncode == 130, err
     assert "interrupted; nothing was written" in err
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".b.")]
+
+
+@pytest.mark.slow
+def test_an_export_without_a_terminal_prints_one_line_per_step(tmp_path):
+    """In CI, with no TTY, an export used to print nothing for minutes."""
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-m", "edgevision", "export", "mobile-unet", "--precision", "fp32",
+                          "--random-weights", "--out", str(tmp_path / "b")], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    steps = [line for line in res.stderr.splitlines() if line.startswith("[") and " s] " in line]
+    assert len(steps) >= 3 and any("exporting ONNX graph" in s for s in steps)

@@ -24,9 +24,34 @@ def test_demo_runs_end_to_end(tmp_path):
     assert summary["schema_version"] == 1 and len(summary["rows"]) == 2
     for row in summary["rows"]:
         assert row["passed"] and row["speedup"] > 1 and row["reference_ms"] > 0 and row["artifact_ms"] > 0
+        assert len(row["gated"]) >= 3 and all(g["passed"] for g in row["gated"])
+        for g in row["gated"]:  # a first run on any CPU keeps 0.3 points inside every INT8 budget
+            if "max_drop" in g:
+                assert -g["delta"] <= g["max_drop"] - 0.3, g
     assert summary["video"]["frames"] == 16 and summary["video"]["detection_vs_truth"]["map50"] > 70
     for name in ("detections.mp4", "segmentation.mp4"):
         cap = cv2.VideoCapture(str(out / name))
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
     assert len(list((out / "photos").glob("*.jpg"))) == 7
     assert (out / "bundles" / "fast-yolo-demo-cpu-int8" / "report.json").is_file()
+
+
+def test_demo_table_shows_every_gated_metric_and_marks_the_failing_one(capsys):
+    """The summary table used to show only mAP@0.5 next to FAIL while mAP@0.5:0.95 had failed."""
+    from edgevision import cli
+
+    row = {"model": "fast-yolo-demo", "target": "cpu", "precision": "int8", "metric": "map50", "reference": 85.8,
+           "artifact": 85.1, "delta": -0.7, "reference_ms": 9.0, "artifact_ms": 2.0, "end_to_end_ms": 2.4,
+           "speedup": 4.5, "passed": False, "agreement": {"agreement_map50": 98.0},
+           "gated": [{"metric": "map50", "reference": 85.8, "artifact": 85.1, "delta": -0.7, "max_drop": 1.0,
+                      "passed": True},
+                     {"metric": "map50_95", "reference": 44.4, "artifact": 42.897, "delta": -1.503, "max_drop": 1.5,
+                      "passed": False},
+                     {"metric": "agreement_map50", "artifact": 98.0, "min": 95.0, "passed": True}]}
+    summary = {"rows": [row], "video": {"frames": 1, "detection_vs_truth": {"map50": 90.0}, "pipeline": {}},
+               "photos": [], "written": {}}
+    cli.print_demo(summary)  # a demo summary as run_demo returns it, with mAP@0.5:0.95 just outside its budget
+    out = capsys.readouterr().out
+    failing = [line for line in out.splitlines() if "FAIL" in line]
+    assert len(failing) == 1 and "map50_95" in failing[0] and "-1.503" in failing[0]
+    assert "agreement_map50" in out and "drop <= 1" in out

@@ -113,3 +113,14 @@ def test_evaluation_batches_the_reference_without_changing_its_results():
     assert ref["map50"] > 50 and abs(ref["map50"] - art["map50"]) < 1e-6
     assert outcome.agreement["agreement_map50"] > 99.9
     assert outcome.similarity["output"]["max_abs_error"] < 1e-4
+
+
+def test_a_drop_next_to_its_tolerance_prints_enough_decimals_to_tell_them_apart():
+    """'dropped 1.50 points ... tolerance is a drop of 1.5' read as a contradiction; the drop was 1.503."""
+    from edgevision.check.compare import gate, points
+    from edgevision.config import MetricTolerance
+
+    assert points(1.503, 1.5) == "1.503" and points(1.25, 1.5) == "1.25" and points(1.5004, 1.5) == "1.5004"
+    failures, _ = gate({"reference": {"map50_95": 44.403}, "artifact": {"map50_95": 42.9}}, {},
+                       {"map50_95": MetricTolerance(max_drop=1.5)})
+    assert "dropped 1.503 points" in failures[0]["message"]

@@ -54,8 +54,8 @@ def gate(values: dict[str, dict[str, float]], agreement: dict[str, float],
             if drop > tol.max_drop + 1e-9:
                 failures.append({"metric": metric, "reference": ref[metric], "artifact": art[metric],
                                  "delta": round(-drop, 3), "tolerance": {"max_drop": tol.max_drop},
-                                 "message": f"{metric} dropped {drop:.2f} points ({ref[metric]:.2f} -> "
-                                            f"{art[metric]:.2f}); tolerance is a drop of {tol.max_drop:g}"})
+                                 "message": f"{metric} dropped {points(drop, tol.max_drop)} points ({ref[metric]:.2f} "
+                                            f"-> {art[metric]:.2f}); tolerance is a drop of {tol.max_drop:g}"})
         else:
             value = agreement.get(metric, art.get(metric))
             if not _finite(value):
@@ -64,9 +64,18 @@ def gate(values: dict[str, dict[str, float]], agreement: dict[str, float],
             if value < tol.min - 1e-9:
                 failures.append({"metric": metric, "artifact": value, "delta": round(value - tol.min, 3),
                                  "tolerance": {"min": tol.min},
-                                 "message": f"{metric} is {value:.2f}, {tol.min - value:.2f} points below its "
+                                 "message": f"{metric} is {points(value, tol.min)}, {tol.min - value:.3g} points below its "
                                             f"floor of {tol.min:g}"})
     return failures, skipped
+
+
+def points(value: float, limit: float) -> str:
+    """``value`` with enough decimals to tell it from ``limit``: a drop of 1.503 against 1.5 must not print as
+    "1.50"."""
+    for decimals in (2, 3, 4, 6):
+        if round(value, decimals) != round(limit, decimals) or abs(value - limit) >= 0.01:
+            return f"{value:.{decimals}f}"
+    return f"{value:.6f}"
 
 
 def _finite(v: Any) -> bool:

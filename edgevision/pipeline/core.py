@@ -304,9 +304,9 @@ class Pipeline:
 
     def _panel_lines(self) -> list[str]:
         fps = f"{self._fps_ema:.1f}" if self._fps_ema else "-"
-        infer = self.hist["infer"].quantile(0.5) if self.hist["infer"].n else float("nan")
-        e2e = self.hist["end_to_end"].quantile(0.5) if self.hist["end_to_end"].n else float("nan")
-        return [f"FPS {fps}", f"infer {infer:.1f} ms", f"capture->out {e2e:.1f} ms"]
+        infer = f"{self.hist['infer'].quantile(0.5):.1f} ms" if self.hist["infer"].n else "-"  # none on frame 0
+        e2e = f"{self.hist['end_to_end'].quantile(0.5):.1f} ms" if self.hist["end_to_end"].n else "-"
+        return [f"FPS {fps}", f"infer {infer}", f"capture->out {e2e}"]
 
     def _record(self, item: Frame) -> dict:
         rec: dict[str, Any] = {"frame": item.index, "t": round(item.t_capture - (self._t_start or item.t_capture), 6)}
