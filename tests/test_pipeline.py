@@ -498,3 +498,16 @@ def test_a_chain_feeds_the_detector_into_the_next_stage_on_the_same_frame(yolo_c
     ok, bgr = cap.read()
     expected = direct.predict(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
     assert np.allclose(results[0].result.boxes, expected.boxes[[int(np.argmax(expected.scores))]])
+
+
+def test_videos_are_h264_which_browsers_play(yolo_cpu_int8, clip, tmp_path):
+    """PyPI's OpenCV writes MPEG-4 Part 2 ('FMP4'), which browsers do not play; the sink writes H.264 through
+    the ffmpeg of imageio-ffmpeg (installed with the export extra)."""
+    out = tmp_path / "out.mp4"
+    sink = VideoFileSink(out, 15.0)
+    Pipeline(open_source(str(clip[0])), Predictor(yolo_cpu_int8), [sink]).run(handle_signals=False)
+    assert sink.codec == "h264"
+    cap = cv2.VideoCapture(str(out))
+    fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace").lower()
+    assert fourcc in ("avc1", "h264"), fourcc
+    assert frame_count(out) == 40

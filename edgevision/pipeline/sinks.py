@@ -28,9 +28,56 @@ class Sink(ABC):
         pass
 
 
+class _FfmpegWriter:
+    """H.264 through the ffmpeg binary that the imageio-ffmpeg wheel ships (PyPI's OpenCV has no H.264
+    encoder): raw BGR frames piped in, yuv420p MP4 with the index up front, which browsers play."""
+
+    def __init__(self, exe: str, path: Path, fps: float, size: tuple[int, int]) -> None:
+        import subprocess
+        import tempfile
+
+        w, h = size
+        self.log = tempfile.TemporaryFile()  # not a pipe: a chatty encoder must never block the render stage
+        # its own session: Ctrl-C in the terminal stops the run, which then finishes the video, instead of
+        # killing the encoder mid-file
+        self.proc = subprocess.Popen(
+            [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}",
+             "-r", f"{fps:g}", "-i", "-", "-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2", "-c:v", "libx264",
+             "-preset", "veryfast", "-pix_fmt", "yuv420p", "-movflags", "+faststart", "-f", "mp4", str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoWriter's naming
+        return self.proc.poll() is None
+
+    def write(self, frame_bgr: np.ndarray) -> None:
+        self.proc.stdin.write(np.ascontiguousarray(frame_bgr).tobytes())
+
+    def release(self) -> None:
+        self.proc.stdin.close()
+        code = self.proc.wait()
+        self.log.seek(0)
+        error = self.log.read().decode(errors="replace").strip()
+        self.log.close()
+        if code != 0:
+            raise OSError(f"ffmpeg failed: {error.splitlines()[-1] if error else code}")
+
+
+def ffmpeg_exe() -> str | None:
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:
+        return None
+
+
 class VideoFileSink(Sink):
-    """MP4 (mp4v) written to a temp name and renamed on close, so an interrupted run still leaves a playable
-    file and never a half-written one under the final name."""
+    """MP4 written to a temp name and renamed on close, so an interrupted run still leaves a playable file and
+    never a half-written one under the final name. H.264 (which browsers play) through OpenCV when its build
+    can encode it, else through imageio-ffmpeg's ffmpeg when installed (`pip install 'edgevision[video]'`);
+    otherwise MPEG-4 Part 2 ('mp4v'), with a note."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.path = Path(path)
@@ -40,13 +87,28 @@ class VideoFileSink(Sink):
         self.fps = fps
         self.writer = None
         self.frames = 0
+        self.codec = ""
+
+    def _open(self, size: tuple[int, int]):
+        exe = ffmpeg_exe()
+        if exe is not None:
+            self.codec = "h264"
+            return _FfmpegWriter(exe, self.tmp, self.fps, size)
+        writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"avc1"), self.fps, size)
+        if writer.isOpened():
+            self.codec = "h264"
+            return writer
+        log.warning("--out %s: no H.264 encoder here (pip install 'edgevision[video]' adds one); writing MPEG-4 "
+                    "Part 2, which most browsers do not play", self.path)
+        self.codec = "mp4v"
+        return cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
 
     def write(self, frame_bgr, record) -> None:
         if self.writer is None:
             h, w = frame_bgr.shape[:2]
-            self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (w, h))
+            self.writer = self._open((w, h))
             if not self.writer.isOpened():
-                raise BadInput(f"--out {self.path}: OpenCV cannot write this video here")
+                raise BadInput(f"--out {self.path}: cannot write this video here")
             self.size = (w, h)
         if (frame_bgr.shape[1], frame_bgr.shape[0]) != self.size:
             frame_bgr = cv2.resize(frame_bgr, self.size)
@@ -55,8 +117,12 @@ class VideoFileSink(Sink):
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.release()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            try:
+                writer.release()
+            except OSError as e:
+                self.tmp.unlink(missing_ok=True)
+                raise EdgevisionError(f"--out {self.path}: could not encode the video ({e})") from None
             try:
                 os.replace(self.tmp, self.path)
             except OSError as e:
@@ -65,13 +131,12 @@ class VideoFileSink(Sink):
 
 
 class JsonlSink(Sink):
-    """One JSON object per frame, written under a temp name from the first frame on (flushed every
-    ``flush_every`` frames) and renamed on close: a run that fails before its first frame leaves no file, and one
-    interrupted later keeps the frames it processed."""
+    """One JSON object per frame, flushed every ``flush_every`` frames and on close. The file is created with the
+    first frame, so a run that fails before it (a source that does not open) leaves none, and it can be followed
+    live (``tail -f``)."""
 
     def __init__(self, path: Path, flush_every: int = 10) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.partial")
         self.f = None
         self.flush_every = flush_every
         self.n = 0
@@ -79,7 +144,7 @@ class JsonlSink(Sink):
     def write(self, frame_bgr, record) -> None:
         if self.f is None:
             try:
-                self.f = open(self.tmp, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
+                self.f = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
             except OSError as e:
                 raise BadInput(f"--jsonl {self.path}: cannot write ({e.strerror})") from None
         self.f.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -90,7 +155,6 @@ class JsonlSink(Sink):
     def close(self) -> None:
         if self.f is not None and not self.f.closed:
             self.f.close()
-            os.replace(self.tmp, self.path)
 
 
 class MjpegServer(Sink):
