@@ -331,3 +331,16 @@ def test_build_engine_on_an_archive_writes_a_new_archive_with_the_engine(export_
     out = tmp_path / "out"
     assert deliver(load_bundle(b.path), build, out_dir=out)["written"] == str(out / b.path.name)
     assert (out / b.path.name / ENGINE_FILE).is_file() and not (b.path / ENGINE_FILE).exists()
+
+
+@pytest.mark.slow
+def test_an_rpi_export_prints_only_edgevision_lines(tmp_path):
+    """litert-torch, torchao, absl and TFLite printed about a dozen lines of their own into every rpi export;
+    they are silenced unless --debug."""
+    res = subprocess.run([sys.executable, "-m", "edgevision", "export", "mobile-unet", "--target", "rpi",
+                          "--precision", "fp32", "--random-weights", "--out", str(tmp_path / "b")],
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    lines = (res.stdout + res.stderr).strip().splitlines()
+    foreign = [line for line in lines if not (line.startswith(("[", "bundle:", "next:", "FP32 reference")))]
+    assert foreign == [], foreign

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgevision.errors import BadInput, EdgevisionError, MissingDependency
 from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
+from edgevision.quiet import native_output_silenced
 
 
 def _litert_torch():
@@ -32,6 +33,12 @@ def _litert_torch():
 
 
 def export_artifact(ctx: ExportContext) -> ArtifactInfo:
+    # litert-torch, torchao, absl and TFLite print about a dozen lines straight to stderr; --debug shows them
+    with native_output_silenced():
+        return _export_artifact(ctx)
+
+
+def _export_artifact(ctx: ExportContext) -> ArtifactInfo:
     import torch
 
     litert_torch = _litert_torch()

@@ -7,6 +7,7 @@ import cv2
 import numpy as np
 
 from edgevision.errors import MissingDependency
+from edgevision.quiet import native_output_silenced
 from edgevision.runtime.base import Runner
 
 
@@ -28,8 +29,9 @@ class LiteRTRunner(Runner):
     def __init__(self, bundle, threads=None) -> None:
         super().__init__(bundle, threads)
         interpreter_cls = load_interpreter_class()
-        self.interp = interpreter_cls(model_path=str(bundle.artifact_path), num_threads=self.threads)
-        self.interp.allocate_tensors()
+        with native_output_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+            self.interp = interpreter_cls(model_path=str(bundle.artifact_path), num_threads=self.threads)
+            self.interp.allocate_tensors()
         self._in = self.interp.get_input_details()[0]
         self._outs = self.interp.get_output_details()
         io = bundle.meta.artifact_io or {}
