@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-SHAPE_CLASSES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star", "cross")
+from edgevision.data.shapes import SHAPE_CLASSES  # noqa: E402  (re-exported: rendering and labels share it)
 PAD_VALUE = 114  # letterbox grey, shared with ops.preprocess
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgevision.data.synthetic import SHAPE_CLASSES
+from edgevision.data.shapes import SHAPE_CLASSES
 from edgevision.errors import BadInput
 from edgevision.ops.preprocess import Preprocess
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 PAD_VALUE = 114
+INTER_NEAREST = 0  # cv2.INTER_NEAREST
 
 
 class Preprocess(BaseModel):
@@ -47,8 +47,10 @@ class Geometry:
         np.clip(out[:, 1::2], 0, self.src_h, out=out[:, 1::2])
         return out
 
-    def map_to_source(self, label_map: np.ndarray, interpolation: int = cv2.INTER_NEAREST) -> np.ndarray:
+    def map_to_source(self, label_map: np.ndarray, interpolation: int = INTER_NEAREST) -> np.ndarray:
         """Crop the padding off a network-resolution map and resize it to the source size."""
+        import cv2
+
         h, w = label_map.shape[:2]
         y0, x0 = int(round(self.pad_y)), int(round(self.pad_x))
         y1 = int(round(self.pad_y + self.src_h * self.scale_y))
@@ -59,6 +61,8 @@ class Geometry:
 
 def prepare(image_rgb: np.ndarray, size: int, mode: str = "letterbox") -> tuple[np.ndarray, Geometry]:
     """(H, W, 3) uint8 RGB -> (size, size, 3) uint8 network image and its geometry."""
+    import cv2  # here, not at module level: the CLI reads Preprocess to validate arguments before cv2 loads
+
     if image_rgb.ndim != 3 or image_rgb.shape[2] != 3 or image_rgb.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image_rgb.shape} {image_rgb.dtype}")
     h, w = image_rgb.shape[:2]
@@ -82,6 +86,8 @@ def prepare(image_rgb: np.ndarray, size: int, mode: str = "letterbox") -> tuple[
 
 def read_image(path) -> np.ndarray:
     """Read any OpenCV-readable image as uint8 RGB; grey and alpha images become 3-channel RGB."""
+    import cv2
+
     data = np.fromfile(str(path), np.uint8)  # unlike cv2.imread, handles non-ASCII Windows paths
     img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if img is None:
