@@ -74,7 +74,8 @@ def _progress(transient: bool = True) -> Progress:
 
 def _step_printer(update):
     """Progress for a multi-step verb: the live bar on a terminal; without one (CI logs, pipes), one line per
-    step on stderr with the time since the start, so a long export is never silent."""
+    step on stdout with the time since the start, so a long export is never silent (stderr stays for warnings
+    and the one-line error)."""
     if err.is_terminal:
         return update
     import time
@@ -82,7 +83,7 @@ def _step_printer(update):
     start = time.monotonic()
 
     def step(message: str) -> None:
-        _stderr(f"[{time.monotonic() - start:6.1f} s] {message}")
+        out.print(f"[{time.monotonic() - start:6.1f} s] {message}", soft_wrap=True)
 
     return step
 
