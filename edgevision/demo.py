@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import cv2
+import numpy as np
 
 from edgevision.bundle import atomic_write_json
 from edgevision.check.bench import bench_bundle
@@ -16,7 +17,6 @@ from edgevision.data.video import write_truth, write_video
 from edgevision.export import export_bundle
 from edgevision.ops.preprocess import read_image
 from edgevision.ops.results import Detections
-from edgevision.pipeline.render import draw_result
 from edgevision.predictor import Predictor
 from edgevision.resources import resource_dir
 
@@ -100,16 +100,55 @@ def annotate_video(video_in: Path, out_dir: Path, bundles: dict, truth) -> dict:
     return {"frames": n, "detection_vs_truth": scores, "pipeline": stats, "written": written}
 
 
+REFERENCE_BGR = (60, 200, 60)  # FP32 PyTorch: green
+ARTIFACT_BGR = (255, 60, 255)  # the INT8 artifact: magenta
+
+
 def annotate_images(paths: list[Path], out_dir: Path, bundle) -> list[dict]:
+    """What edgevision is for, on real photos: the INT8 artifact's detections (magenta) over the FP32
+    reference's (green), and how many of the reference's it kept. (The demo detector knows only synthetic shapes,
+    so what it finds on photos is beside the point; that INT8 finds the same is the point.)"""
+    from edgevision.check.reference import reference_runner
+    from edgevision.pipeline.render import draw_detections, draw_legend
+
     out_dir.mkdir(parents=True, exist_ok=True)
     results = []
-    with Predictor(bundle) as p:
+    with Predictor(bundle) as artifact, Predictor(bundle, runner=reference_runner(bundle)) as reference:
         for path in paths:
             rgb = read_image(path)
-            dets = p.predict(rgb)
-            img = draw_result(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), dets, p.labels)
+            ref, art = reference.predict(rgb), artifact.predict(rgb)
+            # small photos are drawn at 2x or more, so that labels stay legible
+            zoom = max(1, int(np.ceil(800 / max(rgb.shape[:2]))))
+            img = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), None, fx=zoom, fy=zoom,
+                             interpolation=cv2.INTER_LINEAR)
+            scaled = lambda d: Detections(d.boxes * zoom, d.scores, d.class_ids)  # noqa: E731
+            # the reference as wide green frames, the artifact as labelled magenta boxes inside them
+            draw_detections(img, scaled(ref), reference.labels, colour=REFERENCE_BGR, text=False)
+            draw_detections(img, scaled(art), artifact.labels, colour=ARTIFACT_BGR)
+            draw_legend(img, [("FP32 reference", np.array(REFERENCE_BGR)), ("INT8 artifact", np.array(ARTIFACT_BGR))])
             target = out_dir / f"{path.stem}.jpg"
             cv2.imwrite(str(target), img)
-            results.append({"image": path.name, "detections": dets.to_json(p.labels), "written": str(target)})
+            results.append({"image": path.name, "detections": art.to_json(artifact.labels),
+                            "reference_detections": ref.to_json(reference.labels), "kept": matched(ref, art),
+                            "written": str(target)})
     return results
+
+
+def matched(reference: Detections, artifact: Detections, iou: float = 0.5) -> int:
+    """How many reference detections the artifact reproduces: same class, IoU >= ``iou``, one to one."""
+    used = np.zeros(len(artifact), bool)
+    count = 0
+    for box, cls in zip(reference.boxes, reference.class_ids):
+        x0 = np.maximum(box[0], artifact.boxes[:, 0])
+        y0 = np.maximum(box[1], artifact.boxes[:, 1])
+        x1 = np.minimum(box[2], artifact.boxes[:, 2])
+        y1 = np.minimum(box[3], artifact.boxes[:, 3])
+        inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+        area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
+        ious = inter / np.maximum(area(box) + area(artifact.boxes) - inter, 1e-9)
+        ok = (~used) & (artifact.class_ids == cls) & (ious >= iou)
+        if ok.any():
+            used[int(np.argmax(np.where(ok, ious, -1)))] = True
+            count += 1
+    return count
 

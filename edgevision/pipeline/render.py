@@ -10,36 +10,107 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edgevision.ops.masks import palette
 from edgevision.ops.results import Detections, Segmentation
 
 
-def draw_detections(frame_bgr: np.ndarray, dets: Detections, labels: Sequence[str]) -> np.ndarray:
-    colours = palette(max(len(labels), 1) + 1)[1:]
+# Saturated, evenly spaced hues (BGR), far from the greys and pastels of most scenes and of the synthetic shapes.
+_DISTINCT = np.array([(0, 0, 255), (0, 200, 255), (0, 255, 0), (255, 128, 0), (255, 0, 255), (255, 255, 0),
+                      (0, 128, 255), (128, 0, 255), (0, 255, 160), (255, 0, 128)], np.uint8)
+
+
+def class_colours(n: int) -> np.ndarray:
+    """(n, 3) BGR colours, one per class, cycling through ``_DISTINCT``."""
+    return _DISTINCT[np.arange(max(n, 1)) % len(_DISTINCT)]
+
+
+def _place_label(placed: list[tuple[int, int, int, int]], x: int, y: int, w: int, h: int,
+                 frame_hw: tuple[int, int]) -> tuple[int, int]:
+    """Top-left corner for a w x h label near (x, y) (above the box), moved down in steps of its height until
+    it overlaps no label already placed: crowded images stay readable."""
+    fh, fw = frame_hw
+    x = min(max(x, 0), max(fw - w, 0))
+    y = max(y - h, 0)
+    for _ in range(40):
+        if not any(x < px + pw and px < x + w and y < py + ph and py < y + h for px, py, pw, ph in placed):
+            break
+        y += h
+        if y + h > fh:
+            y = 0
+            x = min(x + w // 2, max(fw - w, 0))
+    placed.append((x, y, w, h))
+    return x, y
+
+
+def draw_detections(frame_bgr: np.ndarray, dets: Detections, labels: Sequence[str],
+                    colour: tuple[int, int, int] | None = None, suffix: str = "", text: bool = True) -> np.ndarray:
+    """Boxes with class and score; labels never overprint each other. ``colour`` fixes one colour for every box
+    (e.g. reference vs artifact); ``suffix`` is appended to each label; ``text=False`` draws the boxes only."""
+    colours = class_colours(len(labels))
     h, w = frame_bgr.shape[:2]
     thickness = max(1, round(min(h, w) / 320))
-    for box, score, cls in zip(dets.boxes, dets.scores, dets.class_ids):
-        x0, y0, x1, y1 = (int(round(v)) for v in box)
-        colour = tuple(int(c) for c in colours[int(cls) % len(colours)][::-1])
-        cv2.rectangle(frame_bgr, (x0, y0), (x1, y1), colour, thickness, cv2.LINE_AA)
-        name = labels[int(cls)] if int(cls) < len(labels) else str(int(cls))
-        text = f"{name} {score:.2f}"
-        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-        ty = max(y0, th + base + 2)
-        cv2.rectangle(frame_bgr, (x0, ty - th - base - 2), (x0 + tw + 4, ty), colour, -1)
-        cv2.putText(frame_bgr, text, (x0 + 2, ty - base), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
+    scale = max(0.4, min(h, w) / 900)
+    placed: list[tuple[int, int, int, int]] = []
+    order = np.argsort(-dets.scores)  # the most confident labels get the best places
+    box_colours = [tuple(int(v) for v in (colour if colour is not None else colours[int(c) % len(colours)]))
+                   for c in dets.class_ids]
+    for i in order:  # all boxes first, then all labels, so that no box line crosses a label
+        x0, y0, x1, y1 = (int(round(v)) for v in dets.boxes[i])
+        cv2.rectangle(frame_bgr, (x0, y0), (x1, y1), box_colours[i], thickness, cv2.LINE_AA)
+    if not text:
+        return frame_bgr
+    for i in order:
+        cls = int(dets.class_ids[i])
+        x0, y0 = (int(round(v)) for v in dets.boxes[i][:2])
+        name = labels[cls] if cls < len(labels) else str(cls)
+        label = f"{name} {dets.scores[i]:.2f}{suffix}"
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        lx, ly = _place_label(placed, x0, y0, tw + 4, th + base + 4, (h, w))
+        cv2.rectangle(frame_bgr, (lx, ly), (lx + tw + 4, ly + th + base + 4), box_colours[i], -1)
+        cv2.putText(frame_bgr, label, (lx + 2, ly + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1,
+                    cv2.LINE_AA)
     return frame_bgr
 
 
-def draw_segmentation(frame_bgr: np.ndarray, seg: Segmentation, labels: Sequence[str], alpha: float = 0.5) -> np.ndarray:
-    colours = palette(max(len(labels), 2))[:, ::-1]  # BGR
+def draw_segmentation(frame_bgr: np.ndarray, seg: Segmentation, labels: Sequence[str], alpha: float = 0.45,
+                      legend: bool = True) -> np.ndarray:
+    """Classes blended over the frame in saturated colours that stand apart from it, each region outlined, and
+    a legend of the classes present (label 0, background, stays clear)."""
+    colours = class_colours(max(len(labels), 2))
     lm = seg.label_map
     if lm.shape[:2] != frame_bgr.shape[:2]:
         lm = cv2.resize(lm, (frame_bgr.shape[1], frame_bgr.shape[0]), interpolation=cv2.INTER_NEAREST)
+    present = [int(c) for c in np.unique(lm) if c > 0]
     fg = lm > 0
     if fg.any():
-        blended = (frame_bgr[fg] * (1 - alpha) + colours[np.minimum(lm[fg], len(colours) - 1)] * alpha)
-        frame_bgr[fg] = blended.astype(np.uint8)
+        tint = colours[np.minimum(lm[fg], len(colours) - 1)]
+        frame_bgr[fg] = (frame_bgr[fg] * (1 - alpha) + tint * alpha).astype(np.uint8)
+    thickness = max(1, round(min(frame_bgr.shape[:2]) / 400))
+    for c in present:
+        contours, _ = cv2.findContours((lm == c).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(frame_bgr, contours, -1, tuple(int(v) for v in colours[c % len(colours)]), thickness,
+                         cv2.LINE_AA)
+    if legend and present:
+        draw_legend(frame_bgr, [(labels[c] if c < len(labels) else str(c), colours[c % len(colours)])
+                                for c in present])
+    return frame_bgr
+
+
+def draw_legend(frame_bgr: np.ndarray, entries: Sequence[tuple[str, np.ndarray]]) -> np.ndarray:
+    """Colour swatches with names, in the bottom-right corner on a translucent backing."""
+    h, w = frame_bgr.shape[:2]
+    scale = max(0.4, min(h, w) / 900)
+    sizes = [cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0] for name, _ in entries]
+    row = max(s[1] for s in sizes) + 8
+    box_w = max(s[0] for s in sizes) + row + 12
+    box_h = row * len(entries) + 6
+    x0, y0 = max(w - box_w - 4, 0), max(h - box_h - 4, 0)
+    roi = frame_bgr[y0 : y0 + box_h, x0 : x0 + box_w]
+    roi[:] = (roi * 0.45).astype(np.uint8)
+    for i, (name, colour) in enumerate(entries):
+        y = y0 + 4 + i * row
+        cv2.rectangle(frame_bgr, (x0 + 4, y + 2), (x0 + row, y + row - 4), tuple(int(v) for v in colour), -1)
+        cv2.putText(frame_bgr, name, (x0 + row + 6, y + row - 6), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, 255, 255), 1, cv2.LINE_AA)
     return frame_bgr
 
 
@@ -51,16 +122,20 @@ def draw_result(frame_bgr: np.ndarray, result, labels: Sequence[str]) -> np.ndar
 
 
 def draw_panel(frame_bgr: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """A translucent box in the top-left corner with one line of text per entry (FPS, latencies)."""
+    """The stats panel: small text on a light translucent backing in the bottom-left corner, where it hides
+    the least of the scene (detections stay visible through it)."""
     if not lines:
         return frame_bgr
-    sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0] for t in lines]
-    w = max(s[0] for s in sizes) + 10
-    h = sum(s[1] + 6 for s in sizes) + 6
-    roi = frame_bgr[0:h, 0:w]
-    roi[:] = (roi * 0.4).astype(np.uint8)
-    y = 4
+    h_frame = frame_bgr.shape[0]
+    scale = 0.4
+    sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0] for t in lines]
+    w = max(s[0] for s in sizes) + 8
+    h = sum(s[1] + 5 for s in sizes) + 5
+    y0 = max(h_frame - h, 0)
+    roi = frame_bgr[y0:h_frame, 0:w]
+    roi[:] = (roi * 0.65).astype(np.uint8)
+    y = y0 + 3
     for text, (_, th) in zip(lines, sizes):
-        y += th + 6
-        cv2.putText(frame_bgr, text, (5, y - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+        y += th + 5
+        cv2.putText(frame_bgr, text, (4, y - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
     return frame_bgr
