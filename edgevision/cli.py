@@ -526,6 +526,11 @@ def run(
                            stats=stats, max_frames=max_frames, realtime=realtime, conf=conf, iou=iou,
                            max_reconnects=max_reconnects, runtime=runtime, threads=threads)
     print_run(summary)
+    if summary.get("interrupted"):
+        kept = [f"{p} ({summary['frames_processed']} frames)" for p in (out_video, jsonl) if p is not None]
+        kept += [str(stats)] if stats is not None else []
+        _stderr("interrupted; " + (f"kept {', '.join(kept)}" if kept else "nothing was written"))
+        raise typer.Exit(130)
 
 
 def print_run(s: dict) -> None:

@@ -511,3 +511,20 @@ def test_videos_are_h264_which_browsers_play(yolo_cpu_int8, clip, tmp_path):
     fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode(errors="replace").lower()
     assert fourcc in ("avc1", "h264"), fourcc
     assert frame_count(out) == 40
+
+
+def test_ctrl_c_ends_a_run_with_exit_130_and_says_what_was_kept(yolo_cpu_int8, tmp_path):
+    long_clip = tmp_path / "long.mp4"
+    write_video(long_clip, frames=900, seed=6)
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(yolo_cpu_int8.path), "--source",
+                             str(long_clip), "--out", str(out), "--jsonl", str(jsonl)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (jsonl.exists() and jsonl.stat().st_size > 2000):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert f"interrupted; kept {out}" in err and str(jsonl) in err
+    assert 0 < frame_count(out) == len(read_jsonl(jsonl)) < 900  # what was kept is whole

@@ -124,6 +124,7 @@ class Pipeline:
         self.q_post: queue.Queue = queue.Queue(maxsize=queue_size)
         self.q_render: queue.Queue = queue.Queue(maxsize=queue_size + self.postprocess_workers)
         self.stop = threading.Event()
+        self.interrupted = False  # stopped by Ctrl-C (SIGINT), as opposed to the end of the input or SIGTERM
         self.counters = _Counters()
         self.hist = {s: LatencyHistogram() for s in (*STAGES, "end_to_end")}
         self._errors: list[BaseException] = []
@@ -338,6 +339,7 @@ class Pipeline:
                     if any(getattr(s, "closed_by_user", threading.Event()).is_set() for s in self.sinks):
                         self.stop.set()
         except KeyboardInterrupt:
+            self.interrupted = True
             self.stop.set()
             for t in threads:
                 t.join(timeout=10)
@@ -360,9 +362,15 @@ class Pipeline:
         if threading.current_thread() is not threading.main_thread():
             return {}
         previous = {}
+
+        def stop(signum, _frame) -> None:
+            if signum == signal.SIGINT:
+                self.interrupted = True  # Ctrl-C: the run still finishes its outputs, then exits 130
+            self.stop.set()
+
         for sig in (signal.SIGINT, getattr(signal, "SIGTERM", None)):
             if sig is not None:
-                previous[sig] = signal.signal(sig, lambda *_: self.stop.set())
+                previous[sig] = signal.signal(sig, stop)
         return previous
 
     def summary(self) -> dict:
@@ -373,7 +381,7 @@ class Pipeline:
             "source": self.source.info.description, "realtime": self.realtime,
             "frames_read": c.read, "frames_processed": c.processed, "frames_dropped": c.dropped,
             "frames_corrupt": c.corrupt, "reconnects": self.reconnector.reconnects,
-            "duration_s": round(duration, 3),
+            "duration_s": round(duration, 3), "interrupted": self.interrupted,
             "fps": round(c.processed / duration, 2) if duration > 0 else None,
             "latency_ms": {k: h.summary() for k, h in self.hist.items()},
         }
