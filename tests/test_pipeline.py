@@ -252,18 +252,26 @@ def test_mjpeg_client_on_localhost_reads_frames(yolo_cpu_int8, tmp_path):
     assert len(frames) == 3 and all(f is not None and f.shape == (480, 640, 3) for f in frames)
 
 
-def test_sigterm_stops_cleanly_with_a_playable_video_and_flushed_jsonl(yolo_cpu_int8, tmp_path):
+def run_then_signal(bundle, tmp_path, sig, *extra: str):
+    """`edgevision run` on a 900-frame clip with --out and --jsonl (and ``extra``), sent ``sig`` once some frames
+    are out; returns (process, stderr, video path, JSONL path)."""
     long_clip = tmp_path / "long.mp4"
     write_video(long_clip, frames=900, seed=6)
-    out, jsonl, stats = tmp_path / "out.mp4", tmp_path / "r.jsonl", tmp_path / "s.json"
-    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(yolo_cpu_int8.path), "--source",
-                             str(long_clip), "--out", str(out), "--jsonl", str(jsonl), "--stats", str(stats)],
+    out, jsonl = tmp_path / "out.mp4", tmp_path / "r.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(bundle.path), "--source", str(long_clip),
+                             "--out", str(out), "--jsonl", str(jsonl), *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not (jsonl.exists() and jsonl.stat().st_size > 2000):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    return proc, stderr, out, jsonl
+
+
+def test_sigterm_stops_cleanly_with_a_playable_video_and_flushed_jsonl(yolo_cpu_int8, tmp_path):
+    stats = tmp_path / "s.json"
+    proc, stderr, out, jsonl = run_then_signal(yolo_cpu_int8, tmp_path, signal.SIGTERM, "--stats", str(stats))
     assert proc.returncode == 0, stderr
     s = json.loads(stats.read_text())
     assert 0 < s["frames_processed"] < 900
@@ -514,17 +522,7 @@ def test_videos_are_h264_which_browsers_play(yolo_cpu_int8, clip, tmp_path):
 
 
 def test_ctrl_c_ends_a_run_with_exit_130_and_says_what_was_kept(yolo_cpu_int8, tmp_path):
-    long_clip = tmp_path / "long.mp4"
-    write_video(long_clip, frames=900, seed=6)
-    out, jsonl = tmp_path / "out.mp4", tmp_path / "r.jsonl"
-    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "run", str(yolo_cpu_int8.path), "--source",
-                             str(long_clip), "--out", str(out), "--jsonl", str(jsonl)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (jsonl.exists() and jsonl.stat().st_size > 2000):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    proc, err, out, jsonl = run_then_signal(yolo_cpu_int8, tmp_path, signal.SIGINT)
     assert proc.returncode == 130, err
     assert f"interrupted; kept {out}" in err and str(jsonl) in err
     assert 0 < frame_count(out) == len(read_jsonl(jsonl)) < 900  # what was kept is whole
