@@ -91,7 +91,8 @@ class TensorRTRunner(Runner):
         logger = trt.Logger(trt.Logger.WARNING)
         self.engine = trt.Runtime(logger).deserialize_cuda_engine((bundle.path / ENGINE_FILE).read_bytes())
         if self.engine is None:
-            raise RuntimeError(f"{bundle.path / ENGINE_FILE}: TensorRT could not deserialize the engine")
+            raise BadInput(f"{bundle.path / ENGINE_FILE}: engine is corrupt or unreadable by this TensorRT; rebuild it "
+                           f"with `edgevision build-engine`")
         self.context = self.engine.create_execution_context()
         self.stream = cuda_call(self.cudart.cudaStreamCreate())
         self.inputs, self.outputs = [], []
