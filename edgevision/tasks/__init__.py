@@ -17,6 +17,7 @@ TASKS = {
     "segment": "edgevision.tasks.segment:SegmentTask",
 }
 _loaded: dict[str, Task] = {}
+_by_result_type: dict[type, Task] = {}
 
 
 def register_task(task: Task) -> Task:
@@ -49,12 +50,16 @@ def make_postprocessor(head: dict, imgsz: int, **options):
 
 
 def task_for_result(result) -> Task:
-    """The task whose result type ``result`` is (for drawing and JSONL without knowing the task)."""
-    for name in task_names():
-        task = get_task(name)
-        if isinstance(result, task.result_type):
-            return task
-    raise TypeError(f"no task produces a {type(result).__name__}")
+    """The task whose result type ``result`` is (for drawing and JSONL without knowing the task). Called per
+    frame, so the answer is kept per result type."""
+    kind = type(result)
+    task = _by_result_type.get(kind)
+    if task is None or _loaded.get(task.name) is not task:  # unknown, or its task was re-registered
+        task = next((t for t in map(get_task, task_names()) if isinstance(result, t.result_type)), None)
+        if task is None:
+            raise TypeError(f"no task produces a {kind.__name__}")
+        _by_result_type[kind] = task
+    return task
 
 
 __all__ = ["TASKS", "Accumulator", "Task", "get_task", "make_postprocessor", "register_task", "task_for_result",
