@@ -49,12 +49,12 @@ def bench_model(model: str, runs: int, warmup: int, threads: int, workdir: Path)
     batch = np.ascontiguousarray(prepare(render_scene(0, SceneSpec(size=(imgsz, imgsz))).image, imgsz)[0][None])
     fns = {}
     ref = reference_runner(first, threads=threads)
-    fns["PyTorch eager FP32"] = lambda: ref.run(batch)
+    fns["PyTorch eager FP32"] = lambda: ref.run("model", {"image": batch})
     runners = {}
     for label, target, precision, runtime in ROWS:
         r = open_runner(bundles[(target, precision)], runtime, threads)
         runners[label] = r
-        fns[label] = (lambda r=r: r.run(batch))
+        fns[label] = (lambda r=r: r.run("model", {"image": batch}))
     npu = bundles[("intel-npu", "int8")]
     predictor = Predictor(npu, runner=runners[ROWS[2][0]])
     frame = render_scene(1, SceneSpec(size=E2E_FRAME)).image

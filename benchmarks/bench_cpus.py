@@ -56,8 +56,8 @@ def bare_call(b, runtime: str, threads: int, batch: np.ndarray):
         from edgevision.runtime.onnxruntime import emulates_exact_int8, session_options
 
         opts = session_options(threads, exact_int8=emulates_exact_int8(b), spinning=False)
-        sess = ort.InferenceSession(str(b.artifact_path), opts, providers=["CPUExecutionProvider"])
-        feed = {sess.get_inputs()[0].name: batch}
+        sess = ort.InferenceSession(str(b.graph_path("model")), opts, providers=["CPUExecutionProvider"])
+        feed = {b.meta.graphs["model"].input("image").bound_name: batch}
         return lambda: sess.run(None, feed)
     if runtime == "openvino":
         import openvino as ov
@@ -65,14 +65,16 @@ def bare_call(b, runtime: str, threads: int, batch: np.ndarray):
         config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads}
         if b.meta.precision in ("fp32", "int8"):
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        request = ov.Core().compile_model(str(b.artifact_path), "CPU", config).create_infer_request()
-        return lambda: request.infer({0: batch}, share_inputs=True)
+        request = ov.Core().compile_model(str(b.graph_path("model")), "CPU", config).create_infer_request()
+        name = b.meta.graphs["model"].input("image").bound_name
+        return lambda: request.infer({name: batch}, share_inputs=True)
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_path=str(b.artifact_path), num_threads=threads)
+    interp = Interpreter(model_path=str(b.graph_path("model")), num_threads=threads)
     interp.allocate_tensors()
-    inp, outs = interp.get_input_details()[0], interp.get_output_details()
-    nchw = (b.meta.artifact_io or {}).get("input", {}).get("layout") == "NCHW"
+    inputs = {d["name"]: d for d in interp.get_input_details()}
+    inp, outs = inputs[b.meta.graphs["model"].input("image").bound_name], interp.get_output_details()
+    nchw = any(d.get("layout") == "NCHW" for d in (b.meta.graphs["model"].artifact_io or {}).get("inputs", []))
     scale, zero = inp["quantization"]
     dtype = np.dtype(inp["dtype"])
 
@@ -111,8 +113,9 @@ def measure(model: str, target: str, runs: int, threads: int, peaks: dict) -> di
     frame = render_scene(1, SceneSpec(size=E2E_FRAME)).image
     r8, r32 = runner(int8, runtime, threads), runner(fp32, runtime, threads)
     predictor = Predictor(int8, runner=r8)
-    fns = {"runner int8": lambda: r8.run(batch), "bare int8": bare_call(int8, runtime, threads, batch),
-           "runner fp32": lambda: r32.run(batch), "end to end int8": lambda: predictor.predict(frame)}
+    feed = {"image": batch}
+    fns = {"runner int8": lambda: r8.run("model", feed), "bare int8": bare_call(int8, runtime, threads, batch),
+           "runner fp32": lambda: r32.run("model", feed), "end to end int8": lambda: predictor.predict(frame)}
     stats = {k: latency_stats(v) for k, v in interleaved(fns, runs, 10).items()}
     med = {k: s["median_ms"] for k, s in stats.items()}
     macs = int8.meta.macs or 0
@@ -139,7 +142,7 @@ def peer(model: str, runs: int, threads: int) -> dict:
     from edgevision.config import load_recipe
     from edgevision.data.datasets import calibration_set
     from edgevision.graphs import export_onnx
-    from edgevision.models.wrappers import UInt8Input
+    from edgevision.models.wrappers import UInt8Input, image_spec
     from edgevision.models.loading import build_model
     from edgevision.models.registry import get_variant
 
@@ -151,9 +154,9 @@ def peer(model: str, runs: int, threads: int) -> dict:
     calib = calibration_set(None, v.imgsz, v.stride, v.preprocess.resize, limit=300)
     with tempfile.TemporaryDirectory() as d:
         onnx_path = Path(d) / "fp32.onnx"
-        export_onnx(UInt8Input(torch_model, v.preprocess).eval(), v.imgsz, onnx_path,
+        export_onnx(UInt8Input(torch_model, v.preprocess).eval(), onnx_path, inputs=[image_spec(v.imgsz)],
                     output_names=list(getattr(torch_model, "output_names", ["output"])))
-        hand = nncf.quantize(ov.convert_model(str(onnx_path)), nncf.Dataset(calib.batches))
+        hand = nncf.quantize(ov.convert_model(str(onnx_path)), nncf.Dataset([{"image": b} for b in calib.batches]))
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
     compiled = ov.Core().compile_model(hand, "CPU", config)
     request = compiled.create_infer_request()
@@ -161,27 +164,26 @@ def peer(model: str, runs: int, threads: int) -> dict:
     class HandRunner:
         max_batch = 1
 
-        def run(self, b):
-            res = request.infer({0: b})
-            return [np.array(res[o]) for o in compiled.outputs]
+        def run(self, graph, feeds):
+            res = request.infer(feeds)
+            return {o.get_any_name(): np.array(res[o]) for o in compiled.outputs}
 
     r8 = open_runner(ours, "openvino", threads)
     size = ours.meta.imgsz
     batch = np.ascontiguousarray(prepare(render_scene(0, SceneSpec(size=(size, size))).image, size)[0][None])
     hand_runner = HandRunner()
-    stats = {k: latency_stats(t) for k, t in interleaved({"edgevision intel-npu int8": lambda: r8.run(batch),
+    stats = {k: latency_stats(t) for k, t in interleaved({"edgevision intel-npu int8": lambda: r8.run("model", {"image": batch}),
                                                           "ov.convert_model + nncf.quantize defaults":
-                                                              lambda: hand_runner.run(batch)}, runs, 10).items()}
+                                                              lambda: hand_runner.run("model", {"image": batch})}, runs, 10).items()}
     row = {"model": model, "ms": {k: s["median_ms"] for k, s in stats.items()}}
     if model != "fast-yolo":
         recipe = load_recipe(model, v.task)
         eval_set, _ = _eval_set_for(ours, None, recipe)
         ref = reference_runner(ours, threads=threads)
         io = ModelIO.from_bundle(ours.meta, recipe)
-        names = [o.name for o in ours.meta.outputs]
         metric = recipe.primary_metric
         for label, runner in (("edgevision", r8), ("peer", hand_runner)):
-            outcome = evaluate({"reference": ref, "artifact": runner}, eval_set, io, output_names=names)
+            outcome = evaluate({"reference": ref, "artifact": runner}, eval_set, io)
             m = outcome.metrics
             row[f"{label}_delta"] = {k: m["artifact"][k] - m["reference"][k] for k in m["reference"]}
             row["metric"] = metric

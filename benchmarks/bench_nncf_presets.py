@@ -53,13 +53,13 @@ def main() -> None:
             requests = {}
             for name, preset in (("mixed", nncf.QuantizationPreset.MIXED),
                                  ("performance", nncf.QuantizationPreset.PERFORMANCE)):
-                source = ov.convert_model(str(fp32.artifact_path))
-                quantized = nncf.quantize(source, nncf.Dataset(calib.batches), preset=preset,
+                source = ov.convert_model(str(fp32.graph_path("model")))
+                quantized = nncf.quantize(source, nncf.Dataset([{"image": b} for b in calib.batches]), preset=preset,
                                           subset_size=min(recipe.quantization.subset_size, len(calib.batches)),
                                           ignored_scope=scope)
                 requests[name] = core.compile_model(quantized, "CPU", config).create_infer_request()
             batch = np.ascontiguousarray(calib.batches[0])
-            times = interleaved({k: (lambda r=r: r.infer({0: batch})) for k, r in requests.items()},
+            times = interleaved({k: (lambda r=r: r.infer({"image": batch})) for k, r in requests.items()},
                                 args.runs, warmup=10)
             s = {k: latency_stats(v) for k, v in times.items()}
             m, p = s["mixed"], s["performance"]

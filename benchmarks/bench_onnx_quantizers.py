@@ -49,9 +49,9 @@ def main() -> None:
         tmp = Path(tmp)
         fp32 = export_bundle(args.model, "cpu", "fp32", tmp / "fp32", measure_reference=False)
         ours = export_bundle(args.model, "cpu", "int8", tmp / "int8", measure_reference=False)
-        model = onnx.load(str(fp32.artifact_path))
+        model = onnx.load(str(fp32.graph_path("model")))
         simplify_input_stem(model)  # as the cpu exporter does before NNCF's accuracy control
-        name = model.graph.input[0].name
+        name = fp32.meta.graphs["model"].input("image").bound_name
         calib = calibration_set(None, variant.imgsz, variant.stride, variant.preprocess.resize,
                                 limit=recipe.quantization.subset_size)
         quantized = nncf.quantize(model, nncf.Dataset(list(calib.batches), lambda x: {name: x}),
@@ -63,8 +63,8 @@ def main() -> None:
         zero_points = Counter(onnx.TensorProto.DataType.Name(i.data_type) for i in quantized.graph.initializer
                               if "zero_point" in i.name)
         print(f"NNCF ONNX zero points by type: {dict(zero_points)}")
-        graphs = {"ORT FP32": fp32.artifact_path, "NNCF ONNX INT8 (MIXED)": nncf_path,
-                  "edgevision cpu INT8 (ORT QDQ u8/s8)": ours.artifact_path}
+        graphs = {"ORT FP32": fp32.graph_path("model"), "NNCF ONNX INT8 (MIXED)": nncf_path,
+                  "edgevision cpu INT8 (ORT QDQ u8/s8)": ours.graph_path("model")}
         sessions = {k: _session(p, args.threads) for k, p in graphs.items()}
         x = np.random.default_rng(0).integers(0, 256, (1, variant.imgsz, variant.imgsz, 3), dtype=np.uint8)
         times: dict[str, list[float]] = {k: [] for k in graphs}

@@ -41,7 +41,7 @@ def naive_loop(predictor: Predictor, video: Path, out: Path) -> float:
         rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         batch, geo = predictor.preprocess(rgb)
         outputs = predictor.infer(batch)
-        result = predictor.postprocess([o[0] for o in outputs], geo)
+        result = predictor.postprocess({k: v[0] for k, v in outputs.items()}, geo)
         draw_result(frame, result, predictor.labels)
         draw_panel(frame, [f"frame {n}"])
         if writer is None:

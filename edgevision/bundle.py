@@ -1,4 +1,9 @@
-"""Bundles: a directory holding one compiled artifact plus ``edgevision.json``.
+"""Bundles: a directory holding one compiled artifact per graph plus ``edgevision.json``.
+
+``edgevision.json`` format 2 lists the bundle's ``graphs``: each maps a name to its artifact file, its named
+inputs and outputs (TensorSpec: dtype, shape, layout), its precision and its quantization record. A one-graph
+model is a bundle whose single graph is named ``model`` with a uint8 NHWC ``image`` input. Format 1 bundles
+(one artifact, one ``input``) still load: they are read as that one graph.
 
 Bundles are written atomically: everything is built in a sibling temp directory that is renamed into place
 only once complete, so a failed export leaves no half bundle and never touches an existing one.
@@ -24,8 +29,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from edgevision.errors import BadInput
 from edgevision.ops.preprocess import Preprocess
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 META_FILE = "edgevision.json"
+
+# The names every model family shares (README: "Graphs and tensors").
+MODEL_GRAPH = "model"  # the graph of a one-graph model
+IMAGE = "image"  # a uint8 NHWC RGB image input
 
 
 class TensorSpec(BaseModel):
@@ -33,6 +42,54 @@ class TensorSpec(BaseModel):
     shape: list[int]
     dtype: str
     layout: str | None = None
+    # The tensor's name inside the artifact when it differs from ``name``: format 1 bundles' "images", and
+    # LiteRT's signature names. Runners bind by it; everything else uses ``name``.
+    artifact_name: str | None = None
+
+    @property
+    def bound_name(self) -> str:
+        return self.artifact_name or self.name
+
+
+Precision = Literal["fp32", "fp16", "int8"]
+_PRECISION_ORDER = {"fp32": 0, "fp16": 1, "int8": 2}
+
+
+class GraphSpec(BaseModel):
+    """One graph of a bundle: its artifact file and its named inputs and outputs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    artifact: str  # file name inside the bundle
+    artifact_format: str  # onnx | openvino-ir | tflite | ...
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    precision: Precision
+    quantization: dict[str, Any] | None = None  # tool, preset, layers kept in float
+    calibration: dict[str, Any] | None = None  # what the graph was calibrated on
+    artifact_io: dict[str, Any] | None = None  # e.g. a tflite's int8 input scale/zero point and layout
+    macs: int | None = None  # multiply-accumulates of one inference (conv/matmul), for bench's share of peak
+
+    def input(self, name: str) -> TensorSpec:
+        return _spec(self.inputs, name, "input")
+
+    def output(self, name: str) -> TensorSpec:
+        return _spec(self.outputs, name, "output")
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+def _spec(specs: list[TensorSpec], name: str, kind: str) -> TensorSpec:
+    for t in specs:
+        if t.name == name:
+            return t
+    raise KeyError(f"no {kind} named '{name}' (have: {', '.join(t.name for t in specs)})")
 
 
 class BundleMeta(BaseModel):
@@ -47,37 +104,76 @@ class BundleMeta(BaseModel):
     family: str  # "module:Class" of the PyTorch model
     task: str
     imgsz: int
-    input: TensorSpec
-    outputs: list[TensorSpec]
+    graphs: dict[str, GraphSpec]
     preprocess: Preprocess
     head: dict[str, Any]
     labels: list[str]
-    precision: Literal["fp32", "fp16", "int8"]
+    precision: Precision  # the lowest precision among the graphs (int8 when any graph is int8)
     target: str  # profile name
     target_family: str
-    artifact: str  # file name inside the bundle
-    artifact_format: str  # onnx | openvino-ir | tflite | ...
-    artifact_io: dict[str, Any] | None = None  # e.g. a tflite's int8 input scale/zero point and layout
     random_weights: bool = False
     random_seed: int | None = None
     weights_path: str | None = None
     weights_sha256: str | None = None
     calibration: dict[str, Any] | None = None  # source, image count, sha256
-    quantization: dict[str, Any] | None = None  # tool, preset, layers kept in float
     toolchain: dict[str, str] = {}
     reference: dict[str, Any] | None = None  # FP32 PyTorch accuracy on the eval set at export time
-    golden: dict[str, Any] | None = None  # golden.npz: inputs + FP32 outputs for checks without PyTorch
-    macs: int | None = None  # multiply-accumulates of one inference (conv/matmul), for bench's share of peak
+    golden: dict[str, Any] | None = None  # golden.npz: inputs + FP32 outputs per graph, for checks without PyTorch
     # The recipe the bundle was exported with (thresholds, eval set, tolerances): a device with another edgevision
     # version judges and draws the bundle as the host did. Bundles without it fall back to the shipped recipe.
     recipe: dict[str, Any] | None = None
 
+    def graph(self, name: str) -> GraphSpec:
+        try:
+            return self.graphs[name]
+        except KeyError:
+            raise BadInput(f"bundle of {self.model} has no graph '{name}' (it has: {', '.join(self.graphs)})") \
+                from None
+
+    @property
+    def macs(self) -> int | None:
+        """Multiply-accumulates of all graphs together, once each; None when a graph's count is unknown."""
+        counts = [g.macs for g in self.graphs.values()]
+        return sum(counts) if counts and all(counts) else None
+
+
+def lowest_precision(precisions) -> str:
+    return max(precisions, key=_PRECISION_ORDER.__getitem__)
+
+
+def upgrade_format_1(raw: dict) -> dict:
+    """A format 1 ``edgevision.json`` (one artifact, one uint8 ``input``) as format 2: its one graph ``model``
+    with the input named ``image`` (bound to the artifact's own input name)."""
+    raw = dict(raw)
+    try:
+        image = dict(raw.pop("input"))
+        outputs = [dict(o) for o in raw.pop("outputs")]
+        io = raw.pop("artifact_io", None)
+        image["artifact_name"] = image.get("name")
+        if io and "input" in io:  # a .tflite: its own tensor names, outputs in the order they were recorded
+            image["artifact_name"] = io["input"]["name"]
+            for spec, tensor in zip(outputs, io.get("outputs", [])):
+                spec["artifact_name"] = tensor["name"]
+            io = {"inputs": [io["input"]], "outputs": io.get("outputs", [])}
+        graph = {"artifact": raw.pop("artifact"), "artifact_format": raw.pop("artifact_format"),
+                 "inputs": [{**image, "name": IMAGE}], "outputs": outputs, "precision": raw.get("precision"),
+                 "quantization": raw.pop("quantization", None), "calibration": raw.get("calibration"),
+                 "artifact_io": io, "macs": raw.pop("macs", None)}
+    except (KeyError, TypeError) as e:
+        raise BadInput(f"format 1 {META_FILE}: field '{e.args[0] if e.args else e}' missing or malformed; "
+                       f"re-export the bundle") from None
+    raw["graphs"] = {MODEL_GRAPH: graph}
+    raw["format_version"] = FORMAT_VERSION
+    return raw
+
 
 class Bundle:
-    def __init__(self, path: Path, meta: BundleMeta, archive: Path | None = None) -> None:
+    def __init__(self, path: Path, meta: BundleMeta, archive: Path | None = None, format_read: int = FORMAT_VERSION) \
+            -> None:
         self.path = path
         self.meta = meta
         self.archive = archive  # the .tar.gz it was extracted from; ``path`` is then a cache directory
+        self.format_read = format_read  # the format_version on disk (1: upgraded to 2 when read)
 
     def output_dir(self, out_dir: Path | None = None) -> Path:
         """Where a verb writes what it makes for the user: ``out_dir`` if given, else the bundle directory, or
@@ -94,9 +190,9 @@ class Bundle:
             return self.output_dir() / f"{archive_stem(self.archive)}.{name}"
         return self.output_dir(out_dir) / name
 
-    @property
-    def artifact_path(self) -> Path:
-        return self.path / self.meta.artifact
+    def graph_path(self, graph: str) -> Path:
+        """The artifact file of ``graph``."""
+        return self.path / self.meta.graph(graph).artifact
 
     def __repr__(self) -> str:
         m = self.meta
@@ -125,15 +221,20 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     if version > FORMAT_VERSION:
         raise BadInput(f"{path}: bundle format_version {version} is newer than this edgevision supports "
                        f"({FORMAT_VERSION}); upgrade edgevision")
+    if version == 1:
+        raw = upgrade_format_1(raw)
     try:
         meta = BundleMeta.model_validate(raw)
     except ValidationError as e:
         err = e.errors()[0]
         raise BadInput(f"{meta_path}: field '{'.'.join(map(str, err['loc']))}': {err['msg']}; re-export the bundle") \
             from None
-    bundle = Bundle(path, meta, archive)
-    if not bundle.artifact_path.is_file():
-        raise BadInput(f"{path}: artifact '{meta.artifact}' is missing; re-export the bundle")
+    if not meta.graphs:
+        raise BadInput(f"{meta_path}: lists no graphs; re-export the bundle")
+    bundle = Bundle(path, meta, archive, format_read=version)
+    for name, graph in meta.graphs.items():
+        if not (path / graph.artifact).is_file():
+            raise BadInput(f"{path}: artifact '{graph.artifact}' of graph '{name}' is missing; re-export the bundle")
     return bundle
 
 

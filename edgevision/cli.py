@@ -174,11 +174,17 @@ def export(
                                dynamic_batch=dynamic_batch, max_drop=max_drop,
                                max_float_layers=max_float_layers, progress=step)
     m = bundle.meta
-    out.print(f"bundle: {bundle.path}  ({m.model}, {m.target}, {m.precision}, {m.artifact_format}, "
+    formats = sorted({g.artifact_format for g in m.graphs.values()})
+    out.print(f"bundle: {bundle.path}  ({m.model}, {m.target}, {m.precision}, {', '.join(formats)}, "
               f"{m.imgsz}x{m.imgsz})")
+    if len(m.graphs) > 1:
+        for name, g in m.graphs.items():
+            out.print(f"  graph {name}: {g.artifact} ({g.precision}; in: {', '.join(g.input_names)}; "
+                      f"out: {', '.join(g.output_names)})")
     if m.reference and m.reference.get("metrics"):
         out.print("FP32 reference: " + ", ".join(f"{k} {_fmt(v)}" for k, v in m.reference["metrics"].items()))
-    control = (m.quantization or {}).get("accuracy_control")
+    control = next(((g.quantization or {}).get("accuracy_control") for g in m.graphs.values()
+                    if (g.quantization or {}).get("accuracy_control")), None)
     if control:
         for i, step in enumerate(control["steps"]):
             out.print(f"  step {i}: {control['metric']} {step['metric']:.2f} (drop {step['drop']:.2f}) with "
@@ -207,7 +213,8 @@ def pack(
 
 
 # --------------------------------------------------------------------------------------------- build-engine
-@app.command("build-engine", help="On the Jetson: build the TensorRT engine of a jetson bundle from its ONNX, "
+@app.command("build-engine", help="On the Jetson: build the TensorRT engine of a jetson bundle from its ONNX "
+                                  "(one engine per graph: model.engine, or image_encoder.engine and so on), "
                                   "with the precision flags, a workspace limit and a timing cache kept in "
                                   "the bundle (DLA with GPU fallback where the profile has DLA cores). Needs "
                                   "TensorRT 10 (JetPack 6) and cuda-python.\n\n"
@@ -231,7 +238,9 @@ def build_engine_cmd(
     with _progress() as bar:
         bar.add_task("building the TensorRT engine (minutes on a Jetson)", total=None)
         tag = build_engine(bundle, workspace_mb=workspace_mb, dla_core=dla_core, force=force, out_dir=out_dir)
-    out.print(f"engine built: TensorRT {tag['tensorrt']} on {tag['gpu']} ({tag['precision']}"
+    engines = ", ".join(e["file"] for e in tag.get("engines", {}).values())
+    out.print(f"engine{'s' if len(tag.get('engines', {})) > 1 else ''} built ({engines}): TensorRT "
+              f"{tag['tensorrt']} on {tag['gpu']} ({tag['precision']}"
               f"{', DLA core ' + str(tag['dla_core']) if tag['dla_core'] is not None else ''})")
     out.print(f"written: {tag['written']}")
 

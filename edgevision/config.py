@@ -117,6 +117,9 @@ class Recipe(_Strict):
     iou_threshold: float = Field(0.45, ge=0, le=1)
     eval: EvalSpec = EvalSpec()
     quantization: QuantizationSpec = QuantizationSpec()
+    # graph name -> precision, for a graph kept more precise than --precision (e.g. mask_decoder: fp16 beside an
+    # int8 image_encoder); graphs not named take --precision
+    graph_precision: dict[str, Precision] = {}
     tolerances: dict[Precision, Tolerances] = {}
     target_tolerances: dict[str, dict[Precision, Tolerances]] = {}  # per target family, overrides
 

@@ -16,21 +16,26 @@ from edgevision.errors import EdgevisionError
 OPSET = 18
 
 
-def export_onnx(wrapper, imgsz: int, path: Path, *, output_names: list[str],
-                dynamic_batch: bool = False) -> None:
-    """Export the uint8-input wrapper with ``torch.onnx.export(dynamo=True)``; static shapes by default."""
+def export_onnx(module, path: Path, *, inputs: list, output_names: list[str], dynamic_batch: bool = False) -> None:
+    """Export ``module`` with ``torch.onnx.export(dynamo=True)``; its named ``inputs`` (TensorSpecs, in the
+    order ``forward`` takes them) become the graph's inputs. Static shapes by default."""
     import torch
 
     # torch.export specialises a size-1 dimension, so a dynamic batch is traced with 2
-    example = torch.zeros(2 if dynamic_batch else 1, imgsz, imgsz, 3, dtype=torch.uint8)
-    dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=64)}} if dynamic_batch else None
+    example = tuple(torch.zeros([2 if dynamic_batch else 1, *t.shape[1:]], dtype=getattr(torch, t.dtype))
+                    for t in inputs)
+    names = [t.name for t in inputs]
+    dynamic = None
+    if dynamic_batch:
+        batch = torch.export.Dim("batch", min=1, max=64)
+        dynamic = tuple({0: batch} for _ in inputs)
     quiet = io.StringIO()
     try:
         with warnings.catch_warnings(), contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
             warnings.simplefilter("ignore")
             logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-            program = torch.onnx.export(wrapper, (example,), dynamo=True, opset_version=OPSET,
-                                        input_names=["images"], output_names=output_names,
+            program = torch.onnx.export(module, example, dynamo=True, opset_version=OPSET,
+                                        input_names=names, output_names=output_names,
                                         dynamic_shapes=dynamic, verbose=False)
             program.save(str(path))
     except Exception as e:  # the exporter raises many types; all mean the same to a user

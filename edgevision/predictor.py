@@ -39,13 +39,14 @@ class Predictor:
         net, geometry = prepare(image_rgb, meta.imgsz, meta.preprocess.resize)  # BGR models swap in-graph
         return np.ascontiguousarray(net[None]), geometry
 
-    def infer(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.runner.run(batch)
+    def infer(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """(1, S, S, 3) uint8 -> the task graph's outputs by name."""
+        return self.task.infer(self.runner, batch)
 
     def predict(self, image_rgb: np.ndarray):
         batch, geometry = self.preprocess(image_rgb)
         outputs = self.infer(batch)
-        return self.postprocess([o[0] for o in outputs], geometry)
+        return self.postprocess({k: v[0] for k, v in outputs.items()}, geometry)
 
     def close(self) -> None:
         self.runner.close()

@@ -41,13 +41,13 @@ def test_plain_int8_breaks_and_max_drop_brings_it_back(capsys, export_once, targ
     printed = capsys.readouterr()
     assert code == 0, printed.err
     meta = load_bundle(out).meta
-    control = meta.quantization["accuracy_control"]
+    control = meta.graphs["model"].quantization["accuracy_control"]
     assert control["budget_met"] and control["best"]["drop"] <= budget
     assert control["steps"][0]["drop"] > budget  # the first attempt is plain INT8
     assert check_bundle(load_bundle(out))["passed"]
     if target in ("intel-npu", "cpu"):
         assert control["steps"][-1]["float_layers"], "NNCF kept at least one layer in float"
-        assert meta.quantization["tool"] == "nncf.quantize_with_accuracy_control"
+        assert meta.graphs["model"].quantization["tool"] == "nncf.quantize_with_accuracy_control"
 
 
 @pytest.mark.slow
@@ -57,7 +57,7 @@ def test_an_unreachable_budget_keeps_the_best_bundle_and_exits_1(capsys, tmp_pat
     err = capsys.readouterr().err
     assert code == 1 and "budget_met: false" in err and "drop" in err
     meta = json.loads((out / "edgevision.json").read_text())
-    assert meta["quantization"]["budget_met"] is False
+    assert meta["graphs"]["model"]["quantization"]["budget_met"] is False
 
 
 def test_max_drop_needs_int8_and_real_weights(capsys):

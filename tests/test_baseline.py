@@ -43,13 +43,14 @@ def test_update_baseline_refuses_to_record_a_failing_artifact(tmp_path):
 
     class Meta:
         imgsz = 32
+        task = "detect"
 
     class FakeBundle:
         meta = Meta()
 
     class Runner:
-        def run(self, batch):
-            return [batch]
+        def run(self, graph, feeds):
+            return dict(feeds)
 
     section = apply_baseline(FakeBundle(), {"passed": False}, tmp_path / "b.json", Runner(), {}, update=True, runs=3)
     assert not section["updated"] and not (tmp_path / "b.json").exists()

@@ -94,7 +94,7 @@ def _first_conv_operands(model_path, inputs: np.ndarray):
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-    codes = np.concatenate([sess.run([q_tensor], {sess.get_inputs()[0].name: x[None]})[0] for x in inputs])
+    codes = np.concatenate([sess.run([q_tensor], {"image": x[None]})[0] for x in inputs])
     attrs = {a.name: helper.get_attribute_value(a) for a in conv.attribute}
     w_q = inits[w_dq.input[0]]  # (Cout, Cin, kh, kw) int8
     cout, cin, kh, kw = w_q.shape
@@ -115,11 +115,11 @@ def test_cpu_int8_bundle_computes_on_avx2_exactly_what_vnni_computes(yolo_cpu_in
     activations of the first convolution, the emulated AVX2 arithmetic equals exact arithmetic; the same layer
     quantized with 8-bit weights (the old scheme) would have saturated."""
     for bundle in (yolo_cpu_int8, unet_cpu_int8):
-        assert bundle.meta.quantization["weight_bits"] == 7
-        ranges = onnx_weight_ranges(bundle.artifact_path)
+        assert bundle.meta.graphs["model"].quantization["weight_bits"] == 7
+        ranges = onnx_weight_ranges(bundle.graph_path("model"))
         assert ranges and max(ranges.values()) <= SATURATION_FREE_WEIGHT, ranges
     golden = np.load(yolo_cpu_int8.path / "golden.npz")["inputs"][:4]
-    a, w7, w_float = _first_conv_operands(yolo_cpu_int8.artifact_path, golden)
+    a, w7, w_float = _first_conv_operands(yolo_cpu_int8.graph_path("model"), golden)
     np.testing.assert_array_equal(vpmaddubsw_dot(a, w7), exact_dot(a, w7))
     w8 = np.clip(np.round(w_float / (np.abs(w_float).max(axis=0) / 127)), -127, 127).astype(np.int8)
     saturated = vpmaddubsw_dot(a, w8) != exact_dot(a, w8)
@@ -152,19 +152,19 @@ def test_jetson_int8_is_checked_with_exact_int8_not_the_hosts_fused_kernels(yolo
 
     runner = open_runner(yolo_jetson_int8, "onnxruntime")
     assert runner.exact_int8 and "unfused" in runner.describe()["kernels"]
-    ops = _optimized_ops(yolo_jetson_int8.artifact_path, runner.session.get_session_options(), tmp_path)
+    ops = _optimized_ops(yolo_jetson_int8.graph_path("model"), runner.session.get_session_options(), tmp_path)
     assert "QuantizeLinear" in ops and "Conv" in ops and not ops & FUSED_INT8_OPS, ops
     # the same graph with ORT's defaults runs fused int8 kernels: what the runner must not do
     default = ort.SessionOptions()
-    assert _optimized_ops(yolo_jetson_int8.artifact_path, default, tmp_path) & FUSED_INT8_OPS
+    assert _optimized_ops(yolo_jetson_int8.graph_path("model"), default, tmp_path) & FUSED_INT8_OPS
     # and what it runs is the Q/DQ arithmetic: close to the graph with no optimisation at all (float summation
     # order may flip a rounding here and there, as TensorRT's own order does)
     inputs = np.load(yolo_jetson_int8.path / "golden.npz")["inputs"][:8]
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    plain = ort.InferenceSession(str(yolo_jetson_int8.artifact_path), opts, providers=["CPUExecutionProvider"])
-    ours = np.concatenate([runner.run(x[None])[0] for x in inputs]).ravel()
-    exact = np.concatenate([plain.run(None, {plain.get_inputs()[0].name: x[None]})[0] for x in inputs]).ravel()
+    plain = ort.InferenceSession(str(yolo_jetson_int8.graph_path("model")), opts, providers=["CPUExecutionProvider"])
+    ours = np.concatenate([runner.run("model", {"image": x[None]})["output"] for x in inputs]).ravel()
+    exact = np.concatenate([plain.run(None, {"image": x[None]})[0] for x in inputs]).ravel()
     assert float(ours @ exact / np.linalg.norm(ours) / np.linalg.norm(exact)) > 0.999
 
 
@@ -213,7 +213,7 @@ def test_mac_count_matches_pytorch_hooks(tmp_path):
     from edgevision.graphs import count_macs, export_onnx
     from edgevision.models.loading import build_model
     from edgevision.models.registry import get_variant
-    from edgevision.models.wrappers import UInt8Input
+    from edgevision.models.wrappers import UInt8Input, image_spec
 
     for name in ("fast-yolo-demo", "mobile-unet"):
         v = get_variant(name)
@@ -230,6 +230,6 @@ def test_mac_count_matches_pytorch_hooks(tmp_path):
         for h in handles:
             h.remove()
         path = tmp_path / f"{name}.onnx"
-        export_onnx(UInt8Input(model, v.preprocess).eval(), v.imgsz, path,
+        export_onnx(UInt8Input(model, v.preprocess).eval(), path, inputs=[image_spec(v.imgsz)],
                     output_names=list(getattr(model, "output_names", ["output"])))
         assert count_macs(path) == counted[0] > 0

@@ -42,14 +42,14 @@ def test_cpu_int8_keeps_the_input_normalisation_in_float(unet_cpu_int8):
     QLinearMul/QLinearAdd on the whole image, which made the INT8 U-Net slower than FP32."""
     import onnx
 
-    graph = onnx.load(str(unet_cpu_int8.artifact_path)).graph
+    graph = onnx.load(str(unet_cpu_int8.graph_path("model"))).graph
     produced_by = {out: n for n in graph.node for out in n.output}
     stem = [n for n in graph.node if n.op_type in ("Mul", "Add") and n.input[0] in produced_by
             and produced_by[n.input[0]].op_type in ("Cast", "Mul")]
     assert [n.op_type for n in stem] == ["Mul", "Add"]
     for node in stem:
         assert all(produced_by.get(i) is None or produced_by[i].op_type != "DequantizeLinear" for i in node.input)
-        assert node.name in unet_cpu_int8.meta.quantization["float_nodes"]
+        assert node.name in unet_cpu_int8.meta.graphs["model"].quantization["float_nodes"]
     first_conv = next(n for n in graph.node if n.op_type == "Conv")
     assert produced_by[first_conv.input[0]].op_type == "DequantizeLinear"  # the first conv still reads INT8
 

@@ -21,14 +21,38 @@ BLOCK_TORCH = (
 def test_golden_data_is_stored_small_and_complete(yolo_cpu_int8, unet_cpu_int8):
     for b in (yolo_cpu_int8, unet_cpu_int8):
         assert (b.path / "golden.npz").stat().st_size < GOLDEN_BUDGET_BYTES
-        g = load_golden(b.path)
+        g = load_golden(b)
+        assert list(g) == ["model"]  # one graph, stored under its name
         s = b.meta.imgsz
-        assert g["inputs"].dtype == np.uint8 and g["inputs"].shape[1:] == (s, s, 3)
-        assert b.meta.golden["samples"] == len(g["inputs"]) >= 16
-    g = load_golden(yolo_cpu_int8.path)
-    assert g["output_0"].dtype == np.float16 and g["output_0"].shape[1:] == (7, 7, 15)
-    g = load_golden(unet_cpu_int8.path)
-    assert g["argmax_0"].dtype == np.uint8 and g["confidence_0"].dtype == np.float16
+        image = g["model"]["inputs"]["image"]
+        assert image.dtype == np.uint8 and image.shape[1:] == (s, s, 3)
+        assert b.meta.golden["samples"] == b.meta.golden["graphs"]["model"]["samples"] == len(image) >= 16
+    out = load_golden(yolo_cpu_int8)["model"]["outputs"]
+    assert out["output"].dtype == np.float16 and out["output"].shape[1:] == (7, 7, 15)
+    out = load_golden(unet_cpu_int8)["model"]["outputs"]
+    assert out["argmax.output"].dtype == np.uint8 and out["confidence.output"].dtype == np.float16
+
+
+def test_golden_budget_drops_samples_but_keeps_two_a_graph(tmp_path):
+    """A 1024 px bundle may take 16 MB, a smaller one 5 MB; noise does not compress, so samples are dropped
+    until the file fits, never below 2 per graph."""
+    from edgevision.check.golden import GOLDEN_BUDGET_BYTES_LARGE, golden_budget, write_golden
+
+    assert golden_budget(512) == GOLDEN_BUDGET_BYTES and golden_budget(1024) == GOLDEN_BUDGET_BYTES_LARGE
+    rng = np.random.default_rng(0)
+    n = 12
+    per_graph = {"image_encoder": ({"image": rng.integers(0, 256, (n, 512, 512, 3), dtype=np.uint8)},
+                                   {"image_embeddings": rng.standard_normal((n, 64, 32, 32), dtype=np.float32)}),
+                 "mask_decoder": ({"image_embeddings": rng.standard_normal((n, 64, 32, 32), dtype=np.float32),
+                                   "point_coords": rng.random((n, 6, 2), dtype=np.float32)},
+                                  {"low_res_masks": rng.standard_normal((n, 3, 128, 128), dtype=np.float32)})}
+    info = write_golden(tmp_path / "golden.npz", "detect", per_graph, 512)
+    assert 2 <= info["samples"] < n and info["bytes"] <= GOLDEN_BUDGET_BYTES
+    assert info["graphs"] == {"image_encoder": {"samples": info["samples"]}, "mask_decoder": {"samples": info["samples"]}}
+    with np.load(tmp_path / "golden.npz") as z:
+        assert len(z["mask_decoder/inputs/point_coords"]) == info["samples"]
+    huge = {"g": ({"x": rng.standard_normal((4, 2_000_000), dtype=np.float32)}, {"y": np.zeros((4, 1), np.float32)})}
+    assert write_golden(tmp_path / "huge.npz", "detect", huge, 512)["samples"] == 2  # the floor holds
 
 
 def test_check_runs_where_importing_torch_fails(yolo_cpu_int8, tmp_path):

@@ -39,11 +39,11 @@ def test_segmentation_scores_from_confusion():
 def test_output_similarity():
     sim = OutputSimilarity()
     ref = np.linspace(-1, 1, 100, dtype=np.float32)
-    sim.add([ref], [ref])
-    assert sim.result(["y"])["y"] == {"cosine": 1.0, "max_abs_error": 0.0, "sqnr_db": float("inf")}
+    sim.add({"y": ref}, {"y": ref})
+    assert sim.result()["y"] == {"cosine": 1.0, "max_abs_error": 0.0, "sqnr_db": float("inf")}
     sim = OutputSimilarity()
-    sim.add([ref], [ref + 0.01])
-    r = sim.result(["y"])["y"]
+    sim.add({"y": ref}, {"y": ref + 0.01})
+    r = sim.result()["y"]
     assert r["max_abs_error"] == pytest.approx(0.01, rel=1e-3)
     expected = 10 * np.log10((ref.astype(np.float64) ** 2).sum() / (100 * 0.01**2))
     assert r["sqnr_db"] == pytest.approx(expected, abs=0.05)
@@ -103,11 +103,11 @@ def test_evaluation_batches_the_reference_without_changing_its_results():
     io = ModelIO("detect", variant.imgsz, variant.preprocess.resize, head, variant.labels,
                  load_recipe(variant.name, "detect"))
     data = synthetic_eval_set(variant.imgsz, variant.stride, 40, 3, "detect")
-    batched = PyTorchRunner(model, variant.preprocess)
-    single = PyTorchRunner(model, variant.preprocess)
+    batched = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz)
+    single = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz)
     single.max_batch = 1
     assert batched.max_batch > 1
-    outcome = evaluate({"reference": batched, "artifact": single}, data, io, output_names=["output"])
+    outcome = evaluate({"reference": batched, "artifact": single}, data, io)
     assert outcome.images == 40
     ref, art = outcome.metrics["reference"], outcome.metrics["artifact"]
     assert ref["map50"] > 50 and abs(ref["map50"] - art["map50"]) < 1e-6

@@ -63,13 +63,15 @@ def test_jetson_int8_within_the_spine_budget_checked_with_onnxruntime(jetson_che
 
 def test_rpi_int8_is_full_int8(export_once):
     b = export_once("fast-yolo-demo", "rpi", "int8")
-    io = b.meta.artifact_io
-    assert io["input"]["dtype"] == "int8" and io["input"]["layout"] == "NHWC"
+    graph = b.meta.graphs["model"]
+    (image,) = graph.artifact_io["inputs"]
+    assert image["dtype"] == "int8" and image["layout"] == "NHWC"
+    assert graph.input("image").artifact_name == image["name"]  # bound by the .tflite's own tensor name
     # everything but the head's float tail computes in int8
-    assert set(b.meta.quantization["float_ops"]) <= {"LOGISTIC", "SOFTMAX", "CONCATENATION"}
-    assert not {"CONV_2D", "DEPTHWISE_CONV_2D"} & set(b.meta.quantization["float_ops"])
+    assert set(graph.quantization["float_ops"]) <= {"LOGISTIC", "SOFTMAX", "CONCATENATION"}
+    assert not {"CONV_2D", "DEPTHWISE_CONV_2D"} & set(graph.quantization["float_ops"])
     unet = export_once("mobile-unet", "rpi", "int8")
-    assert "CONV_2D" not in unet.meta.quantization["float_ops"]
+    assert "CONV_2D" not in unet.meta.graphs["model"].quantization["float_ops"]
 
 
 def test_jetson_int8_qdq_is_in_tensorrt_form(export_once):
@@ -77,7 +79,7 @@ def test_jetson_int8_qdq_is_in_tensorrt_form(export_once):
     from onnx import numpy_helper
 
     b = export_once("fast-yolo-demo", "jetson", "int8")
-    model = onnx.load(str(b.artifact_path))
+    model = onnx.load(str(b.graph_path("model")))
     inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
     q_nodes = [n for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
     assert q_nodes
@@ -102,14 +104,14 @@ def test_jetson_int8_qdq_is_in_tensorrt_form(export_once):
     for n in model.graph.node:
         if n.op_type in ("Sigmoid", "Softmax"):
             assert not any(t in ("QuantizeLinear",) for t in consumers.get(n.output[0], []))
-    assert b.meta.input.shape == [1, 224, 224, 3]  # static by default
+    assert b.meta.graphs["model"].input("image").shape == [1, 224, 224, 3]  # static by default
 
 
 def test_jetson_fp16_onnx_keeps_uint8_input_and_float32_output(export_once):
     import onnx
 
     b = export_once("fast-yolo-demo", "jetson", "fp16", random_weights=True)
-    model = onnx.load(str(b.artifact_path))
+    model = onnx.load(str(b.graph_path("model")))
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     assert model.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
@@ -307,7 +309,9 @@ def test_build_engine_on_an_archive_writes_a_new_archive_with_the_engine(export_
     """The delivery half of build-engine (TensorRT itself only runs on a Jetson): the engine lands in a new
     archive beside the old one, written atomically; the old archive and the cache are untouched."""
     from edgevision.export.tensorrt_engine import deliver
-    from edgevision.runtime.tensorrt import ENGINE_FILE
+    from edgevision.runtime.tensorrt import engine_file
+
+    ENGINE_FILE = engine_file("model")
 
     monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path / "cache"))
     b = export_once("fast-yolo-demo", "jetson", "int8")

@@ -38,7 +38,7 @@ class BrightnessPostprocessor:
         pass
 
     def __call__(self, outputs, geometry=None) -> Brightness:
-        logits = outputs[0].reshape(-1)
+        logits = outputs["output"].reshape(-1)
         e = np.exp(logits - logits.max())
         return Brightness(int(logits.argmax()), e / e.sum())
 

@@ -65,7 +65,7 @@ def test_postprocessor_nms_and_mapping_to_source_pixels():
     post = YoloV1Postprocessor({"kind": "yolov1", "grid": S, "boxes_per_cell": B, "num_classes": C}, IMG,
                                conf=0.25, iou=0.45)
     geo = Geometry(scale_x=0.35, scale_y=0.35, pad_x=0, pad_y=28, src_w=640, src_h=480)  # letterbox 640x480
-    dets = post([pred], geo)
+    dets = post({"output": pred}, geo)
     assert len(dets) == 2
     assert dets.class_ids.tolist() == [1, 2]
     cx, cy = 3.5 / S * IMG, 3.5 / S * IMG

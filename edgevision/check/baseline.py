@@ -114,7 +114,8 @@ def write_baseline(path: Path, bundle, report: dict, latency: dict) -> dict:
     data = {
         "schema_version": BASELINE_SCHEMA_VERSION, "kind": "baseline", "created": now_iso(),
         "bundle": {"model": bundle.meta.model, "target": bundle.meta.target, "precision": bundle.meta.precision,
-                   "artifact_sha256": sha256_file(bundle.artifact_path)},
+                   "artifact_sha256": {name: sha256_file(bundle.path / g.artifact)
+                                       for name, g in bundle.meta.graphs.items()}},
         "runtime": report["runtime"], "cpu": report.get("cpu"), "data": report["data"]["description"],
         "metrics": accuracy_values(report), "latency": latency,
     }
@@ -129,10 +130,12 @@ def apply_baseline(bundle, report: dict, path: Path, runner, tolerances: dict[st
     tolerances) or compare against it. Returns the report's ``baseline`` section."""
     from edgevision.data.synthetic import SceneSpec, render_scene
     from edgevision.ops.preprocess import prepare
+    from edgevision.tasks import get_task
 
     s = bundle.meta.imgsz
     batch = np.ascontiguousarray(prepare(render_scene(0, SceneSpec(size=(s, s))).image, s)[0][None])
-    latency = measure_latency(lambda: runner.run(batch), runs)
+    task = get_task(bundle.meta.task)
+    latency = measure_latency(lambda: task.infer(runner, batch), runs)
     if update:
         if not report["passed"]:
             return {"file": str(path), "updated": False, "latency": latency, "failures": [],

@@ -68,11 +68,12 @@ def artifact_macs(bundle: Bundle) -> int | None:
     bundle; None when neither is possible."""
     if bundle.meta.macs:
         return bundle.meta.macs
-    if bundle.meta.artifact.endswith(".onnx"):
+    graphs = bundle.meta.graphs.values()
+    if all(g.artifact.endswith(".onnx") for g in graphs):
         try:
             from edgevision.graphs import count_macs
 
-            return count_macs(bundle.artifact_path) or None
+            return sum(count_macs(bundle.path / g.artifact) for g in graphs) or None
         except ImportError:  # the onnx package is not on every device
             return None
     return None
@@ -107,7 +108,8 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
     predictor = Predictor(bundle, runner=artifact)
     frame = render_scene(0, SceneSpec(size=E2E_FRAME)).image
     batch = np.ascontiguousarray(prepare(frame, meta.imgsz, meta.preprocess.resize)[0][None])
-    fns: dict[str, Callable[[], object]] = {"artifact": lambda: artifact.run(batch),
+    task = predictor.task
+    fns: dict[str, Callable[[], object]] = {"artifact": lambda: task.infer(artifact, batch),
                                             "end_to_end": lambda: predictor.predict(frame)}
     notes = []
     from edgevision.check.reference import reference_runner, torch_available
@@ -117,7 +119,7 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
         notes.append("PyTorch is not installed here: no reference timing")
     if reference:
         ref = reference_runner(bundle, weights, artifact.threads)
-        fns["pytorch_fp32"] = lambda: ref.run(batch)
+        fns["pytorch_fp32"] = lambda: task.infer(ref, batch)
     times = interleaved(fns, runs, warmup, progress)
     stats = {k: latency_stats(v) for k, v in times.items()}
     peaks = measure_peaks(artifact.threads)

@@ -98,9 +98,9 @@ def _memory_record(bundle: Bundle, runner, rss_before: float) -> dict:
     Measured after the golden inputs ran (or one input, without golden data), before PyTorch is loaded."""
     from edgevision.config import get_target
 
-    if bundle.meta.golden is None:
-        size = bundle.meta.imgsz
-        runner.run(np.zeros((1, size, size, 3), np.uint8))
+    if bundle.meta.golden is None:  # nothing ran yet: one run of every graph on zeros
+        for name, graph in bundle.meta.graphs.items():
+            runner.run(name, {t.name: np.zeros(t.shape, t.dtype) for t in graph.inputs})
     try:
         budget = get_target(bundle.meta.target).memory_budget_mb
     except BadInput:
@@ -149,7 +149,7 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
     saturation = saturation_note(artifact)
     if saturation:
         notes.append(saturation)
-    golden = load_golden(bundle.path)
+    golden = load_golden(bundle)
     golden_result = compare_golden(artifact, meta, golden, recipe) if golden else None
     memory = _memory_record(bundle, artifact, rss_before)
     if use_torch:
@@ -158,7 +158,7 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         ref_runner = reference_runner(bundle, weights, artifact.threads)
         total = len(eval_set)
         outcome = evaluate({"reference": ref_runner, "artifact": artifact}, eval_set,
-                           ModelIO.from_bundle(meta, recipe), output_names=[o.name for o in meta.outputs],
+                           ModelIO.from_bundle(meta, recipe),
                            progress=(lambda n: progress(n, total)) if progress else None)
         metrics: dict[str, Any] = dict(outcome.metrics)
         if outcome.metrics:
@@ -188,7 +188,10 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
         "edgevision_version": __version__,
         "bundle": {"path": str(bundle.path), "model": meta.model, "task": meta.task, "target": meta.target,
                    "precision": meta.precision,
-                   "artifact": meta.artifact, "random_weights": meta.random_weights},
+                   "format_version": bundle.format_read,
+                   "graphs": {name: {"artifact": g.artifact, "precision": g.precision}
+                              for name, g in meta.graphs.items()},
+                   "random_weights": meta.random_weights},
         "runtime": artifact.describe(),
         "cpu": cpu_info().to_json(),
         "memory": memory,

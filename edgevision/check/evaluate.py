@@ -16,7 +16,7 @@ import numpy as np
 from edgevision.check.metrics import OutputSimilarity
 from edgevision.data.datasets import EvalSet
 from edgevision.ops.preprocess import prepare
-from edgevision.runtime.base import Runner, run_in_batches
+from edgevision.runtime.base import Runner
 from edgevision.tasks import get_task
 
 
@@ -45,7 +45,7 @@ class EvalOutcome:
     worst: list[dict]  # images where artifact and reference disagree most
 
 
-def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, output_names: list[str],
+def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *,
              progress: Callable[[int], None] | None = None) -> EvalOutcome:
     """``runners`` is keyed by role; with both "reference" and "artifact", agreement and similarity are
     measured too."""
@@ -62,17 +62,17 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
     while group := list(itertools.islice(samples, chunk)):
         prepared = [prepare(sample.image, io.imgsz, io.resize) for sample in group]
         batch = np.ascontiguousarray(np.stack([b for b, _ in prepared]))
-        outputs = {name: run_in_batches(r, batch) for name, r in runners.items()}
+        outputs = {name: task.infer(r, batch) for name, r in runners.items()}
         for i, (sample, (_, geometry)) in enumerate(zip(group, prepared)):
-            single = {name: [o[i : i + 1] for o in out] for name, out in outputs.items()}
-            results = {name: post([o[0] for o in out], geometry) for name, out in single.items()}
+            single = {name: {k: o[i : i + 1] for k, o in out.items()} for name, out in outputs.items()}
+            results = {name: post({k: o[0] for k, o in out.items()}, geometry) for name, out in single.items()}
             for name, a in acc.items():
                 a.add(sample, results[name])
             if paired:
                 agreement.add(results["reference"], results["artifact"])
                 similarity.add(single["reference"], single["artifact"])
-                ref, art = single["reference"][0].ravel(), single["artifact"][0].ravel()
-                per_image.append((float(np.abs(ref - art).mean()), sample.name))
+                error = np.mean([np.abs(v - single["artifact"][k]).mean() for k, v in single["reference"].items()])
+                per_image.append((float(error), sample.name))
             count += 1
             if progress:
                 progress(count)
@@ -82,4 +82,4 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *, o
         base, key = task.agreement
         agree = {key: agreement.result()[base]}
     worst = [{"image": n, "mean_abs_error": round(e, 6)} for e, n in sorted(per_image, reverse=True)[:5]]
-    return EvalOutcome(metrics, agree, similarity.result(output_names) if similarity else {}, count, worst)
+    return EvalOutcome(metrics, agree, similarity.result() if similarity else {}, count, worst)

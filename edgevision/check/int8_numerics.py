@@ -69,24 +69,24 @@ def saturation_note(runner) -> str | None:
 
     bundle, cpu = runner.bundle, cpu_info()
     meta = bundle.meta
-    quant = meta.quantization or {}
     int8_dot = cpu.openvino_int8_dot if runner.runtime == "openvino" else cpu.int8_dot
     if meta.precision != "int8" or int8_dot is not None or cpu.arch not in ("x86_64", "AMD64"):
         return None
     if runner.runtime not in ("onnxruntime", "openvino") or getattr(runner, "exact_int8", False):
         return None
-    if quant.get("weight_bits") == 7:
+    details = []
+    for name, graph in meta.graphs.items():
+        if graph.precision != "int8" or (graph.quantization or {}).get("weight_bits") == 7:
+            continue
+        if graph.artifact.endswith(".onnx"):
+            worst = max(onnx_weight_ranges(bundle.path / graph.artifact).values(), default=0)
+            if worst > SATURATION_FREE_WEIGHT:
+                details.append(f"its int8 weights reach {worst}" + (f" in {name}" if len(meta.graphs) > 1 else ""))
+        elif graph.artifact.endswith(".xml"):
+            details.append("it was quantized with 8-bit weights (NNCF's overflow fix on the first layer only)")
+    if not details:
         return None
-    if meta.artifact.endswith(".onnx"):
-        ranges = onnx_weight_ranges(bundle.artifact_path)
-        worst = max(ranges.values(), default=0)
-        if worst <= SATURATION_FREE_WEIGHT:
-            return None
-        detail = f"its int8 weights reach {worst}"
-    elif meta.artifact.endswith(".xml"):
-        detail = "it was quantized with 8-bit weights (NNCF's overflow fix on the first layer only)"
-    else:
-        return None
+    detail = "; ".join(details)
     return (f"this CPU has no VNNI: its int8 kernels add pairs of u8 x s8 products in 16 bits and saturate "
             f"above 32767, and {detail}, so its figures here can be lower than on a VNNI CPU or the device; "
             f"re-export with this edgevision (7-bit weights: the same results on every x86 CPU)")

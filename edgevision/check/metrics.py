@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -87,35 +87,30 @@ def segmentation_scores(conf: np.ndarray) -> dict[str, float]:
 
 
 class OutputSimilarity:
-    """Streams reference/artifact output pairs; reports cosine, max abs error and SQNR (dB) per output."""
+    """Streams reference/artifact output pairs, keyed by output name; reports cosine, max abs error and SQNR (dB)
+    per output."""
 
     def __init__(self) -> None:
-        self._dot: list[float] = []
-        self._ref2: list[float] = []
-        self._art2: list[float] = []
-        self._err2: list[float] = []
-        self._max: list[float] = []
+        self._sums: dict[str, list[float]] = {}  # name -> [r.a, r.r, a.a, d.d, max |d|]
 
-    def add(self, reference: Sequence[np.ndarray], artifact: Sequence[np.ndarray]) -> None:
-        if not self._dot:
-            n = len(reference)
-            self._dot, self._ref2, self._art2, self._err2, self._max = ([0.0] * n for _ in range(5))
-        for k, (r, a) in enumerate(zip(reference, artifact)):
+    def add(self, reference: Mapping[str, np.ndarray], artifact: Mapping[str, np.ndarray]) -> None:
+        for name, r in reference.items():
             r = np.asarray(r, np.float64).ravel()
-            a = np.asarray(a, np.float64).ravel()
+            a = np.asarray(artifact[name], np.float64).ravel()
             d = r - a
-            self._dot[k] += float(r @ a)
-            self._ref2[k] += float(r @ r)
-            self._art2[k] += float(a @ a)
-            self._err2[k] += float(d @ d)
-            self._max[k] = max(self._max[k], float(np.abs(d).max(initial=0.0)))
+            s = self._sums.setdefault(name, [0.0] * 5)
+            s[0] += float(r @ a)
+            s[1] += float(r @ r)
+            s[2] += float(a @ a)
+            s[3] += float(d @ d)
+            s[4] = max(s[4], float(np.abs(d).max(initial=0.0)))
 
-    def result(self, names: Sequence[str]) -> dict[str, dict[str, float]]:
+    def result(self) -> dict[str, dict[str, float]]:
         out = {}
-        for k, name in enumerate(names[: len(self._dot)]):
-            denom = np.sqrt(self._ref2[k] * self._art2[k])
-            cos = self._dot[k] / denom if denom > 0 else (1.0 if self._err2[k] == 0 else 0.0)
-            sqnr = 10 * np.log10(self._ref2[k] / self._err2[k]) if self._err2[k] > 0 else float("inf")
-            out[name] = {"cosine": round(float(cos), 6), "max_abs_error": round(self._max[k], 6),
+        for name, (dot, ref2, art2, err2, worst) in self._sums.items():
+            denom = np.sqrt(ref2 * art2)
+            cos = dot / denom if denom > 0 else (1.0 if err2 == 0 else 0.0)
+            sqnr = 10 * np.log10(ref2 / err2) if err2 > 0 else float("inf")
+            out[name] = {"cosine": round(float(cos), 6), "max_abs_error": round(worst, 6),
                          "sqnr_db": round(float(sqnr), 2)}
         return out

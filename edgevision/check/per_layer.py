@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from edgevision.bundle import Bundle
+from edgevision.errors import BadInput
 
 
 @dataclass
@@ -75,11 +76,9 @@ class Node:
 
 
 def rank_layers(nodes: list[Node], ref: dict[str, list[np.ndarray]], art: dict[str, list[np.ndarray]],
-                graph_input: str | None = None) -> list[LayerError]:
+                graph_inputs: list[str] = ()) -> list[LayerError]:
     """Score every node whose first output exists in both runs, in graph order."""
-    sq: dict[str, float] = {}
-    if graph_input is not None:
-        sq[graph_input] = float("inf")
+    sq: dict[str, float] = {name: float("inf") for name in graph_inputs}
     layers = []
     for node in nodes:
         if not node.outputs:
@@ -122,7 +121,10 @@ def _onnx_nodes(model) -> list[Node]:
     return out
 
 
-def _onnx_intermediates(path: Path, inputs: list[np.ndarray], threads: int) -> dict[str, list[np.ndarray]]:
+Feeds = list[dict[str, np.ndarray]]  # one feed per sample, keyed by the file's own input names
+
+
+def _onnx_intermediates(path: Path, inputs: Feeds, threads: int) -> dict[str, list[np.ndarray]]:
     import onnx
     import onnxruntime as ort
 
@@ -139,19 +141,20 @@ def _onnx_intermediates(path: Path, inputs: list[np.ndarray], threads: int) -> d
     opts.log_severity_level = 3
     sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     names = [o.name for o in sess.get_outputs()]
-    feed = sess.get_inputs()[0].name
     acc: dict[str, list[np.ndarray]] = {n: [] for n in names}
-    for x in inputs:
-        for n, v in zip(names, sess.run(names, {feed: x})):
+    for feed in inputs:
+        for n, v in zip(names, sess.run(names, feed)):
             acc[n].append(np.asarray(v))
     return acc
 
 
-def onnx_per_layer(reference_onnx: Path, artifact_onnx: Path, inputs: list[np.ndarray], threads: int = 2):
+def onnx_per_layer(reference_onnx: Path, artifact_onnx: Path, inputs: Feeds, threads: int = 2,
+                   artifact_inputs: Feeds | None = None):
+    """``inputs`` feed the reference, ``artifact_inputs`` (default: the same) the artifact."""
     import onnx
 
     ref = _onnx_intermediates(reference_onnx, inputs, threads)
-    art = _onnx_intermediates(artifact_onnx, inputs, threads)
+    art = _onnx_intermediates(artifact_onnx, artifact_inputs or inputs, threads)
     model = onnx.load(str(artifact_onnx))
     nodes = [n for n in _onnx_nodes(model) if n.op_type not in ("QuantizeLinear", "DequantizeLinear")]
     # QDQ graphs feed layers through DequantizeLinear outputs: map those back to the float tensor they carry
@@ -165,11 +168,11 @@ def onnx_per_layer(reference_onnx: Path, artifact_onnx: Path, inputs: list[np.nd
                     alias[n.output[0]] = q.input[0]
     for node in nodes:
         node.inputs = [alias.get(i, i) for i in node.inputs]
-    return rank_layers(nodes, ref, art, model.graph.input[0].name)
+    return rank_layers(nodes, ref, art, [i.name for i in model.graph.input])
 
 
 # -------------------------------------------------------------------------------------------- OpenVINO
-def _ov_intermediates(model, inputs: list[np.ndarray], threads: int) -> tuple[dict, list[Node]]:
+def _ov_intermediates(model, inputs: Feeds, threads: int) -> tuple[dict, list[Node]]:
     import openvino as ov
 
     core = ov.Core()
@@ -183,8 +186,8 @@ def _ov_intermediates(model, inputs: list[np.ndarray], threads: int) -> tuple[di
     names = [model.output(i).get_node().input_value(0).get_node().get_friendly_name()
              for i in range(len(model.outputs))]
     acc: dict[str, list[np.ndarray]] = {}
-    for x in inputs:
-        res = req.infer({0: x})
+    for feed in inputs:
+        res = req.infer(feed)
         for i, name in enumerate(names):
             acc.setdefault(name, []).append(np.array(res[compiled.output(i)]))
     nodes = []
@@ -199,17 +202,18 @@ def _ov_intermediates(model, inputs: list[np.ndarray], threads: int) -> tuple[di
     return acc, nodes
 
 
-def openvino_per_layer(reference_onnx: Path, artifact_xml: Path, inputs: list[np.ndarray], threads: int = 2):
+def openvino_per_layer(reference_onnx: Path, artifact_xml: Path, inputs: Feeds, threads: int = 2,
+                       artifact_inputs: Feeds | None = None):
     import openvino as ov
 
     core = ov.Core()
     ref, _ = _ov_intermediates(ov.convert_model(str(reference_onnx)), inputs, threads)
-    art, nodes = _ov_intermediates(core.read_model(str(artifact_xml)), inputs, threads)
+    art, nodes = _ov_intermediates(core.read_model(str(artifact_xml)), artifact_inputs or inputs, threads)
     return rank_layers(nodes, ref, art)
 
 
 # ------------------------------------------------------------------------------------------------ LiteRT
-def _tflite_intermediates(path: Path, inputs: list[np.ndarray], io: dict | None, threads: int):
+def _tflite_intermediates(path: Path, inputs: Feeds, threads: int):
     """Every op output per input, keyed by tensor index: the converter's tensor names are not unique (two
     LeakyReLUs of one model can share a name), so a name would pool two different tensors."""
     from edgevision.runtime.litert import load_interpreter_class
@@ -218,16 +222,17 @@ def _tflite_intermediates(path: Path, inputs: list[np.ndarray], io: dict | None,
                                       experimental_preserve_all_tensors=True)
     interp.allocate_tensors()
     details = {t["index"]: t for t in interp.get_tensor_details()}
-    inp = interp.get_input_details()[0]
-    scale, zero = inp["quantization"]
+    by_name = {d["name"]: d for d in interp.get_input_details()}
     acc: dict[str, list[np.ndarray]] = {}
     # DELEGATE entries stand for the ops XNNPACK took over, which are listed (and preserved) themselves
     ops = [op for op in interp._get_ops_details() if op["op_name"] != "DELEGATE"]
-    for x in inputs:
-        feed = x
-        if np.dtype(inp["dtype"]).kind == "i":
-            feed = np.clip(np.rint(x.astype(np.float32) / scale) + zero, -128, 127).astype(np.int8)
-        interp.set_tensor(inp["index"], feed.astype(inp["dtype"]))
+    for feed in inputs:
+        for name, x in feed.items():
+            inp = by_name[name]
+            scale, zero = inp["quantization"]
+            if np.dtype(inp["dtype"]).kind == "i" and scale:
+                x = np.clip(np.rint(x.astype(np.float32) / scale) + zero, -128, 127)
+            interp.set_tensor(inp["index"], x.astype(inp["dtype"]))
         interp.invoke()
         for op in ops:
             for t in op["outputs"]:
@@ -263,13 +268,14 @@ def _by_position(nodes: list[Node]) -> dict[tuple[str, int], str]:
     return keys
 
 
-def litert_per_layer(reference_tflite: Path, artifact_tflite: Path, inputs: list[np.ndarray], threads: int = 2):
+def litert_per_layer(reference_tflite: Path, artifact_tflite: Path, inputs: Feeds, threads: int = 2,
+                     artifact_inputs: Feeds | None = None):
     """A float and a quantized conversion of one model number and name their tensors differently, so layers
     are matched by position: the k-th CONV_2D of the artifact with the k-th CONV_2D of the reference, and so
     on (rank_layers drops a pair whose shapes differ). A DEQUANTIZE is transparent: the op after it is scored
     against the quantized tensor before it."""
-    ref, ref_nodes = _tflite_intermediates(reference_tflite, inputs, None, threads)
-    art, nodes = _tflite_intermediates(artifact_tflite, inputs, None, threads)
+    ref, ref_nodes = _tflite_intermediates(reference_tflite, inputs, threads)
+    art, nodes = _tflite_intermediates(artifact_tflite, artifact_inputs or inputs, threads)
     ref_tensors = _by_position(ref_nodes)
     ref = {art_t: ref[ref_tensors[key]] for key, art_t in _by_position(nodes).items()
            if key in ref_tensors and ref_tensors[key] in ref}
@@ -283,46 +289,61 @@ def litert_per_layer(reference_tflite: Path, artifact_tflite: Path, inputs: list
 
 
 # ------------------------------------------------------------------------------------------------ driver
-def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top: int = 10) -> dict:
-    """Rank the artifact's layers by the error they add, against an FP32 graph of the same format exported
-    from the PyTorch reference."""
+def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top: int = 10,
+                     graph: str | None = None) -> dict:
+    """Rank the layers of one graph of the artifact (the task's graph by default) by the error they add,
+    against an FP32 graph of the same format exported from the PyTorch reference. The graph's inputs are its
+    golden inputs (or synthetic eval images, for a one-graph bundle without golden data)."""
     from edgevision.check.reference import reference_runner
     from edgevision.check.golden import load_golden
     from edgevision.data.datasets import synthetic_eval_set
     from edgevision.graphs import export_onnx
     from edgevision.models.registry import get_variant
     from edgevision.ops.preprocess import prepare
+    from edgevision.tasks import get_task
 
     meta = bundle.meta
-    golden = load_golden(bundle.path)
-    if golden is not None:
-        batch = golden["inputs"][:samples]
-    else:
+    graph = graph or get_task(meta.task).graph
+    spec = meta.graph(graph)
+    golden = load_golden(bundle)
+    if golden is not None and graph in golden:
+        stored = golden[graph]["inputs"]
+        n = min(samples, len(next(iter(stored.values()))))
+        feeds = [{k: np.ascontiguousarray(v[i : i + 1]) for k, v in stored.items()} for i in range(n)]
+    elif [t.name for t in spec.inputs] == ["image"]:
         data = synthetic_eval_set(meta.imgsz, get_variant(meta.model).stride, samples, 1, meta.task)
-        batch = np.stack([prepare(s.image, meta.imgsz, meta.preprocess.resize)[0] for s in data.samples])
-    inputs = [np.ascontiguousarray(b[None]) for b in batch]
-    ref_model = reference_runner(bundle, threads=threads).model  # the uint8-input wrapper
+        feeds = [{"image": np.ascontiguousarray(prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None])}
+                 for s in data.samples]
+    else:
+        raise BadInput(f"{bundle.path}: no golden inputs for graph {graph}; re-export the bundle")
+    artifact_feeds = [{t.bound_name: f[t.name] for t in spec.inputs} for f in feeds]
+    ref_graph = reference_runner(bundle, threads=threads).graphs[graph]
+    artifact = bundle.graph_path(graph)
     with tempfile.TemporaryDirectory() as tmp:
         ref_onnx = Path(tmp) / "reference.onnx"
-        export_onnx(ref_model, meta.imgsz, ref_onnx, output_names=[o.name for o in meta.outputs])
-        fmt = meta.artifact_format
+        export_onnx(ref_graph.module, ref_onnx, inputs=ref_graph.inputs, output_names=ref_graph.outputs)
+        fmt = spec.artifact_format
         if fmt == "onnx":
-            layers = onnx_per_layer(ref_onnx, bundle.artifact_path, inputs, threads)
+            layers = onnx_per_layer(ref_onnx, artifact, feeds, threads, artifact_feeds)
         elif fmt == "openvino-ir":
-            layers = openvino_per_layer(ref_onnx, bundle.artifact_path, inputs, threads)
+            layers = openvino_per_layer(ref_onnx, artifact, feeds, threads, artifact_feeds)
         elif fmt == "tflite":
             import litert_torch
-            import torch
+
+            from edgevision.runtime.litert import load_interpreter_class, signature_order
 
             ref_tflite = Path(tmp) / "reference.tflite"
-            litert_torch.convert(ref_model, (torch.zeros(1, meta.imgsz, meta.imgsz, 3, dtype=torch.uint8),)) \
-                .export(str(ref_tflite))
-            layers = litert_per_layer(ref_tflite, bundle.artifact_path, inputs, threads)
+            litert_torch.convert(ref_graph.module, ref_graph.example()).export(str(ref_tflite))
+            interp = load_interpreter_class()(model_path=str(ref_tflite))
+            ordered, _ = signature_order(interp)
+            ref_feeds = [{d["name"]: f[t.name] for t, d in zip(spec.inputs, ordered)} for f in feeds]
+            layers = litert_per_layer(ref_tflite, artifact, ref_feeds, threads, artifact_feeds)
         else:
             raise ValueError(f"no per-layer comparison for {fmt}")
     ranked = rank_by_added_noise(layers)
     return {
-        "samples": len(inputs),
+        "graph": graph,
+        "samples": len(feeds),
         "layers": [e.to_json() for e in layers],  # graph order, for plotting along the network
         "top": [e.to_json() for e in ranked[:top]],
         "keep_in_higher_precision": [e.name for e in ranked[:3] if e.added_noise > 1e-3],

@@ -13,30 +13,45 @@ import numpy as np
 from edgevision.bundle import Bundle, sha256_file
 from edgevision.errors import BadInput, MissingDependency
 from edgevision.models.registry import get_variant
-from edgevision.runtime.base import Runner
+from edgevision.runtime.base import Runner, checked_feeds
 
 
 class PyTorchRunner(Runner):
+    """The model's export graphs (``models.wrappers.model_graphs``) run eagerly in PyTorch, on named tensors."""
+
     runtime = "pytorch"
     max_batch = 16
 
-    def __init__(self, model, preprocess, threads: int = 2) -> None:
+    def __init__(self, model, preprocess, threads: int = 2, imgsz: int = 0) -> None:
         import torch
 
-        from edgevision.models.wrappers import UInt8Input
+        from edgevision.models.wrappers import model_graphs
 
         self.bundle = None
         self.threads = threads
         torch.set_num_threads(threads)
-        self.model = UInt8Input(model, preprocess).eval()
+        self._graphs = {g.name: g for g in model_graphs(model.eval(), preprocess, imgsz)}
+        for g in self._graphs.values():
+            g.module.eval()
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
+    @property
+    def graphs(self) -> dict:
+        return self._graphs
+
+    def run(self, graph: str, feeds) -> dict[str, np.ndarray]:
+        g = self._graphs.get(graph)
+        if g is None:
+            raise ValueError(f"no graph '{graph}' in this model (it has: {', '.join(self._graphs)})")
+        return self._run(graph, checked_feeds(g.inputs, feeds, graph))
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         import torch
 
+        g = self._graphs[graph]
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(batch)))
+            out = g.module(*(torch.from_numpy(feeds[t.name]) for t in g.inputs))
         outs = out if isinstance(out, (tuple, list)) else (out,)
-        return [o.numpy() for o in outs]
+        return {name: o.float().numpy() for name, o in zip(g.outputs, outs)}
 
 
 def torch_available() -> bool:
@@ -65,5 +80,5 @@ def reference_runner(bundle: Bundle, weights: Path | None = None, threads: int =
                            f"the original checkpoint, or re-export")
     model = build_model(variant, weights=None if meta.random_weights else path,
                         random_seed=meta.random_seed if meta.random_weights else None, num_classes=len(meta.labels))
-    return PyTorchRunner(model, meta.preprocess, threads)
+    return PyTorchRunner(model, meta.preprocess, threads, meta.imgsz)
 

@@ -16,11 +16,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from edgevision import __version__
-from edgevision.bundle import Bundle, BundleMeta, TensorSpec, load_bundle, now_iso, sha256_file, staging_dir, write_meta
+from edgevision.bundle import (IMAGE, MODEL_GRAPH, Bundle, BundleMeta, GraphSpec, TensorSpec, load_bundle,
+                               lowest_precision, now_iso, sha256_file, staging_dir, write_meta)
 from edgevision.check.golden import DEFAULT_GOLDEN_COUNT, GOLDEN_FILE
 from edgevision.config import PRECISIONS, get_target, load_recipe
 from edgevision.errors import AccuracyRegression, BadInput
 from edgevision.graphs import count_macs
+from edgevision.export.base import bind_artifact_names
 from edgevision.models.registry import get_variant
 
 # target family -> module with export_artifact(ctx) -> ArtifactInfo
@@ -91,6 +93,7 @@ def export_bundle(
         raise BadInput("pass either --weights or --random-weights, not both")
     if max_drop is not None and (precision != "int8" or random_weights):
         raise BadInput("--max-drop applies to --precision int8 with real weights (it measures accuracy)")
+
     label_list = list(variant.labels) if labels is None else (labels if isinstance(labels, list) else read_labels(labels))
     if not random_weights and weights is None and not variant.has_weights:
         raise BadInput(f"model '{variant.name}' ships no weights; pass --weights PATH (a state_dict of this model) "
@@ -109,34 +112,43 @@ def export_bundle(
     from edgevision.data.datasets import calibration_set
     from edgevision.export.base import ExportContext
     from edgevision.graphs import export_onnx
-    from edgevision.models.wrappers import UInt8Input
     from edgevision.models.loading import build_model
+    from edgevision.models.wrappers import model_graphs
 
     say(f"building {variant.name} ({'random weights' if random_weights else weights or 'bundled weights'})")
     torch_model = build_model(variant, weights=weights, random_seed=seed if random_weights else None,
                               num_classes=len(label_list))
     weights_file = None if random_weights else Path(weights or variant.weights_path)
-    wrapper = UInt8Input(torch_model, variant.preprocess).eval()
-    calibration = None
-    if precision == "int8":
+    graphs = model_graphs(torch_model, variant.preprocess, size)
+    if max_drop is not None and [g.name for g in graphs] != [MODEL_GRAPH]:
+        raise BadInput(f"--max-drop works on one-graph models in this version; {variant.name} exports as "
+                       f"{', '.join(g.name for g in graphs)}: keep a graph in float with the recipe's graph_precision")
+    precisions = graph_precisions(graphs, precision, recipe, profile)
+    calibration = feeds = None
+    if "int8" in precisions.values():
         say("preparing calibration data")
         calibration = calibration_set(calib, size, variant.stride, variant.preprocess.resize,
                                       limit=recipe.quantization.subset_size)
+        wanted = [g.name for g in graphs if precisions[g.name] == "int8"]
+        feeds = chained_feeds(graphs, calibration.batches, recipe.eval.seed, wanted)
+    exporter = importlib.import_module(EXPORTERS[profile.family])
 
     with staging_dir(out, force) as work:
-        onnx_fp32 = work / ".fp32.onnx"
-        say(f"exporting ONNX graph (imgsz {size}, static shapes{', dynamic batch' if dynamic_batch else ''})")
-        output_names = list(getattr(torch_model, "output_names", ["output"]))
-        export_onnx(wrapper, size, onnx_fp32, output_names=output_names, dynamic_batch=dynamic_batch)
-        ctx = ExportContext(onnx_fp32, work, precision, profile, recipe, size, calibration, wrapper)
-        say(f"building the {profile.family} {precision} artifact")
-        info = importlib.import_module(EXPORTERS[profile.family]).export_artifact(ctx)
+        specs, contexts, toolchain = {}, {}, {}
+        for g in graphs:
+            onnx_fp32 = work / f".{g.name}.fp32.onnx"
+            what = f"graph {g.name} " if len(graphs) > 1 else ""
+            say(f"exporting ONNX {what}(imgsz {size}, static shapes{', dynamic batch' if dynamic_batch else ''})")
+            export_onnx(g.module, onnx_fp32, inputs=g.inputs, output_names=g.outputs, dynamic_batch=dynamic_batch)
+            ctx = ExportContext(onnx_fp32, work, precisions[g.name], profile, recipe, size,
+                                feeds[g.name] if feeds and g.name in feeds else None, g.module, g)
+            say(f"building the {profile.family} {precisions[g.name]} artifact{' of ' + g.name if what else ''}")
+            info = exporter.export_artifact(ctx)
+            specs[g.name] = graph_spec(g, info, ctx, calibration, count_macs(onnx_fp32))
+            contexts[g.name] = ctx
+            toolchain.update(info.toolchain)
 
         head = torch_model.head_spec(size)
-        with torch.inference_mode():
-            example = torch.zeros(1, size, size, 3, dtype=torch.uint8)
-            outs = wrapper(example)
-            outs = outs if isinstance(outs, (tuple, list)) else (outs,)
         meta = BundleMeta(
             edgevision_version=__version__,
             created=now_iso(),
@@ -144,26 +156,20 @@ def export_bundle(
             family=variant.family,
             task=variant.task,
             imgsz=size,
-            input=TensorSpec(name="images", shape=[1, size, size, 3], dtype="uint8", layout="NHWC"),
-            outputs=[TensorSpec(name=n, shape=list(o.shape), dtype="float32") for n, o in zip(output_names, outs)],
+            graphs=specs,
             preprocess=variant.preprocess,
             head=head,
             labels=label_list,
-            precision=precision,
+            precision=lowest_precision(precisions.values()),
             target=profile.name,
             target_family=profile.family,
-            artifact=info.file,
-            artifact_format=info.format,
-            artifact_io=info.io,
             random_weights=random_weights,
             random_seed=seed if random_weights else None,
             weights_path=str(weights_file.resolve()) if weights_file else None,
             weights_sha256=sha256_file(weights_file) if weights_file else None,
             calibration=None if calibration is None else {
                 "source": calibration.source, "images": len(calibration), "sha256": calibration.sha256},
-            quantization=info.quantization,
-            toolchain=_toolchain(info.toolchain),
-            macs=count_macs(onnx_fp32),
+            toolchain=_toolchain(toolchain),
             recipe=recipe.model_dump(mode="json"),
         )
         if (measure_reference or max_drop is not None) and not random_weights:
@@ -175,17 +181,18 @@ def export_bundle(
 
             if not (meta.reference and meta.reference.get("metrics")):
                 raise BadInput("--max-drop needs the synthetic eval set's labels; it cannot run with custom --labels")
-            exporter = importlib.import_module(EXPORTERS[profile.family])
+            ctx = contexts[MODEL_GRAPH]
             info, control = control_accuracy(exporter, ctx, meta, recipe, max_drop, say, max_float_layers)
             quant = dict(info.quantization or {})
             quant["accuracy_control"] = control.to_json()
             quant["budget_met"] = control.budget_met
-            meta = meta.model_copy(update={"artifact": info.file, "artifact_format": info.format,
-                                           "artifact_io": info.io, "quantization": quant})
+            spec = specs[MODEL_GRAPH].model_copy(update={"artifact": info.file, "artifact_format": info.format,
+                                                        "artifact_io": info.io, "quantization": quant})
+            meta = meta.model_copy(update={"graphs": {**specs, MODEL_GRAPH: bind_artifact_names(spec, info)}})
         count = DEFAULT_GOLDEN_COUNT if golden is None else golden
         if count > 0:
             say(f"storing golden reference outputs for {count} inputs (checks without PyTorch)")
-            meta.golden = store_golden(work, torch_model, meta, recipe, count)
+            meta.golden = store_golden(work, graphs, meta, recipe, count)
         for leftover in work.glob(".*"):  # the FP32 graph and converter scratch files
             leftover.unlink(missing_ok=True)
         write_meta(work, meta)
@@ -221,6 +228,84 @@ def _openvino_has_device(device: str) -> bool:
     return device in ov.Core().available_devices
 
 
+def graph_precisions(graphs, precision: str, recipe, profile) -> dict[str, str]:
+    """Each graph's precision: ``precision``, or the recipe's ``graph_precision`` for a graph it keeps in a
+    higher precision (a decoder in fp16 beside an int8 encoder, say)."""
+    order = {"int8": 0, "fp16": 1, "fp32": 2}
+    names = [g.name for g in graphs]
+    unknown = sorted(set(recipe.graph_precision) - set(names))
+    if unknown:
+        raise BadInput(f"recipe graph_precision names graph(s) {', '.join(unknown)}; this model's graphs are "
+                       f"{', '.join(names)}")
+    out = {}
+    for name in names:
+        wanted = recipe.graph_precision.get(name, precision)
+        out[name] = wanted if order[wanted] > order[precision] else precision
+        if out[name] not in profile.precisions:
+            raise BadInput(f"recipe graph_precision {name}: {out[name]}: target {profile.name} can do "
+                           f"{', '.join(profile.precisions)}")
+    return out
+
+
+def chained_feeds(graphs, images: list, seed: int, wanted: list[str] | None = None) -> dict[str, list[dict]]:
+    """Per graph, one feed per image (each batch 1): the image input is the image itself; a later graph's
+    inputs are what the FP32 graphs before it produced from that image (matched by name), and its sampler
+    draws the rest (prompts). Only graphs in ``wanted`` (default: all) are collected; a graph runs only when a
+    wanted graph after it needs its outputs."""
+    import numpy as np
+    import torch
+
+    wanted = [g.name for g in graphs] if wanted is None else wanted
+    needed: set[str] = set()  # tensors some wanted graph takes
+    for g in graphs:
+        if g.name in wanted:
+            needed |= {t.name for t in g.inputs}
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, list[dict]] = {name: [] for name in wanted}
+    for image in images:
+        available = {IMAGE: np.ascontiguousarray(image)}
+        for k, g in enumerate(graphs):
+            later = {t.name for h in graphs[k + 1:] if h.name in wanted for t in h.inputs}
+            runs = bool(later & set(g.outputs))
+            if g.name not in wanted and not runs:
+                continue
+            missing = [t.name for t in g.inputs if t.name not in available]
+            if missing:
+                if g.sample_inputs is None:
+                    raise BadInput(f"graph {g.name} takes {', '.join(missing)}, which no graph before it makes and "
+                                   f"which it has no sampler for")
+                available.update({n: v for n, v in g.sample_inputs(rng, 1).items() if n in missing})
+            feed = {t.name: np.ascontiguousarray(available[t.name], dtype=t.dtype) for t in g.inputs}
+            if g.name in wanted:
+                feeds[g.name].append(feed)
+            if runs:
+                with torch.inference_mode():
+                    out = g.module(*(torch.from_numpy(feed[t.name]) for t in g.inputs))
+                out = out if isinstance(out, (tuple, list)) else (out,)
+                available.update({n: o.float().numpy() for n, o in zip(g.outputs, out) if n in needed})
+    return feeds
+
+
+def graph_spec(g, info, ctx, calibration, macs: int) -> GraphSpec:
+    """The bundle's record of one exported graph: output shapes from one FP32 run of its module."""
+    import torch
+
+    with torch.inference_mode():
+        outs = g.module(*g.example())
+    outs = outs if isinstance(outs, (tuple, list)) else (outs,)
+    calib = None
+    if ctx.calibration:
+        sources = sorted({t.name for t in g.inputs} - {IMAGE})
+        calib = {"samples": len(ctx.calibration_feeds), "images_from": calibration.source,
+                 **({"inputs_from": "FP32 outputs of the graphs before it, and sampled prompts",
+                     "inputs": sources} if sources else {})}
+    spec = GraphSpec(artifact=info.file, artifact_format=info.format, inputs=list(g.inputs),
+                     outputs=[TensorSpec(name=n, shape=list(o.shape), dtype="float32") for n, o in zip(g.outputs, outs)],
+                     precision=ctx.precision, quantization=info.quantization, calibration=calib, artifact_io=info.io,
+                     macs=macs)
+    return bind_artifact_names(spec, info)
+
+
 def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:
     """FP32 PyTorch metrics on the recipe's synthetic eval set: the number every check compares against."""
     from edgevision.check.evaluate import ModelIO, evaluate
@@ -231,27 +316,38 @@ def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:
     data = synthetic_eval_set(meta.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, meta.task)
     if set(meta.labels) != set(variant.labels):  # the synthetic set's ground truth is in the variant's labels
         return {"data": data.description, "metrics": None, "note": "custom labels; synthetic set not applicable"}
-    outcome = evaluate({"reference": PyTorchRunner(torch_model, meta.preprocess)}, data,
-                       ModelIO.from_bundle(meta, recipe), output_names=[o.name for o in meta.outputs])
+    outcome = evaluate({"reference": PyTorchRunner(torch_model, meta.preprocess, imgsz=meta.imgsz)}, data,
+                       ModelIO.from_bundle(meta, recipe))
     return {"data": data.description, "metrics": outcome.metrics["reference"]}
 
 
-def store_golden(work: Path, torch_model, meta: BundleMeta, recipe, count: int) -> dict:
-    """The first ``count`` eval inputs at the model's size and the FP32 PyTorch outputs for them."""
+def store_golden(work: Path, graphs, meta: BundleMeta, recipe, count: int) -> dict:
+    """Per graph, the inputs it sees for the first ``count`` eval images (the image itself, or what the FP32
+    graphs before it made of it plus sampled prompts) and the FP32 PyTorch outputs for them."""
     import numpy as np
 
     from edgevision.check.golden import write_golden
     from edgevision.data.datasets import synthetic_eval_set
     from edgevision.ops.preprocess import prepare
-    from edgevision.runtime.base import run_in_batches
-    from edgevision.check.reference import PyTorchRunner
 
     variant = get_variant(meta.model)
     data = synthetic_eval_set(meta.imgsz, variant.stride, count, recipe.eval.seed, meta.task)
-    inputs = np.stack([prepare(s.image, meta.imgsz, meta.preprocess.resize)[0] for s in data.samples])
-    runner = PyTorchRunner(torch_model, meta.preprocess)
-    outputs = run_in_batches(runner, inputs)
-    info = write_golden(work / GOLDEN_FILE, meta.task, inputs, outputs)
+    images = [prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None] for s in data.samples]
+    feeds = chained_feeds(graphs, images, recipe.eval.seed)
+    import torch
+
+    per_graph = {}
+    for g in graphs:
+        inputs = {t.name: np.concatenate([f[t.name] for f in feeds[g.name]]) for t in g.inputs}
+        outputs = {n: [] for n in g.outputs}
+        with torch.inference_mode():
+            for i in range(0, len(images), 16):
+                out = g.module(*(torch.from_numpy(inputs[t.name][i : i + 16]) for t in g.inputs))
+                out = out if isinstance(out, (tuple, list)) else (out,)
+                for n, o in zip(g.outputs, out):
+                    outputs[n].append(o.float().numpy())
+        per_graph[g.name] = (inputs, {n: np.concatenate(v) for n, v in outputs.items()})
+    info = write_golden(work / GOLDEN_FILE, meta.task, per_graph, meta.imgsz)
     return {**info, "data": data.description}
 
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgevision.bundle import IMAGE
 from edgevision.check.evaluate import ModelIO, evaluate
 from edgevision.data.datasets import EvalSet
 
@@ -66,17 +67,20 @@ class ControlResult:
 
 
 class _CallableRunner:
-    """Adapts any ``f(batch) -> outputs`` to the Runner interface evaluate() expects (one image at a time)."""
+    """Adapts any ``f(feeds) -> outputs by name`` (one graph) to the Runner interface evaluate() expects (one
+    image at a time)."""
 
-    def __init__(self, fn: Callable[[np.ndarray], list[np.ndarray]]) -> None:
+    def __init__(self, fn: Callable[[dict], dict]) -> None:
         self.fn = fn
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.fn(batch)
+    def run(self, graph: str, feeds: dict) -> dict:
+        return self.fn(feeds)
 
 
-def primary_metric(run_fn, eval_set: EvalSet, io: ModelIO, metric: str, output_names: list[str]) -> float:
-    outcome = evaluate({"artifact": _CallableRunner(run_fn)}, eval_set, io, output_names=output_names)
+def primary_metric(runner, eval_set: EvalSet, io: ModelIO, metric: str) -> float:
+    """``runner``: a Runner, or a callable ``f(feeds) -> outputs by name`` running the model graph."""
+    runner = runner if hasattr(runner, "run") else _CallableRunner(runner)
+    outcome = evaluate({"artifact": runner}, eval_set, io)
     return float(outcome.metrics["artifact"][metric])
 
 
@@ -108,9 +112,12 @@ def control_loop(quantize: Callable[[list[str]], Path], measure: Callable[[Path]
 
 def _provisional_bundle(ctx, meta, info):
     from edgevision.bundle import Bundle
+    from edgevision.export.base import bind_artifact_names
 
-    m = meta.model_copy(update={"artifact": info.file, "artifact_format": info.format, "artifact_io": info.io})
-    return Bundle(ctx.workdir, m)
+    spec = meta.graphs[ctx.name].model_copy(update={"artifact": info.file, "artifact_format": info.format,
+                                                   "artifact_io": info.io})
+    return Bundle(ctx.workdir, meta.model_copy(update={"graphs": {**meta.graphs,
+                                                                 ctx.name: bind_artifact_names(spec, info)}}))
 
 
 def _float_producers(model) -> dict[str, list[str]]:
@@ -126,7 +133,7 @@ def _float_producers(model) -> dict[str, list[str]]:
     return {n.name: [p for p in (source(i) for i in n.input) if p] for n in model.graph.node}
 
 
-def _onnx_ranking(ctx, artifact: Path, inputs: list[np.ndarray], excluded: list[str] = ()) -> list[tuple[str, str]]:
+def _onnx_ranking(ctx, artifact: Path, inputs: list[dict], excluded: list[str] = ()) -> list[tuple[str, str]]:
     """(node name, torch module) pairs, most added noise first. A layer that is already float but still adds
     noise is fed a badly quantized tensor, so the layers producing its inputs take its place."""
     import onnx
@@ -161,16 +168,15 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
     metric = recipe.primary_metric
     eval_set = synthetic_eval_set(meta.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, meta.task)
     io = ModelIO.from_bundle(meta, recipe)
-    names = [o.name for o in meta.outputs]
     reference = float(meta.reference["metrics"][metric])
-    probe = [np.ascontiguousarray(prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None])
+    probe = [{IMAGE: np.ascontiguousarray(prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None])}
              for s in eval_set.samples[:8]]
     state = {"info": None}
 
     def measure(_artifact: Path) -> float:
         runner = open_runner(_provisional_bundle(ctx, meta, state["info"]))
         try:
-            return primary_metric(runner.run, eval_set, io, metric, names)
+            return primary_metric(runner, eval_set, io, metric)
         finally:
             runner.close()
 
@@ -184,7 +190,7 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         if reference - value <= max_drop or max_layers == 0:
             return state["info"], result
         ctx.options["accuracy_control"] = {"eval_set": eval_set, "io": io, "metric": metric, "max_drop": max_drop,
-                                           "output_names": names, "max_layers": max_layers}
+                                           "max_layers": max_layers}
         say(f"NNCF accuracy-controlled quantization (max drop {max_drop:g} {metric})")
         info = exporter.export_artifact(ctx)
         state["info"] = info

@@ -17,7 +17,7 @@ from edgevision.export.ort_quantize import quantize_qdq
 
 
 def export_artifact(ctx: ExportContext) -> ArtifactInfo:
-    out = ctx.workdir / "model.onnx"
+    out = ctx.workdir / f"{ctx.name}.onnx"
     if ctx.precision == "fp32":
         shutil.copyfile(ctx.onnx_fp32, out)
         return ArtifactInfo(out.name, "onnx")
@@ -44,14 +44,14 @@ def quantize_with_accuracy_control(ctx: ExportContext, out) -> ArtifactInfo:
         ensure_node_names(source)
         simplify_input_stem(source)
         quantized = nncf_accuracy_control(source, ctx, control["eval_set"], control["io"],
-                                          control["metric"], control["max_drop"], control["output_names"],
-                                          backend="onnx", max_layers=control["max_layers"])
+                                          control["metric"], control["max_drop"], backend="onnx",
+                                          max_layers=control["max_layers"])
     onnx.save(quantized, str(out))
     q = ctx.recipe.quantization
     return ArtifactInfo(out.name, "onnx", quantization={
         "tool": "nncf.quantize_with_accuracy_control", "format": "QDQ", "preset": q.preset_for(ctx.profile),
         "weight_bits": ctx.profile.weight_bits,
-        "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
+        "calibration_images": len(ctx.calibration_feeds),
         "float_layers": _float_weight_nodes(quantized),
     }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__, "nncf": nncf.__version__})
 

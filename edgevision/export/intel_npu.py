@@ -15,7 +15,7 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
     import openvino as ov
 
     model = ov.convert_model(str(ctx.onnx_fp32))
-    xml = ctx.workdir / "model.xml"
+    xml = ctx.workdir / f"{ctx.name}.xml"
     quantization = None
     toolchain = {"openvino": ov.get_version()}
     if ctx.precision == "int8":
@@ -38,23 +38,22 @@ def quantize_nncf(model, ctx: ExportContext):
 
         with quiet_progress():
             quantized = nncf_accuracy_control(model, ctx, control["eval_set"], control["io"], control["metric"],
-                                              control["max_drop"], control["output_names"],
-                                              max_layers=control["max_layers"])
+                                              control["max_drop"], max_layers=control["max_layers"])
         info = {"tool": "nncf.quantize_with_accuracy_control", "preset": q.preset_for(ctx.profile),
                 "weight_bits": ctx.profile.weight_bits,
-                "calibration_images": min(q.subset_size, len(ctx.calibration.batches)),
+                "calibration_images": len(ctx.calibration_feeds),
                 "float_layers": _float_ops(quantized)}
         return quantized, info, nncf.__version__
     types = openvino_ignored_types(q)
     names = list(q.ignored_names) + list(ctx.options.get("exclude", []))
     scope = nncf.IgnoredScope(types=types, names=names, validate=False)
-    batches = ctx.calibration.batches
+    feeds = ctx.calibration_feeds  # dicts keyed by input name, as OpenVINO's compiled model takes them
     with quiet_progress():
-        quantized = nncf.quantize(model, nncf.Dataset(batches), preset=nncf_preset(ctx),
-                                  subset_size=min(q.subset_size, len(batches)), ignored_scope=scope,
+        quantized = nncf.quantize(model, nncf.Dataset(feeds), preset=nncf_preset(ctx),
+                                  subset_size=len(feeds), ignored_scope=scope,
                                   advanced_parameters=nncf_advanced_parameters(ctx))
     info = {"tool": "nncf", "preset": q.preset_for(ctx.profile), "weight_bits": ctx.profile.weight_bits,
-            "calibration_images": min(q.subset_size, len(batches)), "ignored_types": types, "ignored_names": names}
+            "calibration_images": len(feeds), "ignored_types": types, "ignored_names": names}
     return quantized, info, nncf.__version__
 
 

@@ -21,7 +21,7 @@ TENSORRT_INT8_OPS = ["Conv", "ConvTranspose", "MatMul", "Gemm", "MaxPool", "Aver
 
 
 def export_artifact(ctx: ExportContext) -> ArtifactInfo:
-    out = ctx.workdir / "model.onnx"
+    out = ctx.workdir / f"{ctx.name}.onnx"
     if ctx.precision == "fp32":
         shutil.copyfile(ctx.onnx_fp32, out)
         return ArtifactInfo(out.name, "onnx")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from edgevision.bundle import IMAGE
 from edgevision.check.evaluate import ModelIO
 from edgevision.data.datasets import EvalSet
 from edgevision.export.accuracy_control import DEFAULT_MAX_FLOAT_LAYERS, primary_metric
@@ -39,9 +40,8 @@ def openvino_ignored_types(quantization) -> list[str]:
     return [t for name in quantization.ignored_types for t in _OV_TYPES.get(name, [name])]
 
 
-def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: str, max_drop: float,
-                          output_names: list[str], *, backend: str = "openvino",
-                          max_layers: int = DEFAULT_MAX_FLOAT_LAYERS):
+def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: str, max_drop: float, *,
+                          backend: str = "openvino", max_layers: int = DEFAULT_MAX_FLOAT_LAYERS):
     """nncf.quantize_with_accuracy_control with edgevision's metric as the validation function, for an
     OpenVINO model (intel-npu) or an ONNX model (cpu).
 
@@ -62,16 +62,17 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
         types = openvino_ignored_types(q)
     else:
         types = list(q.ignored_types)
-    inputs = [np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None]) for s in eval_set.samples]
+    inputs = [{IMAGE: np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None])} for s in eval_set.samples]
     sessions: dict[int, tuple[object, Callable]] = {}
 
-    def runner_for(model_for_inference) -> Callable[[np.ndarray], list[np.ndarray]]:
+    def runner_for(model_for_inference) -> Callable[[dict], dict]:
+        """``f(feeds by input name) -> outputs by name`` over the model NNCF hands over."""
         if backend == "openvino":
-            outputs = list(model_for_inference.outputs)
+            outputs = {o.get_any_name(): o for o in model_for_inference.outputs}
 
-            def run(batch):
-                res = model_for_inference(batch)
-                return [np.asarray(res[o]) for o in outputs]
+            def run(feeds):
+                res = model_for_inference(feeds)
+                return {name: np.asarray(res[o]) for name, o in outputs.items()}
 
             return run
         # ONNX: one ORT session per model NNCF hands over (it validates each model many times); the model is
@@ -84,29 +85,24 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
             opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 2, 1, 3
             sess = ort.InferenceSession(model_for_inference.SerializeToString(), opts,
                                         providers=["CPUExecutionProvider"])
-            name = sess.get_inputs()[0].name
+            names = [o.name for o in sess.get_outputs()]
             if len(sessions) >= 4:
                 sessions.pop(next(iter(sessions)))
-            sessions[key] = (model_for_inference, lambda batch: sess.run(None, {name: batch}))
+            sessions[key] = (model_for_inference, lambda feeds: dict(zip(names, sess.run(names, feeds))))
         return sessions[key][1]
 
     def validate(model_for_inference, indices) -> tuple[float, None]:
         run = runner_for(model_for_inference)
         chosen = [int(i) for i in indices]
         subset = EvalSet(eval_set.description, [eval_set.samples[i] for i in chosen], eval_set.labelled)
-        value = primary_metric(run, subset, io, metric, output_names)
+        value = primary_metric(run, subset, io, metric)
         # One image without objects of a class gives COCOeval's -1 or NaN; for NNCF's per-image ranking that
         # image simply carries no information.
         return (value if np.isfinite(value) and value >= 0 else 0.0), None
 
-    calibration = ctx.calibration.batches
-    if backend == "onnx":
-        name = model.graph.input[0].name
-        calibration_dataset = nncf.Dataset(calibration, lambda b: {name: b})
-        validation_dataset = nncf.Dataset(list(range(len(inputs))), lambda i: {name: inputs[i]})
-    else:
-        calibration_dataset = nncf.Dataset(calibration)
-        validation_dataset = nncf.Dataset(list(range(len(inputs))), lambda i: inputs[i])
+    calibration = ctx.calibration_feeds
+    calibration_dataset = nncf.Dataset(calibration)
+    validation_dataset = nncf.Dataset(list(range(len(inputs))), lambda i: inputs[i])
     return nncf.quantize_with_accuracy_control(
         model, calibration_dataset, validation_dataset,
         validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,

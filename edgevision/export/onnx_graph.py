@@ -25,12 +25,20 @@ def tail_nodes(model, op_types: list[str]) -> list[str]:
     return _downstream(model, [n for n in model.graph.node if n.op_type in op_types]) if op_types else []
 
 
+def _image_inputs(model) -> list:
+    """The graph's uint8 inputs: images, which the wrapper casts and normalises in-graph."""
+    from onnx import TensorProto
+
+    return [i for i in model.graph.input if i.type.tensor_type.elem_type == TensorProto.UINT8]
+
+
 def input_stem_nodes(model, stop_types: tuple[str, ...] = ("Conv", "MatMul", "Gemm")) -> list[str]:
     """Names of the nodes between the graph input and the first ``stop_types`` node: the uint8 wrapper's
     transpose, cast and folded mean/std. Quantizing them buys nothing (the first conv's input is quantized
     anyway) and costs much: ONNX Runtime runs a broadcast QLinearMul/QLinearAdd on the full-resolution image
-    several times slower than the float ops."""
-    inputs = {i.name for i in model.graph.input}
+    several times slower than the float ops. Only uint8 image inputs have a stem; float inputs (embeddings,
+    prompts) are quantized where they are used."""
+    inputs = {i.name for i in _image_inputs(model)}
     return _downstream(model, [n for n in model.graph.node if inputs.intersection(n.input)], stop_types)
 
 
@@ -46,7 +54,10 @@ def simplify_input_stem(model) -> None:
 
     stem = set(input_stem_nodes(model))
     inits = {i.name: i for i in model.graph.initializer}
-    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    images = _image_inputs(model)
+    if not images:
+        return
+    dims = [d.dim_value for d in images[0].type.tensor_type.shape.dim]  # one image input per graph
     # the image width: (N, H, W, C) for edgevision's uint8 NHWC input, (N, C, H, W) otherwise; 0 if dynamic
     width = (dims[2] if dims[3] in (1, 3, 4) else dims[3]) if len(dims) == 4 else 0
     graph_outputs = {o.name for o in model.graph.output}

@@ -40,16 +40,14 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     onnx.save(model, str(pre))
     excluded = input_stem_nodes(model) + tail_nodes(model, ctx.recipe.quantization.ignored_types)
     excluded += [n for n in ctx.recipe.quantization.ignored_names + ctx.options.get("exclude", []) if n not in excluded]
-    batches = ctx.calibration.batches[: ctx.recipe.quantization.subset_size]
-    input_name = model.graph.input[0].name
+    feeds = ctx.calibration_feeds  # keyed by the graph's input names, which the ONNX graph carries
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._it = iter(batches)
+            self._it = iter(feeds)
 
         def get_next(self):
-            b = next(self._it, None)
-            return None if b is None else {input_name: b}
+            return next(self._it, None)
 
     method = ctx.recipe.quantization.method_for(ctx.profile.family)
     calibrate_method, calibration_options = _ort_calibration(method)
@@ -65,7 +63,7 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     pre.unlink(missing_ok=True)
     named.unlink(missing_ok=True)
     return ArtifactInfo(out.name, "onnx", quantization={
-        "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(batches),
+        "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(feeds),
         "calibration_method": method,
         "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
         "weights": "int8 symmetric per-channel" + (", 7-bit range -64..64" if seven_bit else ""),

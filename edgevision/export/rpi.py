@@ -42,13 +42,13 @@ def _export_artifact(ctx: ExportContext) -> ArtifactInfo:
     import torch
 
     litert_torch = _litert_torch()
-    out = ctx.workdir / "model.tflite"
-    example = torch.zeros(1, ctx.imgsz, ctx.imgsz, 3, dtype=torch.uint8)
+    out = ctx.workdir / f"{ctx.name}.tflite"
+    example = ctx.graph.example()
     quantization = None
     if ctx.precision == "int8":
         quantization = _convert_int8(ctx, out)
     else:
-        _convert(litert_torch, ctx.wrapper, (example,), out)
+        _convert(litert_torch, ctx.wrapper, example, out)
         if ctx.precision == "fp16":
             quantization = _cast_weights_fp16(out)
     io, float_ops = inspect_tflite(out)
@@ -105,21 +105,21 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
     from torchao.quantization.pt2e import quantize_pt2e
 
     litert_torch = _litert_torch()
-    # PT2E quantizes the graph input too, so the traced graph takes float pixels (0-255); the runtime feeds
+    # PT2E quantizes the graph inputs too, so the traced graph takes float pixels (0-255); the runtime feeds
     # them through the input's int8 scale and zero point recorded in the bundle.
-    example = torch.zeros(1, ctx.imgsz, ctx.imgsz, 3, dtype=torch.float32)
+    example = tuple(x.float() for x in ctx.graph.example())
     ignored = set(ctx.recipe.quantization.ignored_names) | set(ctx.options.get("exclude", []))
     with torch.no_grad():
-        graph = torch.export.export(ctx.wrapper, (example,)).module()
+        graph = torch.export.export(ctx.wrapper, example).module()
     quantizer = _quantizer_keeping_float(pt2e_quantizer.PT2EQuantizer, ignored).set_global(
         pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
     prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
-    batches = ctx.calibration.batches[: ctx.recipe.quantization.subset_size]
+    batches = ctx.calibration_feeds
     with torch.no_grad():
-        for b in batches:
-            prepared(torch.from_numpy(b).float())
+        for feed in batches:
+            prepared(*(torch.from_numpy(feed[t.name]).float() for t in ctx.graph.inputs))
     converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
-    _convert(litert_torch, converted, (example,), out, quant_config=QuantConfig(pt2e_quantizer=quantizer))
+    _convert(litert_torch, converted, example, out, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     return {"tool": "litert-torch PT2E", "weights": "int8 symmetric per-channel", "activations": "int8",
             "calibration_images": len(batches), "ignored_names": sorted(ignored)}
 
@@ -143,13 +143,37 @@ def _quantizer_keeping_float(base, float_modules: set[str]):
     class Quantizer(base):
         def annotate(self, model):
             model = super().annotate(model)
-            if float_modules:
-                for node in model.graph.nodes:
-                    if _module_paths(node) & float_modules:
-                        node.meta.pop("quantization_annotation", None)
+            for node in model.graph.nodes:
+                if float_modules and _module_paths(node) & float_modules:
+                    node.meta.pop("quantization_annotation", None)
+                else:
+                    _drop_integer_annotations(node, model)
             return model
 
     return Quantizer()
+
+
+def _is_float(node, model) -> bool:
+    if not hasattr(node, "meta"):
+        return True
+    value = node.meta.get("val")
+    if value is None and node.op == "get_attr":  # a constant of the traced graph
+        value = model
+        for part in str(node.target).split("."):
+            value = getattr(value, part, None)
+    return value is None or not hasattr(value, "dtype") or value.dtype.is_floating_point
+
+
+def _drop_integer_annotations(node, model) -> None:
+    """Integer and boolean tensors (a prompt-label comparison's constant, a mask) get no observer: the quantizer
+    annotates by op, and a histogram of an int64 tensor fails."""
+    annotation = node.meta.get("quantization_annotation")
+    if annotation is None:
+        return
+    for inp in [i for i in annotation.input_qspec_map if not _is_float(i, model)]:
+        del annotation.input_qspec_map[inp]
+    if not _is_float(node, model):
+        annotation.output_qspec = None
 
 
 def _cast_weights_fp16(path: Path) -> dict:
@@ -171,8 +195,9 @@ def _cast_weights_fp16(path: Path) -> dict:
 
 
 def inspect_tflite(path: Path) -> tuple[dict, list[str]]:
-    """The artifact's I/O contract (dtype, quantization, layout) and the ops computing in float."""
-    from edgevision.runtime.litert import load_interpreter_class
+    """The artifact's I/O contract (dtype, quantization, layout), its tensor names in the order the converter
+    took the graph's inputs and outputs (its signature), and the ops computing in float."""
+    from edgevision.runtime.litert import load_interpreter_class, signature_order
 
     interp = load_interpreter_class()(model_path=str(path))
     interp.allocate_tensors()
@@ -180,13 +205,12 @@ def inspect_tflite(path: Path) -> tuple[dict, list[str]]:
 
     def desc(d):
         scale, zero = d["quantization"]
-        return {"name": d["name"], "shape": [int(v) for v in d["shape"]], "dtype": np.dtype(d["dtype"]).name,
-                "scale": float(scale), "zero_point": int(zero)}
+        shape = [int(v) for v in d["shape"]]
+        layout = {"layout": "NHWC" if shape[-1] == 3 else "NCHW"} if len(shape) == 4 and 3 in shape[1:] else {}
+        return {"name": d["name"], "shape": shape, "dtype": np.dtype(d["dtype"]).name,
+                "scale": float(scale), "zero_point": int(zero), **layout}
 
-    inp = [desc(d) for d in interp.get_input_details()]
-    outs = [desc(d) for d in interp.get_output_details()]
-    shape = inp[0]["shape"]
-    layout = "NHWC" if shape[-1] == 3 else "NCHW"
+    inputs, outputs = signature_order(interp)
     float_ops = []
     for op in interp._get_ops_details():
         if op["op_name"] in ("DEQUANTIZE", "QUANTIZE", "DELEGATE"):
@@ -194,4 +218,5 @@ def inspect_tflite(path: Path) -> tuple[dict, list[str]]:
         ins = [tensors[i] for i in op["inputs"] if i >= 0 and i in tensors]
         if any(np.dtype(t["dtype"]) == np.float32 for t in ins):
             float_ops.append(op["op_name"])
-    return {"input": inp[0] | {"layout": layout}, "outputs": outs}, float_ops
+    return {"inputs": [desc(d) for d in inputs], "outputs": [desc(d) for d in outputs],
+            "names": {"inputs": [d["name"] for d in inputs], "outputs": [d["name"] for d in outputs]}}, float_ops

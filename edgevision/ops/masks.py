@@ -20,8 +20,9 @@ class SemanticPostprocessor:
         self.head = head
         self.imgsz = imgsz
 
-    def __call__(self, outputs: list[np.ndarray], geometry: Geometry | None = None) -> Segmentation:
-        label_map = label_map_from_logits(outputs[0])
+    def __call__(self, outputs: dict[str, np.ndarray], geometry: Geometry | None = None) -> Segmentation:
+        """``outputs``: the graph's outputs for one image, by name (batch dimension removed)."""
+        label_map = label_map_from_logits(outputs[self.head.get("output", "output")])
         if geometry is not None:
             label_map = geometry.map_to_source(label_map)
         return Segmentation(label_map)

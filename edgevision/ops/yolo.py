@@ -89,10 +89,10 @@ class YoloV1Postprocessor:
         self.max_detections = max_detections
         self.class_agnostic = class_agnostic
 
-    def __call__(self, outputs: list[np.ndarray], geometry: Geometry | None = None) -> Detections:
-        """``outputs``: the runner's outputs for one image (batch dimension removed)."""
+    def __call__(self, outputs: dict[str, np.ndarray], geometry: Geometry | None = None) -> Detections:
+        """``outputs``: the graph's outputs for one image, by name (batch dimension removed)."""
         boxes, scores, cls = decode_yolov1(
-            outputs[0], grid=self.head["grid"], boxes_per_cell=self.head["boxes_per_cell"],
+            outputs[self.head.get("output", "output")], grid=self.head["grid"], boxes_per_cell=self.head["boxes_per_cell"],
             num_classes=self.head["num_classes"], imgsz=self.imgsz, score_threshold=self.conf,
             sqrt_wh=self.head.get("sqrt_wh", True),
         )

@@ -237,7 +237,7 @@ class Pipeline:
                     break
                 if not self.stateful:  # a stateful stage has postprocessed already
                     t0 = time.perf_counter()
-                    item.result = self.predictor.postprocess([o[0] for o in item.outputs], item.geometry)
+                    item.result = self.predictor.postprocess({k: v[0] for k, v in item.outputs.items()}, item.geometry)
                     item.outputs = item.batch = None
                     item.times["postprocess"] = (time.perf_counter() - t0) * 1000
                 if not self._put(self.q_render, item):

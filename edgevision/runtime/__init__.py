@@ -1,4 +1,4 @@
-"""Backends that run bundles, behind one interface: ``open_runner(bundle).run(batch)``."""
+"""Backends that run bundles, behind one interface: ``open_runner(bundle).run(graph, {name: array})``."""
 
 from edgevision.runtime.base import RUNTIMES, Runner, open_runner
 

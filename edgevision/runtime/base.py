@@ -6,6 +6,7 @@ import importlib
 import logging
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,7 +14,9 @@ import numpy as np
 from edgevision.errors import BadInput, MissingDependency
 
 if TYPE_CHECKING:
-    from edgevision.bundle import Bundle
+    from edgevision.bundle import Bundle, GraphSpec, TensorSpec
+
+Feeds = Mapping[str, np.ndarray]
 
 log = logging.getLogger("edgevision")
 
@@ -35,7 +38,15 @@ RUNTIME_EXTRAS = {
 
 
 class Runner(ABC):
-    """Runs a bundle's artifact: uint8 NHWC batch in, list of float32 arrays out (in the bundle's order)."""
+    """Runs a bundle's graphs, one at a time, on named tensors:
+
+        runner.run("mask_decoder", {"image_embeddings": e, "point_coords": p, "point_labels": l})
+        -> {"low_res_masks": ..., "iou_predictions": ...}
+
+    Inputs are checked against the graph's TensorSpecs (names, dtype); outputs come back as float32 arrays
+    keyed by the graph's output names, each with a leading batch dimension. A backend implements ``_run`` for
+    one graph on already checked feeds, and binds tensors by name, never by position.
+    """
 
     runtime: str = ""
     device: str = "CPU"
@@ -47,9 +58,19 @@ class Runner(ABC):
         self.bundle = bundle
         self.threads = threads or bundle_default_threads(bundle)
 
+    @property
+    def graphs(self) -> dict[str, GraphSpec]:
+        return self.bundle.meta.graphs
+
+    def run(self, graph: str, feeds: Feeds) -> dict[str, np.ndarray]:
+        spec = self.graphs.get(graph)
+        if spec is None:
+            raise ValueError(f"no graph '{graph}' in this bundle (it has: {', '.join(self.graphs)})")
+        return self._run(graph, checked_feeds(spec.inputs, feeds, graph))
+
     @abstractmethod
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        """(N, H, W, 3) uint8 -> outputs, each with a leading batch dimension."""
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """One graph on feeds keyed by its input names (dtype already matching the specs)."""
 
     def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing to release
         pass
@@ -64,14 +85,30 @@ class Runner(ABC):
         return {"runtime": self.runtime, "device": self.device, "threads": self.threads}
 
 
-def run_in_batches(runner, batch: np.ndarray) -> list[np.ndarray]:
-    """``batch`` through ``runner`` in pieces of its ``max_batch``; outputs concatenated along the batch.
-    Duck-typed runners without ``max_batch`` take one image at a time."""
+def checked_feeds(specs: list[TensorSpec], feeds: Feeds, graph: str) -> dict[str, np.ndarray]:
+    """``feeds`` as contiguous arrays of each spec's dtype; a missing, unexpected or wrongly typed input is a
+    ValueError naming the graph and what it takes."""
+    wanted = [t.name for t in specs]
+    if set(feeds) != set(wanted):
+        raise ValueError(f"graph '{graph}' takes inputs {wanted}; got {sorted(feeds)}")
+    out = {}
+    for t in specs:
+        value = np.asarray(feeds[t.name])
+        if t.dtype == "uint8" and value.dtype != np.uint8:
+            raise ValueError(f"graph '{graph}' input '{t.name}' is uint8 (raw pixels); got {value.dtype}")
+        out[t.name] = np.ascontiguousarray(value, dtype=t.dtype)
+    return out
+
+
+def run_in_batches(runner, graph: str, feeds: Feeds) -> dict[str, np.ndarray]:
+    """``feeds`` through ``runner`` in pieces of its ``max_batch`` along the leading dimension; outputs
+    concatenated along it. Duck-typed runners without ``max_batch`` take one item at a time."""
     step = getattr(runner, "max_batch", 1)
-    if len(batch) <= step:
-        return runner.run(batch)
-    parts = [runner.run(batch[i : i + step]) for i in range(0, len(batch), step)]
-    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+    n = len(next(iter(feeds.values())))
+    if n <= step:
+        return runner.run(graph, feeds)
+    parts = [runner.run(graph, {k: v[i : i + step] for k, v in feeds.items()}) for i in range(0, n, step)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
 def bundle_default_threads(bundle: Bundle) -> int:
@@ -132,12 +169,36 @@ def _load(runner_class, bundle: Bundle, threads: int | None, runtime: str) -> Ru
     except _OUR_BUGS:
         raise
     except Exception as e:  # noqa: BLE001 - each runtime raises its own types for an unreadable model
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        cause = e.__cause__ if isinstance(e, UnreadableArtifact) and e.__cause__ else e
+        first = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
         what = "engine" if runtime == "tensorrt" else "artifact"
         fix = "rebuild it with `edgevision build-engine`" if runtime == "tensorrt" else "re-export the bundle"
-        name = "model.engine" if runtime == "tensorrt" else bundle.meta.artifact
+        name = e.file if isinstance(e, UnreadableArtifact) else ", ".join(g.artifact for g in bundle.meta.graphs.values())
         raise BadInput(f"{bundle.path / name}: {what} is corrupt or unreadable by {runtime} "
                        f"({first}); {fix}") from None
+
+
+class UnreadableArtifact(Exception):
+    """A runtime could not read one graph's file (``file``, inside the bundle); the cause is chained."""
+
+    def __init__(self, file: str) -> None:
+        super().__init__(file)
+        self.file = file
+
+
+def open_graphs(bundle: Bundle, open_one, file_of=None) -> dict:
+    """``open_one(name, spec, path)`` for every graph of ``bundle``, keyed by graph name. A runtime's own error
+    is re-raised naming the file it could not read; edgevision's bugs and bad input pass through."""
+    handles = {}
+    for name, spec in bundle.meta.graphs.items():
+        file = file_of(name, spec) if file_of else spec.artifact
+        try:
+            handles[name] = open_one(name, spec, bundle.path / file)
+        except (MissingDependency, BadInput, *_OUR_BUGS):
+            raise
+        except Exception as e:  # noqa: BLE001 - each runtime raises its own types for an unreadable model
+            raise UnreadableArtifact(file) from e
+    return handles
 
 
 def require(module: str, runtime: str, purpose: str = ""):

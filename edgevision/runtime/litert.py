@@ -8,7 +8,7 @@ import numpy as np
 
 from edgevision.errors import MissingDependency
 from edgevision.quiet import native_output_silenced
-from edgevision.runtime.base import Runner
+from edgevision.runtime.base import Runner, open_graphs
 
 
 def load_interpreter_class():
@@ -22,6 +22,23 @@ def load_interpreter_class():
     return Interpreter
 
 
+def signature_order(interp) -> tuple[list[dict], list[dict]]:
+    """Input and output details in the order of the converted module's arguments and results (litert-torch
+    names them args_0, args_1, ... and output_0, ...), which is the graph's TensorSpec order."""
+    details_in = {d["index"]: d for d in interp.get_input_details()}
+    details_out = {d["index"]: d for d in interp.get_output_details()}
+    signatures = interp._get_full_signature_list() or {}
+    if len(signatures) != 1:
+        return list(details_in.values()), list(details_out.values())
+    signature = next(iter(signatures.values()))
+
+    def ordered(names: dict, details: dict) -> list[dict]:
+        key = lambda n: (int(n.rsplit("_", 1)[1]) if n.rsplit("_", 1)[-1].isdigit() else 0, n)  # noqa: E731
+        return [details[names[n]] for n in sorted(names, key=key)]
+
+    return ordered(signature["inputs"], details_in), ordered(signature["outputs"], details_out)
+
+
 class LiteRTRunner(Runner):
     runtime = "litert"
     device = "CPU (XNNPACK)"
@@ -29,43 +46,71 @@ class LiteRTRunner(Runner):
     def __init__(self, bundle, threads=None) -> None:
         super().__init__(bundle, threads)
         interpreter_cls = load_interpreter_class()
-        with native_output_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-            self.interp = interpreter_cls(model_path=str(bundle.artifact_path), num_threads=self.threads)
-            self.interp.allocate_tensors()
-        self._in = self.interp.get_input_details()[0]
-        self._outs = self.interp.get_output_details()
-        io = bundle.meta.artifact_io or {}
-        self._nchw = io.get("input", {}).get("layout") == "NCHW"
-        self._in_dtype = np.dtype(self._in["dtype"])
-        self._in_scale, self._in_zero = self._in["quantization"]
-        self._lut = None
-        if self._in_dtype.kind in "iu" and self._in_scale:
-            # uint8 pixels -> the artifact's quantized input through a 256-entry table: one cv2.LUT pass instead
-            # of four NumPy passes over the frame (about 4 ms per 448x448 frame on the dev machine)
-            info = np.iinfo(self._in_dtype)
-            q = np.rint(np.arange(256, dtype=np.float32) / self._in_scale) + self._in_zero
-            self._lut = np.clip(q, info.min, info.max).astype(self._in_dtype)
 
-    def _feed(self, batch: np.ndarray) -> np.ndarray:
-        x = batch.transpose(0, 3, 1, 2) if self._nchw else batch
-        if self._in_dtype == np.uint8 and self._in_scale in (0.0, 1.0) and self._in_zero == 0:
-            return np.ascontiguousarray(x)
-        if self._lut is not None and x.dtype == np.uint8 and self._in_dtype.itemsize == 1:
-            return cv2.LUT(np.ascontiguousarray(x), self._lut)
-        if self._in_dtype.kind in "iu":  # quantized input: pixels through the recorded scale / zero point
-            info = np.iinfo(self._in_dtype)
-            q = np.rint(x.astype(np.float32) / self._in_scale) + self._in_zero
-            return np.clip(q, info.min, info.max).astype(self._in_dtype)
-        return x.astype(self._in_dtype)
+        def open_one(name, spec, path):
+            with native_output_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+                interp = interpreter_cls(model_path=str(path), num_threads=self.threads)
+                interp.allocate_tensors()
+            return _Graph(interp, spec)
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        self.interp.set_tensor(self._in["index"], self._feed(batch))
+        self._graphs = open_graphs(bundle, open_one)
+
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._graphs[graph].run(feeds)
+
+
+class _Graph:
+    """One interpreter, its inputs and outputs bound by the names the bundle recorded for them."""
+
+    def __init__(self, interp, spec) -> None:
+        self.interp = interp
+        by_name = {d["name"]: d for d in interp.get_input_details()}
+        out_by_name = {d["name"]: d for d in interp.get_output_details()}
+        layouts = {d["name"]: d.get("layout") for d in (spec.artifact_io or {}).get("inputs", [])}
+        try:
+            self.inputs = {t.name: _Input(by_name[t.bound_name], layouts.get(t.bound_name)) for t in spec.inputs}
+            self.outputs = {t.name: out_by_name[t.bound_name] for t in spec.outputs}
+        except KeyError as e:
+            raise ValueError(f"the .tflite has no tensor {e}; its inputs are {list(by_name)}, outputs "
+                             f"{list(out_by_name)}") from None
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for name, x in feeds.items():
+            inp = self.inputs[name]
+            self.interp.set_tensor(inp.index, inp.feed(x))
         self.interp.invoke()
-        outs = []
-        for d in self._outs:
+        outs = {}
+        for name, d in self.outputs.items():
             y = self.interp.get_tensor(d["index"])
             scale, zero = d["quantization"]
             if np.dtype(d["dtype"]).kind in "iu" and scale:
                 y = (y.astype(np.float32) - zero) * scale
-            outs.append(np.array(y, np.float32, copy=True))
+            outs[name] = np.array(y, np.float32, copy=True)
         return outs
+
+
+class _Input:
+    def __init__(self, detail: dict, layout: str | None) -> None:
+        self.index = detail["index"]
+        self.nchw = layout == "NCHW"
+        self.dtype = np.dtype(detail["dtype"])
+        self.scale, self.zero = detail["quantization"]
+        self.lut = None
+        if self.dtype.kind in "iu" and self.scale:
+            # uint8 pixels -> the artifact's quantized input through a 256-entry table: one cv2.LUT pass instead
+            # of four NumPy passes over the frame (about 4 ms per 448x448 frame on the dev machine)
+            info = np.iinfo(self.dtype)
+            q = np.rint(np.arange(256, dtype=np.float32) / self.scale) + self.zero
+            self.lut = np.clip(q, info.min, info.max).astype(self.dtype)
+
+    def feed(self, batch: np.ndarray) -> np.ndarray:
+        x = batch.transpose(0, 3, 1, 2) if self.nchw else batch
+        if self.dtype == x.dtype and (self.scale in (0.0, 1.0) and self.zero == 0 or x.dtype.kind == "f"):
+            return np.ascontiguousarray(x)
+        if self.lut is not None and x.dtype == np.uint8 and self.dtype.itemsize == 1:
+            return cv2.LUT(np.ascontiguousarray(x), self.lut)
+        if self.dtype.kind in "iu" and self.scale:  # quantized input: values through the recorded scale / zero point
+            info = np.iinfo(self.dtype)
+            q = np.rint(x.astype(np.float32) / self.scale) + self.zero
+            return np.clip(q, info.min, info.max).astype(self.dtype)
+        return x.astype(self.dtype)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from edgevision.hardware import cpu_info
-from edgevision.runtime.base import Runner, require
+from edgevision.runtime.base import Runner, open_graphs, require
 
 ort = require("onnxruntime", "onnxruntime")
 
@@ -22,7 +22,7 @@ def emulates_exact_int8(bundle) -> bool:
     from edgevision.config import get_target
     from edgevision.errors import BadInput
 
-    if bundle.meta.precision != "int8":
+    if not any(g.precision == "int8" for g in bundle.meta.graphs.values()):
         return False
     try:
         return get_target(bundle.meta.target).onnxruntime_numerics == "exact"
@@ -51,12 +51,15 @@ class OnnxRuntimeRunner(Runner):
         super().__init__(bundle, threads)
         self.exact_int8 = emulates_exact_int8(bundle)
         opts = session_options(self.threads, exact_int8=self.exact_int8, spinning=spinning)
-        self.session = ort.InferenceSession(str(bundle.artifact_path), opts, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.sessions = open_graphs(bundle, lambda name, spec, path: ort.InferenceSession(
+            str(path), opts, providers=["CPUExecutionProvider"]))
+        self._bound = {name: ([t.bound_name for t in spec.outputs], {t.name: t.bound_name for t in spec.inputs},
+                              spec.output_names) for name, spec in self.graphs.items()}
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self.output_names, {self.input_name: batch})
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs, inputs, names = self._bound[graph]
+        values = self.sessions[graph].run(outputs, {inputs[k]: v for k, v in feeds.items()})
+        return dict(zip(names, values))
 
     def describe(self) -> dict:
         return {**super().describe(), "kernels": self.kernels()}

@@ -7,7 +7,7 @@ from collections import Counter
 
 import numpy as np
 
-from edgevision.runtime.base import Runner, require
+from edgevision.runtime.base import Runner, open_graphs, require
 
 ov = require("openvino", "openvino")
 log = logging.getLogger("edgevision")
@@ -37,13 +37,18 @@ class OpenVINORunner(Runner):
             # be FP32, an INT8 bundle's float head would lose precision, and some INT8 U-Net graphs fail to
             # compile at all ("No suitable implementations"). INT8 convolutions stay INT8 either way.
             config["INFERENCE_PRECISION_HINT"] = "f32"
-        self.compiled = core.compile_model(str(bundle.artifact_path), wanted, config)
-        self.request = self.compiled.create_infer_request()
-        self._outputs = list(self.compiled.outputs)
+        self.compiled = open_graphs(bundle, lambda name, spec, path: core.compile_model(str(path), wanted, config))
+        self.requests = {name: c.create_infer_request() for name, c in self.compiled.items()}
+        self._bound = {}
+        for name, spec in self.graphs.items():
+            c = self.compiled[name]
+            self._bound[name] = ({t.name: c.input(t.bound_name) for t in spec.inputs},
+                                 {t.name: c.output(t.bound_name) for t in spec.outputs})
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        result = self.request.infer({0: batch}, share_inputs=True)
-        return [np.array(result[o]) for o in self._outputs]
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        inputs, outputs = self._bound[graph]
+        result = self.requests[graph].infer({inputs[k]: v for k, v in feeds.items()}, share_inputs=True)
+        return {name: np.array(result[port]) for name, port in outputs.items()}
 
     def describe(self) -> dict:
         return {**super().describe(), "kernels": self.kernels()}
@@ -53,8 +58,9 @@ class OpenVINORunner(Runner):
         the executed graph is the only place that shows whether ONEDNN_MAX_CPU_ISA or a missing VNNI changed
         them."""
         counts: Counter[str] = Counter()
-        for op in self.compiled.get_runtime_model().get_ordered_ops():
-            info = op.get_rt_info()
-            if "layerType" in info and info["layerType"].astype(str) in _HEAVY_LAYERS:
-                counts[info["primitiveType"].astype(str)] += 1
+        for compiled in self.compiled.values():
+            for op in compiled.get_runtime_model().get_ordered_ops():
+                info = op.get_rt_info()
+                if "layerType" in info and info["layerType"].astype(str) in _HEAVY_LAYERS:
+                    counts[info["primitiveType"].astype(str)] += 1
         return ", ".join(f"{name} x{n}" for name, n in counts.most_common()) or "no convolution or matmul"

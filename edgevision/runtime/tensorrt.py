@@ -15,7 +15,6 @@ import numpy as np
 from edgevision.errors import BadInput, MissingDependency
 from edgevision.runtime.base import Runner
 
-ENGINE_FILE = "model.engine"
 ENGINE_TAG_FILE = "engine.json"
 TIMING_CACHE_FILE = "timing.cache"
 
@@ -69,9 +68,14 @@ def check_engine_tag(stored: dict, current: dict, bundle: Path) -> None:
                 f"`edgevision build-engine {bundle} --force`")
 
 
-def read_engine_tag(bundle_path: Path) -> dict:
+def engine_file(graph: str) -> str:
+    """The engine of a graph: model.engine for a one-graph bundle, image_encoder.engine, ..."""
+    return f"{graph}.engine"
+
+
+def read_engine_tag(bundle_path: Path, graphs=("model",)) -> dict:
     tag_path = Path(bundle_path) / ENGINE_TAG_FILE
-    if not tag_path.is_file() or not (Path(bundle_path) / ENGINE_FILE).is_file():
+    if not tag_path.is_file() or not all((Path(bundle_path) / engine_file(g)).is_file() for g in graphs):
         raise BadInput(f"{bundle_path}: no TensorRT engine yet; build it on the Jetson with "
                        f"`edgevision build-engine {bundle_path}`")
     return json.loads(tag_path.read_text(encoding="utf-8"))
@@ -85,63 +89,79 @@ class TensorRTRunner(Runner):
         super().__init__(bundle, threads)
         trt = import_tensorrt()
         self.cudart = import_cudart()
-        tag = read_engine_tag(bundle.path)
+        tag = read_engine_tag(bundle.path, tuple(self.graphs))
         check_engine_tag(tag, current_device_tag(trt), bundle.path)
         self.device = f"GPU{' + DLA' + str(tag['dla_core']) if tag.get('dla_core') is not None else ''}"
-        logger = trt.Logger(trt.Logger.WARNING)
-        self.engine = trt.Runtime(logger).deserialize_cuda_engine((bundle.path / ENGINE_FILE).read_bytes())
-        if self.engine is None:
-            raise BadInput(f"{bundle.path / ENGINE_FILE}: engine is corrupt or unreadable by this TensorRT; rebuild it "
-                           f"with `edgevision build-engine`")
-        self.context = self.engine.create_execution_context()
         self.stream = cuda_call(self.cudart.cudaStreamCreate())
-        self.inputs, self.outputs = [], []
-        self._device_ptrs = []
-        for i in range(self.engine.num_io_tensors):
-            name = self.engine.get_tensor_name(i)
-            is_input = self.engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
-            (self.inputs if is_input else self.outputs).append(
-                (name, np.dtype(trt.nptype(self.engine.get_tensor_dtype(name)))))
-        self._shapes: tuple | None = None
-        self._host_out: list[np.ndarray] = []
+        logger = trt.Logger(trt.Logger.WARNING)
+        runtime = trt.Runtime(logger)
+        self._engines: dict[str, _Engine] = {}
+        for name, spec in self.graphs.items():
+            engine = runtime.deserialize_cuda_engine((bundle.path / engine_file(name)).read_bytes())
+            if engine is None:
+                raise BadInput(f"{bundle.path / engine_file(name)}: engine is corrupt or unreadable by this "
+                               f"TensorRT; rebuild it with `edgevision build-engine`")
+            self._engines[name] = _Engine(trt, self.cudart, engine, spec, self.stream)
 
-    def _bind(self, batch_shape: tuple) -> None:
-        """(Re)allocate device buffers for an input shape; static engines do this once."""
-        for ptr in self._device_ptrs:
-            self.cudart.cudaFree(ptr)
-        self._device_ptrs, self._host_out = [], []
-        name, dtype = self.inputs[0]
-        self.context.set_input_shape(name, batch_shape)
-        ptr = cuda_call(self.cudart.cudaMalloc(int(np.prod(batch_shape)) * dtype.itemsize))
-        self.context.set_tensor_address(name, ptr)
-        self._device_ptrs.append(ptr)
-        for name, dtype in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            host = np.empty(shape, dtype)
-            ptr = cuda_call(self.cudart.cudaMalloc(host.nbytes))
-            self.context.set_tensor_address(name, ptr)
-            self._device_ptrs.append(ptr)
-            self._host_out.append(host)
-        self._shapes = batch_shape
-
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        cudart = self.cudart
-        batch = np.ascontiguousarray(batch, dtype=self.inputs[0][1])
-        if self._shapes != batch.shape:
-            self._bind(batch.shape)
-        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        cuda_call(cudart.cudaMemcpyAsync(self._device_ptrs[0], batch.ctypes.data, batch.nbytes, h2d, self.stream))
-        if not self.context.execute_async_v3(self.stream):
-            raise RuntimeError("TensorRT execution failed")
-        for host, ptr in zip(self._host_out, self._device_ptrs[1:]):
-            cuda_call(cudart.cudaMemcpyAsync(host.ctypes.data, ptr, host.nbytes, d2h, self.stream))
-        cuda_call(cudart.cudaStreamSynchronize(self.stream))
-        return [h.astype(np.float32, copy=True) for h in self._host_out]
+    def _run(self, graph: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self._engines[graph].run(feeds)
 
     def close(self) -> None:
-        for ptr in self._device_ptrs:
-            self.cudart.cudaFree(ptr)
-        self._device_ptrs = []
+        for engine in getattr(self, "_engines", {}).values():
+            engine.free()
+        self._engines = {}
         if getattr(self, "stream", None) is not None:
             self.cudart.cudaStreamDestroy(self.stream)
             self.stream = None
+
+
+class _Engine:
+    """One graph's engine and execution context; device buffers bound by tensor name."""
+
+    def __init__(self, trt, cudart, engine, spec, stream) -> None:
+        self.cudart, self.engine, self.stream = cudart, engine, stream
+        self.context = engine.create_execution_context()
+        self.inputs = {t.name: t.bound_name for t in spec.inputs}
+        self.outputs = {t.name: t.bound_name for t in spec.outputs}
+        self.dtypes = {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            self.dtypes[name] = np.dtype(trt.nptype(engine.get_tensor_dtype(name)))
+        self._shapes: dict[str, tuple] | None = None
+        self._device: dict[str, int] = {}
+        self._host_out: dict[str, np.ndarray] = {}
+
+    def _bind(self, shapes: dict[str, tuple]) -> None:
+        """(Re)allocate device buffers for the input shapes; static engines do this once."""
+        self.free()
+        for name, shape in shapes.items():
+            self.context.set_input_shape(name, shape)
+            self._device[name] = cuda_call(self.cudart.cudaMalloc(int(np.prod(shape)) * self.dtypes[name].itemsize))
+            self.context.set_tensor_address(name, self._device[name])
+        for name in self.outputs.values():
+            host = np.empty(tuple(self.context.get_tensor_shape(name)), self.dtypes[name])
+            self._device[name] = cuda_call(self.cudart.cudaMalloc(host.nbytes))
+            self.context.set_tensor_address(name, self._device[name])
+            self._host_out[name] = host
+        self._shapes = shapes
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        cudart = self.cudart
+        arrays = {self.inputs[k]: np.ascontiguousarray(v, dtype=self.dtypes[self.inputs[k]]) for k, v in feeds.items()}
+        shapes = {k: v.shape for k, v in arrays.items()}
+        if self._shapes != shapes:
+            self._bind(shapes)
+        h2d, d2h = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        for name, a in arrays.items():
+            cuda_call(cudart.cudaMemcpyAsync(self._device[name], a.ctypes.data, a.nbytes, h2d, self.stream))
+        if not self.context.execute_async_v3(self.stream):
+            raise RuntimeError("TensorRT execution failed")
+        for name, host in self._host_out.items():
+            cuda_call(cudart.cudaMemcpyAsync(host.ctypes.data, self._device[name], host.nbytes, d2h, self.stream))
+        cuda_call(cudart.cudaStreamSynchronize(self.stream))
+        return {k: self._host_out[bound].astype(np.float32, copy=True) for k, bound in self.outputs.items()}
+
+    def free(self) -> None:
+        for ptr in self._device.values():
+            self.cudart.cudaFree(ptr)
+        self._device, self._host_out = {}, {}

@@ -38,6 +38,18 @@ class Task(ABC):
     needs_masks: bool = False  # eval sets must carry per-pixel labels
     plot_marker: str = "o"  # in the matrix report's accuracy-vs-latency plot
     default_recipe: str | Mapping[str, Any] = ""  # a file under recipes/, or the recipe itself
+    # The graph a frame goes through and its image input; postprocessors get that graph's outputs by name.
+    graph: str = "model"
+    image_input: str = "image"
+
+    # ------------------------------------------------------------------------------------------ inference
+    def infer(self, runner, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """(N, S, S, 3) uint8 images -> the outputs the postprocessor reads, by name. By default the task's graph
+        on the image; a task whose model is several graphs chains them here. Batches larger than the runner's
+        ``max_batch`` are split."""
+        from edgevision.runtime.base import run_in_batches
+
+        return run_in_batches(runner, self.graph, {self.image_input: batch})
 
     # ------------------------------------------------------------------------------------- postprocessing
     def make_postprocessor(self, head: dict, imgsz: int, **options):
@@ -67,20 +79,24 @@ class Task(ABC):
         return synthetic_scenes(imgsz, stride, count, seed, semantic=self.needs_masks)
 
     # -------------------------------------------------------------------------------------------- golden
-    def golden_arrays(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """What `golden.npz` stores of the FP32 outputs (and what the artifact's outputs are reduced to for the
-        comparison): by default every output whole, in fp16."""
-        return {f"output_{k}": out.astype(np.float16) for k, out in enumerate(outputs)}
+    def golden_arrays(self, graph: str, outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """What `golden.npz` stores of one graph's FP32 outputs (and what the artifact's outputs are reduced to
+        for the comparison), keyed by a name: by default every output whole, in fp16, under its own name."""
+        return {name: out.astype(np.float16) for name, out in outputs.items()}
 
-    def golden_similarity(self, stored: dict[str, np.ndarray], i: int, outputs: list[np.ndarray]):
-        """(reference arrays, artifact arrays) for sample ``i``, compared by cosine / max error / SQNR."""
-        ref = [stored[f"output_{k}"][i : i + 1].astype(np.float32) for k in range(len(outputs))]
-        return ref, outputs
+    def golden_similarity(self, graph: str, stored: Mapping[str, np.ndarray], i: int,
+                          outputs: Mapping[str, np.ndarray]) -> tuple[dict, dict]:
+        """(reference arrays, artifact arrays), keyed alike, for sample ``i`` of ``graph``: compared by cosine,
+        max error and SQNR."""
+        art = self.golden_arrays(graph, outputs)
+        return ({k: stored[k][i : i + 1].astype(np.float32) for k in art},
+                {k: v.astype(np.float32) for k, v in art.items()})
 
-    def golden_results(self, stored: dict[str, np.ndarray], i: int, outputs: list[np.ndarray], post):
-        """(reference result, artifact result) for sample ``i``: the agreement metric's inputs."""
-        ref = [stored[f"output_{k}"][i].astype(np.float32) for k in range(len(outputs))]
-        return post(ref), post([o[0] for o in outputs])
+    def golden_results(self, stored: Mapping[str, np.ndarray], i: int, outputs: Mapping[str, np.ndarray], post):
+        """(reference result, artifact result) for sample ``i`` of the task's graph: the agreement metric's
+        inputs."""
+        ref = {k: stored[k][i].astype(np.float32) for k in outputs}
+        return post(ref), post({k: v[0] for k, v in outputs.items()})
 
     # ------------------------------------------------------------------------------------------- output
     @abstractmethod

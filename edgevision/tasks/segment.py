@@ -46,24 +46,25 @@ class SegmentTask(Task):
     def accumulator(self, labels: Sequence[str], recipe) -> SegmentationAccumulator:
         return SegmentationAccumulator(len(labels))
 
-    def golden_arrays(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """Per-pixel class scores are stored reduced (the 5 MB budget): argmax plus the winner's probability."""
+    def golden_arrays(self, graph, outputs):
+        """Per-pixel class scores are stored reduced (the size budget): argmax plus the winner's probability."""
         stored = {}
-        for k, out in enumerate(outputs):
+        for name, out in outputs.items():
             if out.ndim == 4:
-                stored[f"argmax_{k}"] = out.argmax(1).astype(np.uint8)
-                stored[f"confidence_{k}"] = _softmax_confidence(out).astype(np.float16)
+                stored[f"argmax.{name}"] = out.argmax(1).astype(np.uint8)
+                stored[f"confidence.{name}"] = _softmax_confidence(out).astype(np.float16)
             else:
-                stored[f"output_{k}"] = out.astype(np.float16)
+                stored[name] = out.astype(np.float16)
         return stored
 
-    def golden_similarity(self, stored, i, outputs):
-        art = self.golden_arrays(outputs)
-        keys = [f"confidence_{k}" for k in range(len(outputs))]
-        return ([stored[k][i : i + 1].astype(np.float32) for k in keys], [art[k].astype(np.float32) for k in keys])
+    def golden_similarity(self, graph, stored, i, outputs):
+        art = {k: v for k, v in self.golden_arrays(graph, outputs).items() if not k.startswith("argmax.")}
+        return ({k: stored[k][i : i + 1].astype(np.float32) for k in art},
+                {k: v.astype(np.float32) for k, v in art.items()})
 
     def golden_results(self, stored, i, outputs, post):
-        return Segmentation(stored["argmax_0"][i]), Segmentation(outputs[0][0].argmax(0).astype(np.uint8))
+        name = next(k for k, v in outputs.items() if v.ndim == 4)
+        return Segmentation(stored[f"argmax.{name}"][i]), Segmentation(outputs[name][0].argmax(0).astype(np.uint8))
 
     def draw(self, frame_bgr: np.ndarray, result: Segmentation, labels: Sequence[str]) -> np.ndarray:
         from edgevision.pipeline.render import draw_segmentation
