@@ -82,16 +82,22 @@ def main() -> None:
     commits = {k: subprocess.run(["git", "-C", str(v), "rev-parse", "--short", "HEAD"], capture_output=True,
                                  text=True).stdout.strip() for k, v in sides.items()}
     results: dict[str, list[dict]] = {"base": [], "head": []}
+
+    def run_worker(side: str, runs: int) -> dict:
+        root = sides[side]
+        res = subprocess.run([str(root / ".venv/bin/python"), str(Path(__file__).resolve()), "--worker",
+                              str(args.work / side), "--frames", str(args.frames), "--runs", str(runs)],
+                             cwd=root, capture_output=True, text=True)
+        if res.returncode != 0:
+            sys.exit(f"{side} worker failed:\n{res.stderr[-3000:]}")
+        return json.loads(res.stdout.strip().splitlines()[-1])
+
+    for side in sides:  # exports each side's bundles and the clip, untimed
+        run_worker(side, 1)
     for r in range(args.rounds):
         order = ["base", "head"] if r % 2 == 0 else ["head", "base"]
         for side in order:
-            root = sides[side]
-            res = subprocess.run([str(root / ".venv/bin/python"), str(Path(__file__).resolve()), "--worker",
-                                  str(args.work / side), "--frames", str(args.frames), "--runs", str(args.runs)],
-                                 cwd=root, capture_output=True, text=True)
-            if res.returncode != 0:
-                sys.exit(f"{side} worker failed:\n{res.stderr[-3000:]}")
-            results[side].append(json.loads(res.stdout.strip().splitlines()[-1]))
+            results[side].append(run_worker(side, args.runs))
             print(f"round {r + 1} {side}: {results[side][-1]}", flush=True)
     from edgevision.hardware import cpu_info, cpu_line
 

@@ -170,6 +170,6 @@ def test_a_bundle_carries_its_recipe_and_is_judged_by_it(yolo_cpu_int8, tmp_path
     (copy / META_FILE).write_text(json.dumps(raw))
     report = check_bundle(load_bundle(copy), reference=False)
     assert not report["passed"] and report["tolerances"]["agreement_map50"] == {"min": 99.99}
-    frame = np.load(copy / "golden.npz")["inputs"][0]
+    frame = np.load(copy / "golden.npz")["model/inputs/image"][0]
     with Predictor(load_bundle(copy)) as strict, Predictor(load_bundle(copy), conf=0.05) as loose:
         assert len(strict.predict(frame)) < len(loose.predict(frame))

@@ -118,7 +118,7 @@ def test_cpu_int8_bundle_computes_on_avx2_exactly_what_vnni_computes(yolo_cpu_in
         assert bundle.meta.graphs["model"].quantization["weight_bits"] == 7
         ranges = onnx_weight_ranges(bundle.graph_path("model"))
         assert ranges and max(ranges.values()) <= SATURATION_FREE_WEIGHT, ranges
-    golden = np.load(yolo_cpu_int8.path / "golden.npz")["inputs"][:4]
+    golden = np.load(yolo_cpu_int8.path / "golden.npz")["model/inputs/image"][:4]
     a, w7, w_float = _first_conv_operands(yolo_cpu_int8.graph_path("model"), golden)
     np.testing.assert_array_equal(vpmaddubsw_dot(a, w7), exact_dot(a, w7))
     w8 = np.clip(np.round(w_float / (np.abs(w_float).max(axis=0) / 127)), -127, 127).astype(np.int8)
@@ -152,14 +152,14 @@ def test_jetson_int8_is_checked_with_exact_int8_not_the_hosts_fused_kernels(yolo
 
     runner = open_runner(yolo_jetson_int8, "onnxruntime")
     assert runner.exact_int8 and "unfused" in runner.describe()["kernels"]
-    ops = _optimized_ops(yolo_jetson_int8.graph_path("model"), runner.session.get_session_options(), tmp_path)
+    ops = _optimized_ops(yolo_jetson_int8.graph_path("model"), runner.sessions["model"].get_session_options(), tmp_path)
     assert "QuantizeLinear" in ops and "Conv" in ops and not ops & FUSED_INT8_OPS, ops
     # the same graph with ORT's defaults runs fused int8 kernels: what the runner must not do
     default = ort.SessionOptions()
     assert _optimized_ops(yolo_jetson_int8.graph_path("model"), default, tmp_path) & FUSED_INT8_OPS
     # and what it runs is the Q/DQ arithmetic: close to the graph with no optimisation at all (float summation
     # order may flip a rounding here and there, as TensorRT's own order does)
-    inputs = np.load(yolo_jetson_int8.path / "golden.npz")["inputs"][:8]
+    inputs = np.load(yolo_jetson_int8.path / "golden.npz")["model/inputs/image"][:8]
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     plain = ort.InferenceSession(str(yolo_jetson_int8.graph_path("model")), opts, providers=["CPUExecutionProvider"])

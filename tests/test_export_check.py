@@ -25,16 +25,22 @@ def checked(yolo_cpu_int8, yolo_npu_int8, unet_cpu_int8, unet_npu_int8):
 
 def test_bundle_metadata_is_complete(yolo_npu_int8):
     m = yolo_npu_int8.meta
-    assert m.format_version == 1 and m.model == "fast-yolo-demo" and m.family.endswith(":FastYOLO")
-    assert m.input.shape == [1, 224, 224, 3] and m.input.dtype == "uint8" and m.input.layout == "NHWC"
+    assert m.format_version == 2 and m.model == "fast-yolo-demo" and m.family.endswith(":FastYOLO")
+    graph = m.graphs["model"]  # a one-graph model: one graph named model, its image input named image
+    image = graph.input("image")
+    assert list(m.graphs) == ["model"] and graph.input_names == ["image"] and graph.output_names == ["output"]
+    assert image.shape == [1, 224, 224, 3] and image.dtype == "uint8" and image.layout == "NHWC"
+    assert graph.output("output").shape == [1, 7, 7, 15] and graph.macs > 0 and m.macs == graph.macs
     assert m.preprocess.resize == "letterbox" and m.preprocess.colour == "RGB"
-    assert m.precision == "int8" and m.target == "intel-core-ultra-npu" and m.artifact_format == "openvino-ir"
+    assert m.precision == graph.precision == "int8" and m.target == "intel-core-ultra-npu"
+    assert graph.artifact_format == "openvino-ir" and graph.artifact == "model.xml"
+    assert graph.calibration["samples"] == graph.quantization["calibration_images"]
     assert len(m.weights_sha256) == 64 and len(m.calibration["sha256"]) == 64
     assert {"torch", "onnx", "openvino", "nncf"} <= set(m.toolchain)
     assert m.reference["metrics"]["map50"] > 80  # the reference accuracy at export time is recorded
-    assert m.quantization["ignored_types"]  # the head's Sigmoid/Softmax stay float
+    assert graph.quantization["ignored_types"]  # the head's Sigmoid/Softmax stay float
     assert (yolo_npu_int8.path / "model.xml").is_file() and (yolo_npu_int8.path / "model.bin").is_file()
-    assert m.quantization["preset"] == "performance"  # the intel-npu profile's symmetric activations
+    assert graph.quantization["preset"] == "performance"  # the intel-npu profile's symmetric activations
 
 
 def test_cpu_int8_keeps_the_input_normalisation_in_float(unet_cpu_int8):
@@ -211,7 +217,7 @@ def test_custom_imgsz_and_labels(tmp_path):
 
     with Predictor(b) as p:
         out = p.infer(np.zeros((1, 320, 320, 3), np.uint8))
-    assert out[0].shape == (1, 10, 10, 2 * 5 + 3)
+    assert out["output"].shape == (1, 10, 10, 2 * 5 + 3)
 
 
 def test_predictor_api_needs_no_torch_import(yolo_cpu_int8):

@@ -75,3 +75,17 @@ def test_format_1_bundles_check_run_and_pack(old, tmp_path, capsys, monkeypatch)
     assert main(["run", str(archive), "--source", str(frames), "--jsonl", str(jsonl), "--out",
                  str(tmp_path / "overlay.mp4")]) == 0
     assert len(jsonl.read_text().splitlines()) == 2
+
+
+@pytest.mark.slow
+def test_format_1_jetson_bundle_checks_with_polygraphy_and_asks_for_tensorrt(old, capsys):
+    """The jetson bundle's ONNX keeps its input named "images": Polygraphy and the ONNX Runtime runner bind it by
+    that name. build-engine needs TensorRT (a Jetson); here it says so and exits 2."""
+    jetson = old("jetson")
+    assert main(["check", str(jetson), "--weights", str(WEIGHTS), "--compare-with", "polygraphy"]) == 0, \
+        capsys.readouterr().err
+    report = json.loads((jetson / "report.json").read_text())
+    assert report["compare_with"]["passed"] and report["compare_with"]["comparisons"][0]["graph"] == "model"
+    assert "output" in report["compare_with"]["comparisons"][0]["outputs"]
+    assert main(["build-engine", str(jetson)]) == 2
+    assert "JetPack" in capsys.readouterr().err

@@ -27,7 +27,7 @@ def test_every_model_exports_to_every_target_at_a_small_size_and_runs(model, tar
     assert b.meta.imgsz == imgsz
     frame = np.random.default_rng(0).integers(0, 255, (240, 320, 3), dtype=np.uint8)
     with Predictor(b) as p:
-        (out,) = p.infer(p.preprocess(frame)[0])
+        out = p.infer(p.preprocess(frame)[0])["output"]
         result = p.predict(frame)
     if model == "fast-yolo-demo":
         assert out.shape == (1, imgsz // 32, imgsz // 32, 15)
@@ -125,8 +125,8 @@ def test_dynamic_batch(tmp_path):
     from edgevision.export import export_bundle
 
     b = export_bundle("fast-yolo-demo", "jetson", "fp32", tmp_path / "b", random_weights=True, dynamic_batch=True)
-    with Predictor(b) as p:
-        (out,) = p.infer(np.zeros((3, 224, 224, 3), np.uint8))
+    with Predictor(b) as p:  # the artifact itself takes the batch of 3 at once
+        out = p.runner.run("model", {"image": np.zeros((3, 224, 224, 3), np.uint8)})["output"]
     assert out.shape[0] == 3
 
 

@@ -58,7 +58,7 @@ def _reference_outputs(bundle: Bundle, graph: str, inputs: dict[str, np.ndarray]
     n = len(next(iter(inputs.values())))
     if use_torch:
         from edgevision.check.reference import reference_runner
-        from edgevision.runtime.base import run_in_batches
+        from edgevision.runtime.batches import run_in_batches
 
         outputs = run_in_batches(reference_runner(bundle, weights, threads), graph, inputs)
         return [{bound[k]: v[j : j + 1] for k, v in outputs.items()} for j in range(n)]

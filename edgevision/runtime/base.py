@@ -100,17 +100,6 @@ def checked_feeds(specs: list[TensorSpec], feeds: Feeds, graph: str) -> dict[str
     return out
 
 
-def run_in_batches(runner, graph: str, feeds: Feeds) -> dict[str, np.ndarray]:
-    """``feeds`` through ``runner`` in pieces of its ``max_batch`` along the leading dimension; outputs
-    concatenated along it. Duck-typed runners without ``max_batch`` take one item at a time."""
-    step = getattr(runner, "max_batch", 1)
-    n = len(next(iter(feeds.values())))
-    if n <= step:
-        return runner.run(graph, feeds)
-    parts = [runner.run(graph, {k: v[i : i + step] for k, v in feeds.items()}) for i in range(0, n, step)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
 def bundle_default_threads(bundle: Bundle) -> int:
     """The profile's inference threads, never more than this machine has cores."""
     from edgevision.config import get_target

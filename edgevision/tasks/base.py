@@ -47,7 +47,7 @@ class Task(ABC):
         """(N, S, S, 3) uint8 images -> the outputs the postprocessor reads, by name. By default the task's graph
         on the image; a task whose model is several graphs chains them here. Batches larger than the runner's
         ``max_batch`` are split."""
-        from edgevision.runtime.base import run_in_batches
+        from edgevision.runtime.batches import run_in_batches
 
         return run_in_batches(runner, self.graph, {self.image_input: batch})
 
