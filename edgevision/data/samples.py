@@ -20,7 +20,7 @@ class Sample:
 
     @property
     def labelled(self) -> bool:
-        return self.boxes is not None or self.semantic is not None
+        return self.boxes is not None or self.semantic is not None or self.labels is not None
 
 
 @dataclass
@@ -57,3 +57,11 @@ def synthetic_scenes(imgsz: int, stride: int, count: int, seed: int, semantic: b
     spec = SceneSpec(size=(imgsz, imgsz), grid=max(1, imgsz // stride))
     samples = _LazySamples(scene_seeds(seed, count), spec, semantic=semantic)
     return EvalSet(f"synthetic eval set ({count} scenes, seed {seed}, {imgsz}px)", samples, labelled=True)
+
+
+def synthetic_objects(imgsz: int, count: int, seed: int) -> EvalSet:
+    """Classification scenes: one shape per image, large, over a textured background with clutter; the label is
+    the shape's class (an index into SHAPE_CLASSES)."""
+    spec = SceneSpec(size=(imgsz, imgsz), grid=1, min_objects=1, max_objects=1, min_frac=0.3, max_frac=0.8)
+    samples = _LazySamples(scene_seeds(seed, count), spec, semantic=False)
+    return EvalSet(f"synthetic classification set ({count} images, seed {seed}, {imgsz}px)", samples, labelled=True)

@@ -21,6 +21,8 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise BadInput(f"--weights {path}: no such file")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
@@ -34,6 +36,21 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise BadInput(f"--weights {path}: expected a state_dict of tensors, got {type(obj).__name__}")
     return obj
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """timm and Hugging Face checkpoints: tensors only by construction, so nothing to unpickle."""
+    try:
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+    except ImportError:
+        raise BadInput(f"--weights {path}: reading .safetensors needs the safetensors package "
+                       f"(pip install 'edgevision[export]')") from None
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as e:
+        raise BadInput(f"--weights {path}: not a readable .safetensors file "
+                       f"({(str(e).strip().splitlines() or [type(e).__name__])[0][:120]})") from None
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], source: Path | str) -> nn.Module:

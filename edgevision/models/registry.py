@@ -27,6 +27,9 @@ VOC_CLASSES = (
     "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 IMAGENET = Preprocess(resize="letterbox", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+IMAGENET_PLAIN = Preprocess(resize="plain", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+IMAGENET_INDEX = tuple(str(i) for i in range(1000))  # classes named by index unless --labels names them
+_VIT = "edgevision.models.vit:VisionTransformer"
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,21 @@ VARIANTS: tuple[ModelVariant, ...] = (
         labels=("background", *SHAPE_CLASSES), preprocess=IMAGENET,
         weights="mobile-unet.pt",
         summary="MobileNetV2-style U-Net trained on edgevision's synthetic shapes",
+    ),
+    ModelVariant(
+        "deit-tiny", _VIT, "classify", imgsz=224, stride=16, labels=IMAGENET_INDEX, preprocess=IMAGENET_PLAIN,
+        config={"embed_dim": 192, "num_heads": 3},
+        summary="DeiT-Tiny (timm deit_tiny_patch16_224 keys; pass --weights .safetensors/.pth)",
+    ),
+    ModelVariant(
+        "deit-small", _VIT, "classify", imgsz=224, stride=16, labels=IMAGENET_INDEX, preprocess=IMAGENET_PLAIN,
+        config={"embed_dim": 384, "num_heads": 6},
+        summary="DeiT-Small (timm deit_small_patch16_224 keys; pass --weights)",
+    ),
+    ModelVariant(
+        "deit-tiny-distilled", _VIT, "classify", imgsz=224, stride=16, labels=IMAGENET_INDEX,
+        preprocess=IMAGENET_PLAIN, config={"embed_dim": 192, "num_heads": 3, "distilled": True},
+        summary="DeiT-Tiny with the distillation token; eval averages its two heads (timm keys; pass --weights)",
     ),
 )  # fmt: skip
 

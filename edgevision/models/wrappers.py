@@ -67,5 +67,7 @@ def model_graphs(model: nn.Module, preprocess, imgsz: int) -> list[GraphDef]:
     """The graphs ``model`` exports as: its own ``export_graphs``, or the one graph ``model``."""
     if hasattr(model, "export_graphs"):
         return list(model.export_graphs(imgsz, preprocess))
+    if hasattr(model, "set_input_size"):  # e.g. a ViT's position embedding, resampled once for this size
+        model.set_input_size(imgsz)
     names = list(getattr(model, "output_names", ["output"]))
     return [GraphDef(MODEL_GRAPH, UInt8Input(model, preprocess).eval(), [image_spec(imgsz)], names)]

@@ -38,3 +38,14 @@ class Segmentation:
         total = self.label_map.size
         return {"pixels": {(labels[i] if i < len(labels) else str(i)): round(int(c) / total, 4)
                            for i, c in enumerate(counts) if c}}
+
+
+@dataclass
+class Classification:
+    class_ids: np.ndarray  # (K,) int64, the top K classes, best first
+    scores: np.ndarray  # (K,) float32 softmax probabilities of those classes
+    probs: np.ndarray | None = None  # (C,) float32 softmax over every class (agreement: KL divergence)
+
+    def to_json(self, labels: list[str] | tuple[str, ...] = ()) -> list[dict]:
+        return [{"label": labels[int(c)] if int(c) < len(labels) else str(int(c)), "score": round(float(s), 4)}
+                for c, s in zip(self.class_ids, self.scores)]

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edgevision.ops.results import Detections, Segmentation
+from edgevision.ops.results import Classification, Detections, Segmentation
 
 
 # Saturated, evenly spaced hues (BGR), far from the greys and pastels of most scenes and of the synthetic shapes.
@@ -92,6 +92,27 @@ def draw_segmentation(frame_bgr: np.ndarray, seg: Segmentation, labels: Sequence
     if legend and present:
         draw_legend(frame_bgr, [(labels[c] if c < len(labels) else str(c), colours[c % len(colours)])
                                 for c in present])
+    return frame_bgr
+
+
+def draw_classification(frame_bgr: np.ndarray, result: Classification, labels: Sequence[str],
+                        top: int = 3) -> np.ndarray:
+    """The top classes with their scores, top left, on a dark backing."""
+    lines = [f"{labels[int(c)] if int(c) < len(labels) else int(c)}  {float(s):.2f}"
+             for c, s in zip(result.class_ids[:top], result.scores[:top])]
+    scale = 0.55
+    sizes = [cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)[0] for t in lines]
+    if not sizes:
+        return frame_bgr
+    w = max(s[0] for s in sizes) + 12
+    h = sum(s[1] + 8 for s in sizes) + 6
+    roi = frame_bgr[0:h, 0:w]
+    roi[:] = (roi * 0.4).astype(np.uint8)
+    y = 4
+    for i, (text, (_, th)) in enumerate(zip(lines, sizes)):
+        y += th + 8
+        colour = (80, 255, 80) if i == 0 else (230, 230, 230)
+        cv2.putText(frame_bgr, text, (6, y - 4), cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)
     return frame_bgr
 
 

@@ -1,4 +1,4 @@
-"""Task plug-ins: detect and segment today; classify, prompt-segment and track next.
+"""Task plug-ins: detect, segment and classify today; prompt-segment and track next.
 
 A new task is one module with a ``Task`` subclass plus one line in ``TASKS`` (or ``register_task(MyTask())``
 at run time, e.g. from a plug-in package or a test).
@@ -15,6 +15,7 @@ from edgevision.tasks.base import Accumulator, Task
 TASKS = {
     "detect": "edgevision.tasks.detect:DetectTask",
     "segment": "edgevision.tasks.segment:SegmentTask",
+    "classify": "edgevision.tasks.classify:ClassifyTask",
 }
 _loaded: dict[str, Task] = {}
 _by_result_type: dict[type, Task] = {}
