@@ -6,9 +6,11 @@ Deterministic by seed: scenes come from ``render_scene(seed)`` and torch is seed
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -271,3 +273,85 @@ def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: 
         remove_simulation()
     model.eval()
     return model
+
+
+# ---------------------------------------------------------------------------------------------- classification
+def classification_spec(size: int) -> SceneSpec:
+    """One large shape per image over a textured, cluttered background (the classify task's eval set draws the
+    same kind of image from other seeds)."""
+    return SceneSpec(size=(size, size), grid=1, min_objects=1, max_objects=1, min_frac=0.3, max_frac=0.8)
+
+
+def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float,
+                     checkpoint: Path, seed: int = 0, resume: bool = True, warmup: int = 500,
+                     label_smoothing: float = 0.1, stop_after: int | None = None,
+                     log: Callable[[str], None] = print) -> torch.nn.Module:
+    """Train a classifier from scratch on single-shape scenes; resumable.
+
+    Every 100 steps the model, the optimizer, the step and the random states go to ``checkpoint`` (written
+    atomically), and the rendered pool is cached beside it. With ``resume`` a run picks up where the checkpoint
+    left off and continues exactly as an uninterrupted run would (same batches, same learning-rate schedule).
+    ``stop_after`` ends the run at that step, as an interruption would (the schedule still spans ``steps``).
+    """
+    checkpoint = Path(checkpoint)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = variant.build()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
+    rng = np.random.default_rng(seed)
+    step = 0
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own file, not user input
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        log(f"resumed from {checkpoint} at step {step}")
+    pool_file = checkpoint.with_suffix(".pool.npz")
+    size = variant.imgsz
+    if pool_file.is_file():
+        with np.load(pool_file) as z:
+            images, labels = z["images"], z["labels"]
+    else:
+        t0 = time.perf_counter()
+        images, _, labels_list, _ = render_pool(pool_size, classification_spec(size), semantic=False)
+        labels = np.array([int(lb[0]) for lb in labels_list], np.int64)
+        tmp = pool_file.with_name(pool_file.name + ".tmp.npz")
+        np.savez(tmp, images=images, labels=labels)
+        os.replace(tmp, pool_file)
+        log(f"rendered {pool_size} images in {time.perf_counter() - t0:.0f}s")
+    batches = _batches(len(images), batch, np.random.default_rng(seed + 1))
+    for _ in range(step):  # the same batches as an uninterrupted run
+        next(batches)
+    model.train()
+    start, done_at_start = time.perf_counter(), step
+    while step < min(steps, stop_after or steps):
+        idx = next(batches)
+        warm = min(1.0, (step + 1) / warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        im = images[idx].copy()
+        flip = rng.random(len(im)) < 0.5
+        im[flip] = im[flip, :, ::-1]
+        loss = F.cross_entropy(model(normalise(np.ascontiguousarray(im), variant)), torch.from_numpy(labels[idx]),
+                               label_smoothing=label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 100 == 0 or step in (steps, stop_after):
+            elapsed = time.perf_counter() - start
+            _save_checkpoint(checkpoint, model, opt, step, rng)
+            log(f"step {step}/{steps} lr {opt.param_groups[0]['lr']:.2e} loss {loss.item():.4f} "
+                f"({(step - done_at_start) * batch / elapsed:.0f} img/s)")
+    model.eval()
+    return model
+
+
+def _save_checkpoint(path: Path, model, opt, step: int, rng: np.random.Generator) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)

@@ -2,6 +2,7 @@
 
     python scripts/train_demo_weights.py fast-yolo-demo      # ~30 min on the 2-core dev machine
     python scripts/train_demo_weights.py mobile-unet         # ~25 min
+    python scripts/train_demo_weights.py deit-tiny-demo      # hours; resumable: run the same line again
 
 Writes edgevision/models/weights/<model>.pt as an fp16 state_dict (atomically). Deterministic given the seed
 and step count (same machine and torch build), then prints the FP32 accuracy on the synthetic eval set.
@@ -22,7 +23,9 @@ from edgevision.training import train
 DEFAULTS = {  # scenes rendered, batch, learning rate, steps
     "fast-yolo-demo": (30000, 32, 2e-3, 2400),
     "mobile-unet": (12000, 16, 3e-3, 1800),
+    "deit-tiny-demo": (60000, 64, 1e-3, 8000),
 }
+CHECKPOINTS = Path(".train")  # resumable state of long runs (git ignores it)
 
 
 def main() -> None:
@@ -38,15 +41,23 @@ def main() -> None:
                     help="render a disjoint pool of scenes (fine-tuning stages on new data)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--restart", action="store_true", help="classifiers: ignore the checkpoint in .train/")
     ap.add_argument("--int8-aware", action="store_true",
                     help="fine-tune under simulated symmetric INT8 (use with --init and a small --lr)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     variant = get_variant(args.model)
     pool, batch, lr, steps = DEFAULTS[args.model]
-    model = train(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch, lr=args.lr or lr,
-                  seed=args.seed, pool_seed=args.pool_seed, crop_until=args.crop_until, init=args.init,
-                  int8_aware=args.int8_aware)
+    if variant.task == "classify":
+        from edgevision.training import train_classifier
+
+        model = train_classifier(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
+                                 lr=args.lr or lr, seed=args.seed, checkpoint=CHECKPOINTS / f"{args.model}.pt",
+                                 resume=not args.restart)
+    else:
+        model = train(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
+                      lr=args.lr or lr, seed=args.seed, pool_seed=args.pool_seed, crop_until=args.crop_until,
+                      init=args.init, int8_aware=args.int8_aware)
     out = args.out or variant.weights_path
     sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=out.parent, suffix=".tmp")
@@ -69,7 +80,7 @@ def report_accuracy(variant, model) -> None:
     data = synthetic_eval_set(variant.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, variant.task)
     io = ModelIO(variant.task, variant.imgsz, variant.preprocess.resize, model.head_spec(variant.imgsz),
                  variant.labels, recipe)
-    outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess)}, data, io, output_names=["output"])
+    outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess, imgsz=variant.imgsz)}, data, io)
     print(f"{variant.name} FP32 on {data.description}: {outcome.metrics['fp32']}")
 
 

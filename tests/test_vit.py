@@ -107,3 +107,21 @@ def test_fp32_artifact_matches_timm_through_a_float_input_export(tmp_path):
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     logits = np.concatenate([sess.run(["logits"], {"pixels": x[None]})[0] for x in ref["inputs"]])
     assert np.abs(logits - ref["logits"]).max() < 1e-3
+
+
+def test_classifier_training_resumes_exactly_where_it_stopped(tmp_path):
+    """Stopped after 2 steps and resumed to 4, training ends with the weights of an uninterrupted 4-step run."""
+    from edgevision.data.shapes import SHAPE_CLASSES
+    from edgevision.models.registry import IMAGENET_PLAIN, ModelVariant
+    from edgevision.training import train_classifier
+
+    tiny = ModelVariant("vit-test", "edgevision.models.vit:VisionTransformer", "classify", imgsz=32, stride=16,
+                        labels=SHAPE_CLASSES, preprocess=IMAGENET_PLAIN,
+                        config={"embed_dim": 32, "num_heads": 2, "depth": 2, "img_size": 32})
+    kw = {"pool_size": 24, "batch": 8, "lr": 1e-3, "warmup": 2, "log": lambda _: None}
+    whole = train_classifier(tiny, steps=4, checkpoint=tmp_path / "a" / "ckpt.pt", **kw)
+    train_classifier(tiny, steps=4, stop_after=2, checkpoint=tmp_path / "b" / "ckpt.pt", **kw)  # interrupted
+    assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=False)["step"] == 2
+    resumed = train_classifier(tiny, steps=4, checkpoint=tmp_path / "b" / "ckpt.pt", **kw)
+    for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name

@@ -92,6 +92,11 @@ VARIANTS: tuple[ModelVariant, ...] = (
         summary="MobileNetV2-style U-Net trained on edgevision's synthetic shapes",
     ),
     ModelVariant(
+        "deit-tiny-demo", _VIT, "classify", imgsz=112, stride=16, labels=SHAPE_CLASSES, preprocess=IMAGENET_PLAIN,
+        config={"embed_dim": 192, "num_heads": 3, "img_size": 112}, weights="deit-tiny-demo.pt",
+        summary="DeiT-Tiny (12 blocks, dim 192) at 112 px trained on edgevision's synthetic shapes",
+    ),
+    ModelVariant(
         "deit-tiny", _VIT, "classify", imgsz=224, stride=16, labels=IMAGENET_INDEX, preprocess=IMAGENET_PLAIN,
         config={"embed_dim": 192, "num_heads": 3},
         summary="DeiT-Tiny (timm deit_tiny_patch16_224 keys; pass --weights .safetensors/.pth)",
