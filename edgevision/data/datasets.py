@@ -27,11 +27,19 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 FEW_CALIBRATION_IMAGES = 100
 
 
-def synthetic_eval_set(imgsz: int, stride: int, count: int, seed: int, task: str) -> EvalSet:
-    """The task's synthetic eval set (``Task.synthetic_eval_set``)."""
+def synthetic_eval_set(imgsz: int, stride: int, count: int, seed: int, task: str,
+                       labels: Sequence[str] | None = None) -> EvalSet:
+    """The task's synthetic eval set (``Task.synthetic_eval_set``). Its ground truth is in the task's
+    ``synthetic_labels``: for a model with other ``labels`` (ImageNet classes, say) the set is used unlabelled,
+    for agreement with the FP32 reference only."""
     from edgevision.tasks import get_task
 
-    return get_task(task).synthetic_eval_set(imgsz, stride, count, seed)
+    t = get_task(task)
+    data = t.synthetic_eval_set(imgsz, stride, count, seed)
+    if labels is not None and t.synthetic_labels is not None and tuple(labels) != tuple(t.synthetic_labels):
+        return EvalSet(f"{data.description}, unlabelled: the model's classes are not the synthetic shapes'",
+                       data.samples, labelled=False)
+    return data
 
 
 def list_images(directory: Path) -> list[Path]:
@@ -131,7 +139,7 @@ def load_eval_set(data: str | Path | None, *, imgsz: int, stride: int, task: str
                   count: int, seed: int) -> EvalSet:
     """``--data``: None (synthetic), a directory (unlabelled images) or a COCO .json file."""
     if data is None:
-        return synthetic_eval_set(imgsz, stride, count, seed, task)
+        return synthetic_eval_set(imgsz, stride, count, seed, task, labels)
     path = Path(data)
     if path.is_dir():
         return image_folder(path)

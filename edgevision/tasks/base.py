@@ -38,6 +38,9 @@ class Task(ABC):
     needs_masks: bool = False  # eval sets must carry per-pixel labels
     plot_marker: str = "o"  # in the matrix report's accuracy-vs-latency plot
     default_recipe: str | Mapping[str, Any] = ""  # a file under recipes/, or the recipe itself
+    # The classes of the synthetic eval set's ground truth: a model with other labels is evaluated unlabelled
+    # (agreement with FP32 only). None: the set is labelled in whatever classes the model has.
+    synthetic_labels: tuple[str, ...] | None = None
     # The graph a frame goes through and its image input; postprocessors get that graph's outputs by name.
     graph: str = "model"
     image_input: str = "image"

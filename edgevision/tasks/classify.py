@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgevision.data.shapes import SHAPE_CLASSES
 from edgevision.ops.results import Classification
 from edgevision.tasks.base import Accumulator, Task
 
@@ -48,6 +49,7 @@ class ClassifyTask(Task):
     json_key = "classes"
     plot_marker = "^"
     default_recipe = "default-classify.yaml"
+    synthetic_labels = SHAPE_CLASSES
 
     def accumulator(self, labels: Sequence[str], recipe) -> TopKAccumulator:
         return TopKAccumulator()

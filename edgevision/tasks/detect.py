@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgevision.data.shapes import SHAPE_CLASSES
 from edgevision.ops.results import Detections
 from edgevision.tasks.base import Accumulator, Task
 
@@ -46,6 +47,7 @@ class DetectTask(Task):
     json_key = "detections"
     plot_marker = "o"
     default_recipe = "default-detect.yaml"
+    synthetic_labels = SHAPE_CLASSES
 
     def run_options(self, recipe, conf: float | None = None, iou: float | None = None, **_) -> dict:
         return {"conf": recipe.conf_threshold if conf is None else conf,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgevision.data.shapes import SHAPE_CLASSES
 from edgevision.ops.results import Segmentation
 from edgevision.tasks.base import Accumulator, Task
 
@@ -42,6 +43,7 @@ class SegmentTask(Task):
     needs_masks = True
     plot_marker = "s"
     default_recipe = "default-segment.yaml"
+    synthetic_labels = ("background", *SHAPE_CLASSES)
 
     def accumulator(self, labels: Sequence[str], recipe) -> SegmentationAccumulator:
         return SegmentationAccumulator(len(labels))
