@@ -301,7 +301,7 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
     rng = np.random.default_rng(seed)
     step = 0
     if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)  # our own file, not user input
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]

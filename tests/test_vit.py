@@ -121,7 +121,7 @@ def test_classifier_training_resumes_exactly_where_it_stopped(tmp_path):
     kw = {"pool_size": 24, "batch": 8, "lr": 1e-3, "warmup": 2, "log": lambda _: None}
     whole = train_classifier(tiny, steps=4, checkpoint=tmp_path / "a" / "ckpt.pt", **kw)
     train_classifier(tiny, steps=4, stop_after=2, checkpoint=tmp_path / "b" / "ckpt.pt", **kw)  # interrupted
-    assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=False)["step"] == 2
+    assert torch.load(tmp_path / "b" / "ckpt.pt", weights_only=True)["step"] == 2
     resumed = train_classifier(tiny, steps=4, checkpoint=tmp_path / "b" / "ckpt.pt", **kw)
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
