@@ -15,6 +15,8 @@ def test_every_variant_builds_and_has_the_documented_output_shape():
             s = v.imgsz // v.stride
             assert y.shape == (1, s, s, 2 * 5 + len(v.labels))
             assert float(y.min()) >= 0 and float(y.max()) <= 1  # activated head
+        elif v.task == "classify":
+            assert y.shape == (1, len(v.labels))  # logits
         else:
             assert y.shape == (1, len(v.labels), v.imgsz, v.imgsz)
 
