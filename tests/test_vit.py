@@ -125,3 +125,13 @@ def test_classifier_training_resumes_exactly_where_it_stopped(tmp_path):
     resumed = train_classifier(tiny, steps=4, checkpoint=tmp_path / "b" / "ckpt.pt", **kw)
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_corrupt_safetensors_checkpoint_and_a_size_off_the_patch_grid_exit_2(tmp_path, capsys):
+    bad = tmp_path / "deit.safetensors"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 1000, dtype=np.uint8).tobytes())
+    assert main(["export", "deit-tiny", "--weights", str(bad), "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a readable .safetensors file" in err[0]
+    assert main(["export", "deit-tiny", "--weights", str(bad), "--imgsz", "100", "--out", str(tmp_path / "b")]) == 2
+    assert "--imgsz 100: must be a positive multiple of deit-tiny's stride 16" in capsys.readouterr().err
