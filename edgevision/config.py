@@ -101,6 +101,15 @@ class QuantizationSpec(_Strict):
     # for all the others: on the demo detector it cut the mAP@0.5:0.95 drop from 1.23 to 0.25 (benchmarks/RESULTS.md).
     calibration_method: CalibrationMethod = "mean-minmax"
     target_calibration_method: dict[str, CalibrationMethod] = {}
+    # ONNX op types that get Q/DQ on the cpu and jetson targets (None: every op ONNX Runtime quantizes on cpu,
+    # TensorRT's INT8 layers on jetson). Transformers list [MatMul, Gemm, Conv]: LayerNorm, Softmax and GELU stay
+    # float, where their ranges would cost accuracy and INT8 buys little.
+    op_types: list[str] | None = None
+    # NNCF's model type (intel-npu): "transformer" quantizes attention as NNCF's transformer scheme does and
+    # keeps the rest of the block as NNCF recommends for transformers; smooth_quant: NNCF's SmoothQuant alpha
+    # (None: NNCF's default for the model type; -1 turns it off).
+    model_type: Literal["transformer"] | None = None
+    smooth_quant_alpha: float | None = None
 
     def method_for(self, family: str) -> str:
         return self.target_calibration_method.get(family, self.calibration_method)

@@ -7,8 +7,8 @@ when no NPU is present, so the same IR is checked on any x86 host.
 from __future__ import annotations
 
 from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
-from edgevision.export.nncf_quantize import (nncf_accuracy_control, nncf_advanced_parameters, nncf_preset,
-                                             openvino_ignored_types)
+from edgevision.export.nncf_quantize import (nncf_accuracy_control, nncf_advanced_parameters, nncf_model_type,
+                                             nncf_preset, openvino_ignored_types)
 
 
 def export_artifact(ctx: ExportContext) -> ArtifactInfo:
@@ -49,10 +49,11 @@ def quantize_nncf(model, ctx: ExportContext):
     scope = nncf.IgnoredScope(types=types, names=names, validate=False)
     feeds = ctx.calibration_feeds  # dicts keyed by input name, as OpenVINO's compiled model takes them
     with quiet_progress():
-        quantized = nncf.quantize(model, nncf.Dataset(feeds), preset=nncf_preset(ctx),
+        quantized = nncf.quantize(model, nncf.Dataset(feeds), preset=nncf_preset(ctx), model_type=nncf_model_type(ctx),
                                   subset_size=len(feeds), ignored_scope=scope,
                                   advanced_parameters=nncf_advanced_parameters(ctx))
     info = {"tool": "nncf", "preset": q.preset_for(ctx.profile), "weight_bits": ctx.profile.weight_bits,
+            "model_type": q.model_type, "smooth_quant_alpha": q.smooth_quant_alpha,
             "calibration_images": len(feeds), "ignored_types": types, "ignored_names": names}
     return quantized, info, nncf.__version__
 

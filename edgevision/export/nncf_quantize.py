@@ -32,7 +32,20 @@ def nncf_advanced_parameters(ctx: ExportContext):
     from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
 
     fix = OverflowFix.ENABLE if ctx.profile.weight_bits == 7 else OverflowFix.FIRST_LAYER
-    return AdvancedQuantizationParameters(overflow_fix=fix)
+    alpha = ctx.recipe.quantization.smooth_quant_alpha
+    if alpha is None:
+        return AdvancedQuantizationParameters(overflow_fix=fix)
+    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
+
+    return AdvancedQuantizationParameters(overflow_fix=fix,
+                                          smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+
+
+def nncf_model_type(ctx: ExportContext):
+    """NNCF's ModelType for the recipe (None for CNNs)."""
+    import nncf
+
+    return nncf.ModelType.TRANSFORMER if ctx.recipe.quantization.model_type == "transformer" else None
 
 
 def openvino_ignored_types(quantization) -> list[str]:
