@@ -326,6 +326,7 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
         next(batches)
     model.train()
     start, done_at_start = time.perf_counter(), step
+    window: list[tuple[float, float]] = []
     while step < min(steps, stop_after or steps):
         idx = next(batches)
         warm = min(1.0, (step + 1) / warmup)
@@ -334,8 +335,10 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
         im = images[idx].copy()
         flip = rng.random(len(im)) < 0.5
         im[flip] = im[flip, :, ::-1]
-        loss = F.cross_entropy(model(normalise(np.ascontiguousarray(im), variant)), torch.from_numpy(labels[idx]),
-                               label_smoothing=label_smoothing)
+        target = torch.from_numpy(labels[idx])
+        logits = model(normalise(np.ascontiguousarray(im), variant))
+        loss = F.cross_entropy(logits, target, label_smoothing=label_smoothing)
+        window.append((loss.item(), (logits.argmax(1) == target).float().mean().item()))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -344,8 +347,11 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
         if step % 100 == 0 or step in (steps, stop_after):
             elapsed = time.perf_counter() - start
             _save_checkpoint(checkpoint, model, opt, step, rng)
-            log(f"step {step}/{steps} lr {opt.param_groups[0]['lr']:.2e} loss {loss.item():.4f} "
+            losses, accs = zip(*window)
+            log(f"step {step}/{steps} lr {opt.param_groups[0]['lr']:.2e} loss {np.mean(losses):.4f} "
+                f"train top-1 {100 * np.mean(accs):.1f} (mean of the last {len(window)} steps) "
                 f"({(step - done_at_start) * batch / elapsed:.0f} img/s)")
+            window.clear()
     model.eval()
     return model
 

@@ -126,6 +126,10 @@ class VisionTransformer(nn.Module):
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         if self.dist_token is not None:
             nn.init.trunc_normal_(self.dist_token, std=0.02)
+        for m in self.modules():  # timm's init: PyTorch's default Linear init keeps a deep ViT from training
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
 
     def set_input_size(self, img_size: int) -> None:
         """Resample the position embedding once for ``img_size`` (a multiple of the patch size), so that the
