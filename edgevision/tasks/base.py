@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edgevision.runtime.batches import run_in_batches
+
 
 class Accumulator(ABC):
     """Streams results into a task metric (points, 0-100)."""
@@ -50,8 +52,6 @@ class Task(ABC):
         """(N, S, S, 3) uint8 images -> the outputs the postprocessor reads, by name. By default the task's graph
         on the image; a task whose model is several graphs chains them here. Batches larger than the runner's
         ``max_batch`` are split."""
-        from edgevision.runtime.batches import run_in_batches
-
         return run_in_batches(runner, self.graph, {self.image_input: batch})
 
     # ------------------------------------------------------------------------------------- postprocessing
