@@ -23,7 +23,7 @@ from edgevision.training import train
 DEFAULTS = {  # scenes rendered, batch, learning rate, steps
     "fast-yolo-demo": (30000, 32, 2e-3, 2400),
     "mobile-unet": (12000, 16, 3e-3, 1800),
-    "deit-tiny-demo": (60000, 64, 1e-4, 5000),
+    "deit-tiny-demo": (60000, 64, 5e-4, 4000),
 }
 CHECKPOINTS = Path(".train")  # resumable state of long runs (git ignores it)
 
