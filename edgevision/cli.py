@@ -92,7 +92,7 @@ def _fmt(v) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
-        return f"{v:.2f}"
+        return f"{v:.2f}" if v == 0 or abs(v) >= 0.01 else f"{v:.2e}"  # a KL divergence is far below 0.01
     return str(v)
 
 
@@ -133,7 +133,9 @@ def targets() -> None:
                   "  edgevision export mobile-unet --target intel-npu --out my-bundle --force\n\n"
                   "  edgevision export fast-yolo --weights yolo.pt --labels voc.names --calib photos/\n\n"
                   "  edgevision export fast-yolo --random-weights --target intel-npu   # speed tests\n\n"
-                  "  edgevision export fast-yolo-demo --target rpi --max-drop 0.5      # accuracy-controlled INT8")
+                  "  edgevision export fast-yolo-demo --target rpi --max-drop 0.5      # accuracy-controlled INT8\n\n"
+                  "  edgevision export deit-tiny --weights deit_tiny_patch16_224.safetensors --target intel-npu\n\n"
+                  "  edgevision export deit-tiny-demo --target jetson --precision fp16  # ViTs: FP16 is often as fast")
 def export(
     model: Annotated[str, typer.Argument(help="Registered variant, see `edgevision models`.")],
     target: Annotated[str, typer.Option("--target", "-t", help="Profile or family name, see `edgevision targets`.")] = "cpu",
@@ -256,6 +258,7 @@ def build_engine_cmd(
                   "  edgevision check BUNDLE --baseline ci/baseline.json                     # gate\n\n"
                   "  edgevision check --matrix recipes/regression.yaml --report reports/ci --jobs 2\n\n"
                   "  edgevision check BUNDLE --data photos/              # unlabelled: agreement only\n\n"
+                  "  edgevision check bundles/deit-tiny-demo-rpi-int8 --per-layer   # which layers lose the most\n\n"
                   "  edgevision check BUNDLE --data coco/val.json --json ci/check.json\n\n"
                   "  edgevision check BUNDLE --compare-with polygraphy   # NVIDIA Polygraphy's comparator too")
 def check(
@@ -500,7 +503,8 @@ def _print_machine(report: dict) -> None:
                   "Examples:\n\n"
                   "  edgevision run bundles/fast-yolo-demo-cpu-int8 --source clip.mp4 --out annotated.mp4\n\n"
                   "  edgevision run BUNDLE --source 0 --serve 8080          # http://127.0.0.1:8080/\n\n"
-                  "  edgevision run BUNDLE --source gst:jetson-csi --show --stats stats.json")
+                  "  edgevision run BUNDLE --source gst:jetson-csi --show --stats stats.json\n\n"
+                  "  edgevision run bundles/deit-tiny-demo-cpu-int8 --source photos/ --jsonl classes.jsonl   # top-3")
 def run(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.gz archive.")],
     source: Annotated[str, typer.Option("--source", "-s", help="What to read (see above).")],

@@ -336,13 +336,15 @@ def _flip_dense(mix: np.ndarray, fg: np.ndarray, grid: int, cells: int = DenseTa
     return mix, fg
 
 
-def _load_or_render_pool(pool_file: Path, pool_size: int, size: int, patch: int, num_classes: int, log):
+def _load_or_render_pool(pool_file: Path, pool_size: int, size: int, patch: int, num_classes: int, pool_seed: int,
+                         log):
     if pool_file.is_file():
         with np.load(pool_file) as z:
             if "fg" in z:
                 return z["images"], z["labels"], z["mix"], z["fg"]
     t0 = time.perf_counter()
-    images, _, labels_list, semantic = render_pool(pool_size, classification_spec(size), semantic=True)
+    images, _, labels_list, semantic = render_pool(pool_size, classification_spec(size), semantic=True,
+                                                   seed_base=TRAIN_SEED_BASE + pool_seed * POOL_SEED_STRIDE)
     labels = np.array([int(lb[0]) for lb in labels_list], np.int64)
     mix, fg = dense_targets(semantic, patch, num_classes)
     tmp = pool_file.with_name(pool_file.name + ".tmp.npz")
@@ -354,23 +356,30 @@ def _load_or_render_pool(pool_file: Path, pool_size: int, size: int, patch: int,
 
 def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float,
                      checkpoint: Path, seed: int = 0, resume: bool = True, warmup: int = 200,
-                     label_smoothing: float = 0.1, stop_after: int | None = None,
-                     log: Callable[[str], None] = print) -> torch.nn.Module:
-    """Train a ViT classifier from scratch on single-shape scenes, with dense per-patch targets
-    (:class:`DenseTargets`); resumable.
+                     label_smoothing: float = 0.1, stop_after: int | None = None, init: Path | None = None,
+                     pool_seed: int = 0, log: Callable[[str], None] = print) -> torch.nn.Module:
+    """Train a ViT classifier on single-shape scenes with dense per-patch targets (:class:`DenseTargets`), from
+    scratch or, in a later stage, from the weights (and heads) of the checkpoint ``init``; resumable.
 
     Every 100 steps the model, the heads, the optimizer, the step and the random states go to ``checkpoint``
     (written atomically), and the rendered pool is cached beside it. With ``resume`` a run picks up where the
     checkpoint left off and continues exactly as an uninterrupted run would (same batches, same learning-rate
     schedule). ``stop_after`` ends the run at that step, as an interruption would (the schedule still spans
-    ``steps``).
+    ``steps``). A later stage renders its own pool beside its checkpoint (``pool_seed``: scenes disjoint from
+    other pool seeds).
     """
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     model = variant.build()
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()})
+        init_heads = state.get("heads")
     patch, grid, num_classes = model.patch_size, variant.imgsz // model.patch_size, len(variant.labels)
     heads = DenseTargets(model.head.in_features, num_classes, mid=max(1, len(model.blocks) // 3))
+    if init is not None and init_heads is not None:
+        heads.load_state_dict(init_heads)
     params = [*model.parameters(), *heads.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     rng = np.random.default_rng(seed)
@@ -385,7 +394,7 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
         torch.set_rng_state(state["torch_rng"])
         log(f"resumed from {checkpoint} at step {step}")
     images, labels, mix_all, fg_all = _load_or_render_pool(checkpoint.with_suffix(".pool.npz"), pool_size,
-                                                           variant.imgsz, patch, num_classes, log)
+                                                           variant.imgsz, patch, num_classes, pool_seed, log)
     batches = _batches(len(images), batch, np.random.default_rng(seed + 1))
     for _ in range(step):  # the same batches as an uninterrupted run
         next(batches)

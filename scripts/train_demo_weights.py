@@ -51,9 +51,11 @@ def main() -> None:
     if variant.task == "classify":
         from edgevision.training import train_classifier
 
+        # a later stage (--init) keeps its own checkpoint and pool, named by its pool seed
+        stage = f".pool{args.pool_seed}" if args.init else ""
         model = train_classifier(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
-                                 lr=args.lr or lr, seed=args.seed, checkpoint=CHECKPOINTS / f"{args.model}.pt",
-                                 resume=not args.restart)
+                                 lr=args.lr or lr, seed=args.seed, checkpoint=CHECKPOINTS / f"{args.model}{stage}.pt",
+                                 resume=not args.restart, init=args.init, pool_seed=args.pool_seed)
     else:
         model = train(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
                       lr=args.lr or lr, seed=args.seed, pool_seed=args.pool_seed, crop_until=args.crop_until,

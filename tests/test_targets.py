@@ -74,6 +74,20 @@ def test_rpi_int8_is_full_int8(export_once):
     assert "CONV_2D" not in unet.meta.graphs["model"].quantization["float_ops"]
 
 
+def test_rpi_bundles_record_what_xnnpack_delegates(export_once):
+    """Counted on the interpreter after delegation (DELEGATE nodes and the ops between their boundary tensors)."""
+    from edgevision.check.bench import xnnpack_notes
+    from edgevision.runtime.litert import xnnpack_delegation
+
+    unet = export_once("mobile-unet", "rpi", "int8")
+    record = unet.meta.graphs["model"].quantization["xnnpack"]
+    assert record == {**xnnpack_delegation(unet.graph_path("model")), "latest_features": False,
+                      "delegated_without_latest_features": record["ops"]}
+    assert record["delegated"] == record["ops"] > 50 and record["partitions"] == 1  # all of it, in one piece
+    assert xnnpack_notes(unet.meta) == [f"XNNPACK runs {record['ops']} of {record['ops']} ops of graph model in "
+                                        "1 partition(s)"]
+
+
 def test_jetson_int8_qdq_is_in_tensorrt_form(export_once):
     import onnx
     from onnx import numpy_helper

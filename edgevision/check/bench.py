@@ -92,6 +92,22 @@ def int8_notes(precision: str, runtime: str, peaks: dict) -> list[str]:
             f"FP32 {f32:g} GMAC/s)"]
 
 
+def xnnpack_notes(meta) -> list[str]:
+    """What XNNPACK delegates in each graph, as measured at export: ops it leaves to TFLite's kernels split the
+    graph into partitions and run on slower code paths."""
+    notes = []
+    for name, spec in meta.graphs.items():
+        x = (spec.quantization or {}).get("xnnpack")
+        if not x:
+            continue
+        note = (f"XNNPACK runs {x['delegated']} of {x['ops']} ops of graph {name} in {x['partitions']} "
+                f"partition(s)")
+        if x["not_delegated"]:
+            note += "; left to TFLite: " + ", ".join(f"{op} x{n}" for op, n in x["not_delegated"].items())
+        notes.append(note)
+    return notes
+
+
 def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 10, runtime: str | None = None,
                  threads: int | None = None, reference: bool = True, weights: Path | None = None,
                  json_out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> dict:
@@ -130,6 +146,8 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
     elif not notes:
         notes.append("no PyTorch reference measured (--no-reference)")
     notes += int8_notes(meta.precision, artifact.runtime, peaks)
+    if artifact.runtime == "litert":
+        notes += xnnpack_notes(meta)
     report = {
         "schema_version": BENCH_SCHEMA_VERSION, "kind": "bench", "created": now_iso(),
         "edgevision_version": __version__,

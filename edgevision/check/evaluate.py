@@ -79,7 +79,6 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *,
     metrics = {name: a.result() for name, a in acc.items()}
     agree: dict[str, float] = {}
     if agreement is not None:
-        base, key = task.agreement
-        agree = {key: agreement.result()[base]}
+        agree = task.agreement_figures(agreement.result())
     worst = [{"image": n, "mean_abs_error": round(e, 6)} for e, n in sorted(per_image, reverse=True)[:5]]
     return EvalOutcome(metrics, agree, similarity.result() if similarity else {}, count, worst)

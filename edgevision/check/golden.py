@@ -118,8 +118,7 @@ def compare_golden(runner, meta, golden: Golden, recipe) -> dict:
     report = {"samples": min(counts.values()) if counts else 0, "graphs": counts,
               "output_similarity": sim.result()}
     if task.graph in counts:
-        base, key = task.agreement
-        report["agreement"] = {key: agreement.result()[base]}
+        report["agreement"] = task.agreement_figures(agreement.result())
     else:
         report["agreement"] = {}
     return report

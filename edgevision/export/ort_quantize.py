@@ -52,13 +52,17 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     method = ctx.recipe.quantization.method_for(ctx.profile.family)
     calibrate_method, calibration_options = _ort_calibration(method)
     seven_bit = ctx.profile.weight_bits == 7
+    # A transformer's matmuls get Q/DQ on their inputs only: a quantized output would put the attention logits
+    # through int8 on their way into Softmax (and the MLP's into GELU), which TensorRT and the budget want float.
+    inputs_only = op_types if ctx.recipe.quantization.model_type == "transformer" and op_types else []
     quantize_static(
         str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
         calibrate_method=calibrate_method, reduce_range=seven_bit,
         activation_type=QuantType.QInt8 if symmetric_activations else QuantType.QUInt8,
         weight_type=QuantType.QInt8, nodes_to_exclude=excluded, op_types_to_quantize=op_types,
         extra_options={"ActivationSymmetric": symmetric_activations, "WeightSymmetric": True,
-                       "QuantizeBias": quantize_bias, **calibration_options},
+                       "QuantizeBias": quantize_bias, "OpTypesToExcludeOutputQuantization": inputs_only,
+                       **calibration_options},
     )
     pre.unlink(missing_ok=True)
     named.unlink(missing_ok=True)
@@ -70,4 +74,5 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
         "weight_bits": ctx.profile.weight_bits, "bias": "int32" if quantize_bias else "float",
         "float_nodes": excluded,
         **({"quantized_op_types": op_types} if op_types else {}),
+        **({"output_quantization": "none (inputs of the quantized ops only)"} if inputs_only else {}),
     }, toolchain={"onnxruntime": onnxruntime.__version__, "onnx": onnx.__version__})

@@ -54,6 +54,7 @@ def _export_artifact(ctx: ExportContext) -> ArtifactInfo:
     io, float_ops = inspect_tflite(out)
     if ctx.precision == "int8":
         quantization["float_ops"] = float_ops  # what stays outside int8, for the record
+    quantization = {**(quantization or {}), "xnnpack": xnnpack_report(out)}
     import torchao
 
     return ArtifactInfo(out.name, "tflite", quantization=quantization, io=io,
@@ -194,6 +195,17 @@ def _cast_weights_fp16(path: Path) -> dict:
     return {"tool": "ai-edge-quantizer float_casting", "weights": "fp16", "activations": "fp32"}
 
 
+def xnnpack_report(path: Path) -> dict:
+    """XNNPACK's delegation of the artifact, with and without its latest-operators flag; the runner turns the
+    flag on when it delegates more (``latest_features``)."""
+    from edgevision.runtime.litert import xnnpack_delegation
+
+    default, latest = xnnpack_delegation(path), xnnpack_delegation(path, latest_features=True)
+    use_latest = latest["delegated"] > default["delegated"]
+    return {**(latest if use_latest else default), "latest_features": use_latest,
+            "delegated_without_latest_features": default["delegated"]}
+
+
 def inspect_tflite(path: Path) -> tuple[dict, list[str]]:
     """The artifact's I/O contract (dtype, quantization, layout), its tensor names in the order the converter
     took the graph's inputs and outputs (its signature), and the ops computing in float."""
@@ -219,4 +231,4 @@ def inspect_tflite(path: Path) -> tuple[dict, list[str]]:
         if any(np.dtype(t["dtype"]) == np.float32 for t in ins):
             float_ops.append(op["op_name"])
     return {"inputs": [desc(d) for d in inputs], "outputs": [desc(d) for d in outputs],
-            "names": {"inputs": [d["name"] for d in inputs], "outputs": [d["name"] for d in outputs]}}, float_ops
+            "names": {"inputs": [d["name"] for d in inputs], "outputs": [d["name"] for d in outputs]}}, sorted(set(float_ops))

@@ -22,6 +22,38 @@ def load_interpreter_class():
     return Interpreter
 
 
+def xnnpack_delegation(path, latest_features: bool = False) -> dict:
+    """What the XNNPACK delegate takes over in the .tflite at ``path``: the model's op count, how many of them
+    run inside XNNPACK, in how many partitions, and the ops left to TFLite's own kernels by name.
+
+    Read from the interpreter after delegation: each DELEGATE node stands for one partition, whose ops are those
+    between its input and output tensors. ``latest_features`` turns on XNNPACK's latest-operators flag (some
+    ops, such as int8 BATCH_MATMUL, are only delegated with it)."""
+    from collections import Counter
+
+    kwargs = {"experimental_default_delegate_latest_features": True} if latest_features else {}
+    with native_output_silenced():
+        interp = load_interpreter_class()(model_path=str(path), num_threads=1, **kwargs)
+        interp.allocate_tensors()
+    ops = interp._get_ops_details()
+    partitions = [op for op in ops if op["op_name"] == "DELEGATE"]
+    model_ops = {op["index"]: op for op in ops if op["op_name"] != "DELEGATE"}
+    producer = {t: op["index"] for op in model_ops.values() for t in op["outputs"]}
+    delegated: set[int] = set()
+    for part in partitions:
+        boundary, pending = set(part["inputs"]), list(part["outputs"])
+        while pending:
+            tensor = pending.pop()
+            node = producer.get(tensor)
+            if tensor in boundary or node is None or node in delegated:
+                continue
+            delegated.add(node)
+            pending.extend(model_ops[node]["inputs"])
+    left = Counter(op["op_name"] for i, op in model_ops.items() if i not in delegated)
+    return {"ops": len(model_ops), "delegated": len(delegated), "partitions": len(partitions),
+            "not_delegated": dict(sorted(left.items()))}
+
+
 def signature_order(interp) -> tuple[list[dict], list[dict]]:
     """Input and output details in the order of the converted module's arguments and results (litert-torch
     names them args_0, args_1, ... and output_0, ...), which is the graph's TensorSpec order."""
@@ -49,7 +81,9 @@ class LiteRTRunner(Runner):
 
         def open_one(name, spec, path):
             with native_output_silenced():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
-                interp = interpreter_cls(model_path=str(path), num_threads=self.threads)
+                latest = (spec.quantization or {}).get("xnnpack", {}).get("latest_features", False)
+                kwargs = {"experimental_default_delegate_latest_features": True} if latest else {}
+                interp = interpreter_cls(model_path=str(path), num_threads=self.threads, **kwargs)
                 interp.allocate_tensors()
             return _Graph(interp, spec)
 

@@ -36,6 +36,8 @@ class Task(ABC):
     postprocessors: Mapping[str, str] = {}
     # (metric that agreement is measured in, the name it is reported under)
     agreement: tuple[str, str] = ("", "")
+    # further agreement figures, reported but not gated unless a recipe names them: metric -> reported name
+    agreement_extras: Mapping[str, str] = {}
     json_key: str = "result"  # the JSONL field of `edgevision run`
     needs_masks: bool = False  # eval sets must carry per-pixel labels
     plot_marker: str = "o"  # in the matrix report's accuracy-vs-latency plot
@@ -73,6 +75,11 @@ class Task(ABC):
 
     # ---------------------------------------------------------------------------------------- evaluation
     @abstractmethod
+    def agreement_figures(self, result: Mapping[str, float]) -> dict[str, float]:
+        """An agreement accumulator's result under the names reports use: the task's agreement metric first."""
+        base, key = self.agreement
+        return {key: result[base], **{name: result[m] for m, name in self.agreement_extras.items() if m in result}}
+
     def accumulator(self, labels: Sequence[str], recipe) -> Accumulator: ...
 
     def synthetic_eval_set(self, imgsz: int, stride: int, count: int, seed: int):

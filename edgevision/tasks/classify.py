@@ -14,11 +14,13 @@ from edgevision.tasks.base import Accumulator, Task
 
 class TopKAccumulator(Accumulator):
     """Ground truth from a Sample's first label, or from a reference runner's result (agreement: its top-1 is
-    the truth, and the KL divergence of its probabilities from the artifact's is averaged)."""
+    the truth, the KL divergence of its probabilities from the artifact's is averaged, and so is the overlap of
+    the two top-5 sets)."""
 
     def __init__(self) -> None:
         self.n = self.top1 = self.top5 = 0
         self.kl: list[float] = []
+        self.overlap: list[float] = []
 
     def add(self, truth, result: Classification) -> None:
         if isinstance(truth, Classification):
@@ -27,6 +29,8 @@ class TopKAccumulator(Accumulator):
                 p = np.clip(truth.probs.astype(np.float64), 1e-12, 1)
                 q = np.clip(result.probs.astype(np.float64), 1e-12, 1)
                 self.kl.append(float((p * np.log(p / q)).sum()))
+            ref5, art5 = {int(c) for c in truth.class_ids[:5]}, {int(c) for c in result.class_ids[:5]}
+            self.overlap.append(len(ref5 & art5) / max(len(ref5), 1))
         else:
             expected = int(truth.labels[0])
         self.n += 1
@@ -38,6 +42,8 @@ class TopKAccumulator(Accumulator):
         out = {"top1": 100.0 * self.top1 / n, "top5": 100.0 * self.top5 / n}
         if self.kl:
             out["kl_divergence"] = float(np.mean(self.kl))
+        if self.overlap:
+            out["top5_overlap"] = 100.0 * float(np.mean(self.overlap))
         return out
 
 
@@ -46,6 +52,7 @@ class ClassifyTask(Task):
     result_type = Classification
     postprocessors = {"classify": "edgevision.ops.classify:ClassifyPostprocessor"}
     agreement = ("top1", "agreement_top1")
+    agreement_extras = {"top5": "agreement_top5", "top5_overlap": "top5_overlap", "kl_divergence": "kl_divergence"}
     json_key = "classes"
     plot_marker = "^"
     default_recipe = "default-classify.yaml"
