@@ -94,7 +94,7 @@ VARIANTS: tuple[ModelVariant, ...] = (
     ModelVariant(
         "deit-tiny-demo", _VIT, "classify", imgsz=112, stride=16, labels=SHAPE_CLASSES, preprocess=IMAGENET_PLAIN,
         config={"embed_dim": 192, "num_heads": 3, "img_size": 112}, weights="deit-tiny-demo.pt",
-        summary="DeiT-Tiny (12 blocks, dim 192) at 112 px for the synthetic shapes (weights: not trained yet)",
+        summary="DeiT-Tiny (12 blocks, dim 192) at 112 px trained on the synthetic shapes (FP32 top-1 95.35)",
     ),
     ModelVariant(
         "deit-tiny", _VIT, "classify", imgsz=224, stride=16, labels=IMAGENET_INDEX, preprocess=IMAGENET_PLAIN,

@@ -74,12 +74,12 @@ class Task(ABC):
         return {}
 
     # ---------------------------------------------------------------------------------------- evaluation
-    @abstractmethod
     def agreement_figures(self, result: Mapping[str, float]) -> dict[str, float]:
         """An agreement accumulator's result under the names reports use: the task's agreement metric first."""
         base, key = self.agreement
         return {key: result[base], **{name: result[m] for m, name in self.agreement_extras.items() if m in result}}
 
+    @abstractmethod
     def accumulator(self, labels: Sequence[str], recipe) -> Accumulator: ...
 
     def synthetic_eval_set(self, imgsz: int, stride: int, count: int, seed: int):

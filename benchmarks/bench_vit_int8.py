@@ -1,0 +1,99 @@
+"""The ViT issue's INT8 budget, per target, for the trained deit-tiny-demo; and SmoothQuant on/off on intel-npu.
+
+    python benchmarks/bench_vit_int8.py [--targets cpu jetson intel-npu rpi] [--skip-smoothquant]
+
+Per bundle (exported into benchmarks/out/vit-int8/, reused when there):
+* `check` on the recipe's eval set (2,000 held-out synthetic images): FP32 and artifact top-1, the drop (budget
+  <= 0.5 point), top-1 agreement and the KL divergence;
+* `check --data` on the real photos of ../shared/data/images that calibration/images does not hold: the logits'
+  cosine with FP32 (budget >= 0.995) and the top-5 overlap.
+Accuracy is deterministic for a given CPU kind: run it on a busy machine if need be.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from edgevision.bundle import load_bundle
+from edgevision.check.compare import check_bundle
+from edgevision.data.datasets import list_images
+from edgevision.export import export_bundle
+from edgevision.hardware import cpu_info, cpu_line
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEVISION_SHARED", REPO.parent / "shared"))  # as tests/conftest.py finds it
+OUT = REPO / "benchmarks" / "out" / "vit-int8"
+MODEL = "deit-tiny-demo"
+
+
+def bundle(target: str, precision: str = "int8", smooth_quant_off: bool = False):
+    path = OUT / f"{MODEL}-{target}-{precision}{'-no-smoothquant' if smooth_quant_off else ''}"
+    if (path / "edgevision.json").is_file():
+        return load_bundle(path)
+    if not smooth_quant_off:
+        return export_bundle(MODEL, target, precision, path, force=True)
+    import edgevision.export as export
+
+    original = export.load_recipe
+
+    def without_smooth_quant(model, task):
+        recipe = original(model, task)
+        off = recipe.quantization.model_copy(update={"smooth_quant_alpha": -1})  # NNCF: -1 turns it off
+        return recipe.model_copy(update={"quantization": off})
+
+    export.load_recipe = without_smooth_quant
+    try:
+        return export_bundle(MODEL, target, precision, path, force=True)
+    finally:
+        export.load_recipe = original
+
+
+def photos(dest: Path) -> Path:
+    calibration = {p.name for p in list_images(REPO / "calibration" / "images")}
+    for p in list_images(SHARED / "data" / "images"):
+        if p.name not in calibration:
+            shutil.copy(p, dest / p.name)
+    return dest
+
+
+def row(label: str, b, photo_dir: Path) -> str:
+    with tempfile.TemporaryDirectory() as d:
+        synthetic = check_bundle(b, out_dir=Path(d) / "a")
+        real = check_bundle(b, data=photo_dir, out_dir=Path(d) / "b")
+    m, agree = synthetic["metrics"], synthetic["agreement"]
+    ref, art = m["reference"]["top1"], m["artifact"]["top1"]
+    cos = real["output_similarity"]["logits"]["cosine"]
+    return (f"| {label} | {ref:.2f} | {art:.2f} | {ref - art:+.2f} ({'met' if ref - art <= 0.5 else 'NOT met'}) | "
+            f"{agree['agreement_top1']:.2f} | {agree['kl_divergence']:.2e} | {cos:.5f} "
+            f"({'met' if cos >= 0.995 else 'NOT met'}) | {real['agreement']['top5_overlap']:.1f} | "
+            f"{'passed' if synthetic['passed'] else 'FAILED'} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--targets", nargs="+", default=["cpu", "jetson", "intel-npu", "rpi"])
+    ap.add_argument("--skip-smoothquant", action="store_true")
+    ap.add_argument("--fp16", action="store_true", help="also the jetson FP16 bundle")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"CPU: {cpu_line(cpu_info().to_json())}\n")
+    print("| bundle | FP32 top-1 | artifact top-1 | drop (<= 0.5) | agreement top-1 | KL | photo logit cosine "
+          "(>= 0.995) | photo top-5 overlap | check |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as d:
+        photo_dir = photos(Path(d))
+        for target in args.targets:
+            print(row(f"{target} int8", bundle(target), photo_dir), flush=True)
+        if not args.skip_smoothquant and "intel-npu" in args.targets:
+            print(row("intel-npu int8, SmoothQuant off", bundle("intel-npu", smooth_quant_off=True), photo_dir),
+                  flush=True)
+        if args.fp16:
+            print(row("jetson fp16", bundle("jetson", "fp16"), photo_dir), flush=True)
+
+
+if __name__ == "__main__":
+    main()
