@@ -559,8 +559,8 @@ def print_run(s: dict) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- demo
-@app.command(help="The whole job on built-in data, no camera and no download: export the demo detector and "
-                  "the U-Net to INT8 for this host, check both against FP32 PyTorch, run detection on a "
+@app.command(help="The whole job on built-in data, no camera and no download: export the demo detector, "
+                  "the U-Net and the DeiT-Tiny classifier to INT8 for this host, check each against FP32 PyTorch, run detection on a "
                   "generated video and on the bundled real photos, and print a summary.\n\n"
                   "Example:  edgevision demo --out demo-output")
 def demo(

@@ -20,7 +20,7 @@ from edgevision.ops.results import Detections
 from edgevision.predictor import Predictor
 from edgevision.resources import resource_dir
 
-DEMO_MODELS = ("fast-yolo-demo", "mobile-unet")
+DEMO_MODELS = ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo")
 
 
 def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int = 30,

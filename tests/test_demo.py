@@ -18,10 +18,10 @@ def test_demo_runs_end_to_end(tmp_path):
                          text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     text = res.stdout
-    for word in ("fast-yolo-demo", "mobile-unet", "map50", "miou", "speed-up", "written:"):
+    for word in ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo", "map50", "miou", "top1", "speed-up", "written:"):
         assert word in text
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["schema_version"] == 1 and len(summary["rows"]) == 2
+    assert summary["schema_version"] == 1 and len(summary["rows"]) == 3
     for row in summary["rows"]:
         assert row["passed"] and row["speedup"] > 1 and row["reference_ms"] > 0 and row["artifact_ms"] > 0
         assert len(row["gated"]) >= 3 and all(g["passed"] for g in row["gated"])
