@@ -30,22 +30,21 @@ OUT = REPO / "benchmarks" / "out" / "vit-int8"
 MODEL = "deit-tiny-demo"
 
 
-def bundle(target: str, precision: str = "int8", smooth_quant_off: bool = False):
-    path = OUT / f"{MODEL}-{target}-{precision}{'-no-smoothquant' if smooth_quant_off else ''}"
+def bundle(target: str, precision: str = "int8", **quantization):
+    """The bundle, exported once; ``quantization`` overrides fields of the recipe's (an experiment)."""
+    suffix = "".join(f"-{k}={v}" for k, v in sorted(quantization.items()))
+    path = OUT / f"{MODEL}-{target}-{precision}{suffix}"
     if (path / "edgevision.json").is_file():
         return load_bundle(path)
-    if not smooth_quant_off:
-        return export_bundle(MODEL, target, precision, path, force=True)
     import edgevision.export as export
 
     original = export.load_recipe
 
-    def without_smooth_quant(model, task):
+    def overridden(model, task):
         recipe = original(model, task)
-        off = recipe.quantization.model_copy(update={"smooth_quant_alpha": -1})  # NNCF: -1 turns it off
-        return recipe.model_copy(update={"quantization": off})
+        return recipe.model_copy(update={"quantization": recipe.quantization.model_copy(update=quantization)})
 
-    export.load_recipe = without_smooth_quant
+    export.load_recipe = overridden
     try:
         return export_bundle(MODEL, target, precision, path, force=True)
     finally:
@@ -75,9 +74,11 @@ def row(label: str, b, photo_dir: Path) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--targets", nargs="+", default=["cpu", "jetson", "intel-npu", "rpi"])
+    ap.add_argument("--targets", nargs="*", default=["cpu", "jetson", "intel-npu", "rpi"])
     ap.add_argument("--skip-smoothquant", action="store_true")
     ap.add_argument("--fp16", action="store_true", help="also the jetson FP16 bundle")
+    ap.add_argument("--calibration-methods", nargs="*", default=[],
+                    help="also cpu and jetson calibrated with these methods (minmax, percentile, entropy)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_line(cpu_info().to_json())}\n")
@@ -89,8 +90,12 @@ def main() -> None:
         for target in args.targets:
             print(row(f"{target} int8", bundle(target), photo_dir), flush=True)
         if not args.skip_smoothquant and "intel-npu" in args.targets:
-            print(row("intel-npu int8, SmoothQuant off", bundle("intel-npu", smooth_quant_off=True), photo_dir),
+            print(row("intel-npu int8, SmoothQuant off", bundle("intel-npu", smooth_quant_alpha=-1), photo_dir),
                   flush=True)
+        for method in args.calibration_methods:
+            for target in ("cpu", "jetson"):
+                print(row(f"{target} int8, {method} calibration", bundle(target, calibration_method=method),
+                          photo_dir), flush=True)
         if args.fp16:
             print(row("jetson fp16", bundle("jetson", "fp16"), photo_dir), flush=True)
 

@@ -28,17 +28,20 @@ def nncf_preset(ctx: ExportContext):
 def nncf_advanced_parameters(ctx: ExportContext):
     """NNCF's overflow fix from the profile's ``weight_bits``: 7 halves every weight's range (ENABLE), so that
     x86 CPUs without VNNI, whose u8 x s8 kernels add pairs of products in 16 bits, cannot saturate and compute
-    what VNNI CPUs and the NPU compute; 8 keeps NNCF's default (first layer only)."""
-    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, OverflowFix
+    what VNNI CPUs and the NPU compute; 8 keeps NNCF's default (first layer only). The recipe's SmoothQuant
+    alpha, and its calibration method when it is ``minmax`` (the extremes of every calibration image, not
+    NNCF's averaged ranges)."""
+    from nncf.quantization.advanced_parameters import (AdvancedQuantizationParameters,
+                                                       AdvancedSmoothQuantParameters, OverflowFix)
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    fix = OverflowFix.ENABLE if ctx.profile.weight_bits == 7 else OverflowFix.FIRST_LAYER
+    kwargs = {"overflow_fix": OverflowFix.ENABLE if ctx.profile.weight_bits == 7 else OverflowFix.FIRST_LAYER}
     alpha = ctx.recipe.quantization.smooth_quant_alpha
-    if alpha is None:
-        return AdvancedQuantizationParameters(overflow_fix=fix)
-    from nncf.quantization.advanced_parameters import AdvancedSmoothQuantParameters
-
-    return AdvancedQuantizationParameters(overflow_fix=fix,
-                                          smooth_quant_alphas=AdvancedSmoothQuantParameters(matmul=alpha))
+    if alpha is not None:
+        kwargs["smooth_quant_alphas"] = AdvancedSmoothQuantParameters(matmul=alpha)
+    if ctx.recipe.quantization.method_for(ctx.profile.family) == "minmax":
+        kwargs["activations_range_estimator_params"] = RangeEstimatorParametersSet.MINMAX
+    return AdvancedQuantizationParameters(**kwargs)
 
 
 def nncf_model_type(ctx: ExportContext):

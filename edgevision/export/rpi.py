@@ -112,8 +112,11 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
     ignored = set(ctx.recipe.quantization.ignored_names) | set(ctx.options.get("exclude", []))
     with torch.no_grad():
         graph = torch.export.export(ctx.wrapper, example).module()
-    quantizer = _quantizer_keeping_float(pt2e_quantizer.PT2EQuantizer, ignored).set_global(
-        pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False))
+    config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
+    minmax = ctx.recipe.quantization.method_for(ctx.profile.family) == "minmax"
+    if minmax:
+        config = _with_minmax_activations(config)
+    quantizer = _quantizer_keeping_float(pt2e_quantizer.PT2EQuantizer, ignored).set_global(config)
     prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
     batches = ctx.calibration_feeds
     with torch.no_grad():
@@ -121,8 +124,22 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
             prepared(*(torch.from_numpy(feed[t.name]).float() for t in ctx.graph.inputs))
     converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
     _convert(litert_torch, converted, example, out, quant_config=QuantConfig(pt2e_quantizer=quantizer))
-    return {"tool": "litert-torch PT2E", "weights": "int8 symmetric per-channel", "activations": "int8",
+    return {"tool": "litert-torch PT2E", "weights": "int8 symmetric per-channel",
+            "activations": "int8" + (", min/max ranges" if minmax else ", histogram ranges"),
             "calibration_images": len(batches), "ignored_names": sorted(ignored)}
+
+
+def _with_minmax_activations(config):
+    """PT2E's config with min/max activation observers in place of its histogram observers (which clip the
+    tails: on a ViT those tails are what images unlike the calibration set need)."""
+    import dataclasses
+
+    from torchao.quantization.pt2e.observer import MinMaxObserver
+
+    spec = dataclasses.replace(config.input_activation,
+                               observer_or_fake_quant_ctr=MinMaxObserver.with_args(eps=2**-12))
+    return config._replace(input_activation=spec, output_activation=spec) if hasattr(config, "_replace") else \
+        dataclasses.replace(config, input_activation=spec, output_activation=spec)
 
 
 def _module_paths(node) -> set[str]:
