@@ -105,11 +105,15 @@ class QuantizationSpec(_Strict):
     # TensorRT's INT8 layers on jetson). Transformers list [MatMul, Gemm, Conv]: LayerNorm, Softmax and GELU stay
     # float, where their ranges would cost accuracy and INT8 buys little.
     op_types: list[str] | None = None
+    target_op_types: dict[str, list[str]] = {}  # per target family, where it differs from op_types
     # NNCF's model type (intel-npu): "transformer" quantizes attention as NNCF's transformer scheme does and
     # keeps the rest of the block as NNCF recommends for transformers; smooth_quant: NNCF's SmoothQuant alpha
     # (None: NNCF's default for the model type; -1 turns it off).
     model_type: Literal["transformer"] | None = None
     smooth_quant_alpha: float | None = None
+
+    def op_types_for(self, family: str) -> list[str] | None:
+        return self.target_op_types.get(family, self.op_types)
 
     def method_for(self, family: str) -> str:
         return self.target_calibration_method.get(family, self.calibration_method)

@@ -23,7 +23,7 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
         return ArtifactInfo(out.name, "onnx")
     if ctx.options.get("accuracy_control"):
         return quantize_with_accuracy_control(ctx, out)
-    return quantize_qdq(ctx, out, symmetric_activations=False, op_types=ctx.recipe.quantization.op_types)
+    return quantize_qdq(ctx, out, symmetric_activations=False, op_types=ctx.recipe.quantization.op_types_for("cpu"))
 
 
 def quantize_with_accuracy_control(ctx: ExportContext, out) -> ArtifactInfo:

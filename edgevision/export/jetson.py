@@ -29,7 +29,7 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
         return _to_fp16(ctx, out)
     # Biases stay float: TensorRT's ONNX parser refuses DequantizeLinear on int32 ("only activation types
     # allowed as input to this layer") and folds the float bias into its INT8 kernels itself.
-    op_types = ctx.recipe.quantization.op_types or TENSORRT_INT8_OPS
+    op_types = ctx.recipe.quantization.op_types_for("jetson") or TENSORRT_INT8_OPS
     return quantize_qdq(ctx, out, symmetric_activations=True, op_types=op_types, quantize_bias=False)
 
 
