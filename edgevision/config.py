@@ -86,7 +86,7 @@ class EvalSpec(_Strict):
     seed: int = 1
 
 
-CalibrationMethod = Literal["mean-minmax", "minmax", "percentile", "entropy"]
+CalibrationMethod = Literal["mean-minmax", "minmax", "percentile", "entropy", "histogram"]  # histogram: rpi
 
 
 class QuantizationSpec(_Strict):

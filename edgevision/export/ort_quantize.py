@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from edgevision.errors import BadInput
+
 from edgevision.export.base import ArtifactInfo, ExportContext
 from edgevision.export.onnx_graph import ensure_node_names, input_stem_nodes, simplify_input_stem, tail_nodes
 
@@ -12,6 +14,9 @@ def _ort_calibration(name: str) -> tuple[object, dict]:
 
     if name == "mean-minmax":
         return CalibrationMethod.MinMax, {"CalibMovingAverage": True}
+    if name == "histogram":
+        raise BadInput("calibration_method histogram is PT2E's observer (the rpi target); for cpu and jetson pick "
+                       "mean-minmax, minmax, percentile or entropy")
     return {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
             "entropy": CalibrationMethod.Entropy}[name], {}
 

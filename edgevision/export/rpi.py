@@ -130,8 +130,8 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
 
 
 def _with_minmax_activations(config):
-    """PT2E's config with min/max activation observers in place of its histogram observers (which clip the
-    tails: on a ViT those tails are what images unlike the calibration set need)."""
+    """PT2E's config with min/max activation observers in place of its histogram observers (the recipe's
+    calibration_method minmax; any other method keeps PT2E's histogram observers)."""
     import dataclasses
 
     from torchao.quantization.pt2e.observer import MinMaxObserver
