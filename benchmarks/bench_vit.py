@@ -46,8 +46,8 @@ def bundle(model: str, target: str, precision: str):
                          measure_reference=False, golden=0, force=True)
 
 
-def runner(b, threads: int):
-    if RUNTIMES[b.meta.target] == "onnxruntime":
+def runner(b, target: str, threads: int):
+    if RUNTIMES[target] == "onnxruntime":
         from edgevision.runtime.onnxruntime import OnnxRuntimeRunner
 
         return OnnxRuntimeRunner(b, threads, spinning=False)  # two sessions side by side: see bench_cpus.runner
@@ -58,7 +58,8 @@ def measure(model: str, target: str, runs: int, threads: int, peaks: dict) -> di
     int8, fp32 = bundle(model, target, "int8"), bundle(model, target, "fp32")
     size = int8.meta.imgsz
     batch = np.ascontiguousarray(prepare(render_scene(0, SceneSpec(size=(size, size))).image, size)[0][None])
-    r8, r32, eager = runner(int8, threads), runner(fp32, threads), reference_runner(int8, threads=threads)
+    r8, r32 = runner(int8, target, threads), runner(fp32, target, threads)
+    eager = reference_runner(int8, threads=threads)
     feed = {"image": batch}
     fns = {"int8": lambda: r8.run("model", feed), "fp32": lambda: r32.run("model", feed),
            "eager": lambda: eager.run("model", feed)}
