@@ -307,9 +307,7 @@ class DenseTargets(nn.Module):
         finally:
             hook.remove()
         prefix = model.num_prefix_tokens
-        logits = model.head(tokens[:, 0])
-        if model.head_dist is not None:
-            logits = (logits + model.head_dist(tokens[:, 1])) / 2
+        logits = model.forward_head(tokens)
         mix_loss = -(mix * F.log_softmax(self.classes(tokens[:, prefix:]), -1)).sum(-1).mean()
         fg_loss = F.binary_cross_entropy_with_logits(self.mask(seen["mid"][:, prefix:]), fg)
         return logits, mix_loss + self.cells * fg_loss

@@ -149,12 +149,15 @@ class VisionTransformer(nn.Module):
         x = torch.cat([*prefix, x], dim=1) + self.pos_embed
         return self.norm(self.blocks(x))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x)
-        logits = self.head(x[:, 0])
+    def forward_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N, C) tokens after the final norm -> (B, num_classes) logits (the two heads averaged if distilled)."""
+        logits = self.head(tokens[:, 0])
         if self.head_dist is not None:
-            logits = (logits + self.head_dist(x[:, 1])) / 2
+            logits = (logits + self.head_dist(tokens[:, 1])) / 2
         return logits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
     def head_spec(self, imgsz: int) -> dict:
         return {"kind": "classify", "output": "logits", "num_classes": self.head.out_features}
