@@ -252,33 +252,62 @@ def _tflite_intermediates(path: Path, inputs: Feeds, threads: int):
         outs = [str(t) for t in op["outputs"] if t in details]
         ins = [str(t) for t in op["inputs"] if t >= 0 and t in details]
         label = details[op["outputs"][0]]["name"] if op["outputs"] and op["outputs"][0] in details else op["index"]
-        nodes.append(Node(f"{op['op_name']}:{label}", op["op_name"], ins, outs))
+        scope = _litert_module(label) if isinstance(label, str) else ""
+        nodes.append(Node(f"{op['op_name']}:{label}", op["op_name"], ins, outs, scope))
     return acc, nodes
 
 
-def _by_position(nodes: list[Node]) -> dict[tuple[str, int], str]:
-    """(op type, k-th op of that type) -> output tensor, skipping the quantizer's own ops."""
-    seen: dict[str, int] = {}
+def _litert_module(tensor_name: str) -> str:
+    """'...UInt8Input/...VisionTransformer_model/...Sequential_blocks/...Block_0/...LayerNorm_norm1;12' ->
+    'blocks.0.norm1' (the wrapped model's module; each level is 'package.Class_attribute'). A fused op is named
+    'first;;...;;last;k': its module is the last one's."""
+    path = tensor_name.split(";;")[-1].rsplit(";", 1)[0]
+    attrs = [level.rsplit(".", 1)[-1].split("_", 1) for level in path.split("/")]
+    attrs = [a[1] for a in attrs if len(a) == 2]
+    return ".".join(attrs[1:] if attrs[:1] == ["model"] else attrs)
+
+
+def _by_position(nodes: list[Node]) -> dict[tuple[str, str, int], str]:
+    """(module scope, op type, k-th op of that type in the scope) -> output tensor, skipping the quantizer's own
+    ops."""
+    seen: dict[tuple[str, str], int] = {}
     keys = {}
     for n in nodes:
         if n.op_type in ("QUANTIZE", "DEQUANTIZE") or not n.outputs:
             continue
-        keys[(n.op_type, seen.get(n.op_type, 0))] = n.outputs[0]
-        seen[n.op_type] = seen.get(n.op_type, 0) + 1
+        group = (n.scope, n.op_type)
+        keys[(*group, seen.get(group, 0))] = n.outputs[0]
+        seen[group] = seen.get(group, 0) + 1
     return keys
+
+
+def _match_by_position(ref_nodes: list[Node], nodes: list[Node]) -> dict[str, str]:
+    """artifact tensor -> reference tensor. The k-th FULLY_CONNECTED of a module scope is matched with the k-th of
+    that scope in the other graph, but only where both graphs hold as many ops of that type in the scope: the float
+    conversion folds a LayerNorm's affine MUL/ADD into the next FULLY_CONNECTED and the quantized one does not, and
+    a global count would then pair every later MUL with the wrong one."""
+    ref_keys, art_keys = _by_position(ref_nodes), _by_position(nodes)
+
+    def counts(keys):
+        c: dict[tuple[str, str], int] = {}
+        for scope, op, _ in keys:
+            c[(scope, op)] = c.get((scope, op), 0) + 1
+        return c
+
+    ref_counts, art_counts = counts(ref_keys), counts(art_keys)
+    return {t: ref_keys[k] for k, t in art_keys.items()
+            if k in ref_keys and ref_counts[k[:2]] == art_counts[k[:2]]}
 
 
 def litert_per_layer(reference_tflite: Path, artifact_tflite: Path, inputs: Feeds, threads: int = 2,
                      artifact_inputs: Feeds | None = None):
-    """A float and a quantized conversion of one model number and name their tensors differently, so layers
-    are matched by position: the k-th CONV_2D of the artifact with the k-th CONV_2D of the reference, and so
-    on (rank_layers drops a pair whose shapes differ). A DEQUANTIZE is transparent: the op after it is scored
-    against the quantized tensor before it."""
+    """A float and a quantized conversion of one model number their tensors differently, so layers are matched
+    by position within their module scope: the k-th CONV_2D of a scope in the artifact with the k-th CONV_2D of
+    that scope in the reference, and so on (rank_layers drops a pair whose shapes differ). A DEQUANTIZE is
+    transparent: the op after it is scored against the quantized tensor before it."""
     ref, ref_nodes = _tflite_intermediates(reference_tflite, inputs, threads)
     art, nodes = _tflite_intermediates(artifact_tflite, artifact_inputs or inputs, threads)
-    ref_tensors = _by_position(ref_nodes)
-    ref = {art_t: ref[ref_tensors[key]] for key, art_t in _by_position(nodes).items()
-           if key in ref_tensors and ref_tensors[key] in ref}
+    ref = {art_t: ref[ref_t] for art_t, ref_t in _match_by_position(ref_nodes, nodes).items() if ref_t in ref}
     dequantized = {n.outputs[0]: n.inputs[0] for n in nodes if n.op_type == "DEQUANTIZE" and n.inputs and n.outputs}
     kept = []
     for n in nodes:
