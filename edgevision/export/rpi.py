@@ -6,7 +6,8 @@
 * int8: full-int8 through PT2E: symmetric per-channel int8 weights, int8 activations calibrated on the
   calibration set, converted by litert-torch. Only the graph input (quantized pixels) and the ops the PT2E
   quantizer does not annotate (the detection head's Sigmoid/Softmax tail) stay outside int8; the bundle
-  lists every float op.
+  lists every float op. A recipe's op_types (ONNX names, as on cpu and jetson) narrow int8 to those ops: a
+  ViT keeps its residual stream, LayerNorms and softmax in float, and XNNPACK runs its Linears in int8.
 """
 
 from __future__ import annotations
@@ -110,23 +111,42 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
     # them through the input's int8 scale and zero point recorded in the bundle.
     example = tuple(x.float() for x in ctx.graph.example())
     ignored = set(ctx.recipe.quantization.ignored_names) | set(ctx.options.get("exclude", []))
+    batches = ctx.calibration_feeds
+    inputs = [tuple(torch.from_numpy(feed[t.name]).float() for t in ctx.graph.inputs) for feed in batches]
     with torch.no_grad():
         graph = torch.export.export(ctx.wrapper, example).module()
     config = pt2e_quantizer.get_symmetric_quantization_config(is_per_channel=True, is_dynamic=False)
     minmax = ctx.recipe.quantization.method_for(ctx.profile.family) == "minmax"
     if minmax:
         config = _with_minmax_activations(config)
-    quantizer = _quantizer_keeping_float(pt2e_quantizer.PT2EQuantizer, ignored).set_global(config)
+    op_types = ctx.recipe.quantization.op_types_for("rpi")
+    quantizer = _quantizer_keeping_float(pt2e_quantizer.PT2EQuantizer, ignored,
+                                         _aten_ops(op_types) if op_types else None).set_global(config)
     prepared = quantize_pt2e.prepare_pt2e(graph, quantizer)
-    batches = ctx.calibration_feeds
     with torch.no_grad():
-        for feed in batches:
-            prepared(*(torch.from_numpy(feed[t.name]).float() for t in ctx.graph.inputs))
+        for args in inputs:
+            prepared(*args)
     converted = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
     _convert(litert_torch, converted, example, out, quant_config=QuantConfig(pt2e_quantizer=quantizer))
     return {"tool": "litert-torch PT2E", "weights": "int8 symmetric per-channel",
             "activations": "int8" + (", min/max ranges" if minmax else ", histogram ranges"),
-            "calibration_images": len(batches), "ignored_names": sorted(ignored)}
+            "op_types": op_types, "calibration_images": len(batches), "ignored_names": sorted(ignored)}
+
+
+# The recipe names op types as ONNX does (cpu, jetson); these are the traced ATen ops each one stands for.
+ATEN_OPS = {
+    "Conv": {"conv1d", "conv2d", "conv_transpose2d"},
+    "Gemm": {"linear", "addmm"},
+    "MatMul": {"matmul", "bmm", "mm"},
+}
+
+
+def _aten_ops(op_types: list[str]) -> set[str]:
+    unknown = sorted(set(op_types) - set(ATEN_OPS))
+    if unknown:
+        raise BadInput(f"recipe op_types {', '.join(unknown)}: the rpi target can restrict int8 to "
+                       f"{', '.join(ATEN_OPS)} only; drop the others or name them in target_op_types for cpu/jetson")
+    return set().union(*(ATEN_OPS[t] for t in op_types))
 
 
 def _with_minmax_activations(config):
@@ -154,21 +174,30 @@ def _module_paths(node) -> set[str]:
     return paths
 
 
-def _quantizer_keeping_float(base, float_modules: set[str]):
+def _quantizer_keeping_float(base, float_modules: set[str], only_ops: set[str] | None = None):
     """litert-torch's PT2E quantizer, minus the modules to keep in float (its own set_module_name(name, None)
-    is not supported): their nodes lose their quantization annotations before observers are inserted."""
+    is not supported) and, given ``only_ops``, minus every op not in it (ATen names: "linear", "conv2d"): those
+    nodes lose their quantization annotations before observers are inserted. A kept op's int8 input is then
+    quantized from the float op before it, and its int8 output dequantized for the float op after it."""
 
     class Quantizer(base):
         def annotate(self, model):
             model = super().annotate(model)
             for node in model.graph.nodes:
-                if float_modules and _module_paths(node) & float_modules:
+                if (float_modules and _module_paths(node) & float_modules) or \
+                        (only_ops is not None and node.op == "call_function" and _aten_name(node) not in only_ops):
                     node.meta.pop("quantization_annotation", None)
                 else:
                     _drop_integer_annotations(node, model)
             return model
 
     return Quantizer()
+
+
+def _aten_name(node) -> str:
+    """aten.linear.default -> "linear"."""
+    name = getattr(node.target, "__name__", str(node.target))
+    return name.split(".")[0]
 
 
 def _is_float(node, model) -> bool:
