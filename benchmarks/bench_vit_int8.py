@@ -1,6 +1,6 @@
-"""The ViT issue's INT8 budget, per target, for the trained deit-tiny-demo; and SmoothQuant on/off on intel-npu.
+"""The ViT issue's INT8 budget, per target, for the trained deit-tiny-demo; and SmoothQuant on/off on intel-npu; rpi's int8 schemes.
 
-    python benchmarks/bench_vit_int8.py [--targets cpu jetson intel-npu rpi] [--skip-smoothquant]
+    python benchmarks/bench_vit_int8.py [--targets cpu jetson intel-npu rpi] [--skip-smoothquant] [--rpi-schemes]
 
 Per bundle (exported into benchmarks/out/vit-int8/, reused when there):
 * `check` on the recipe's eval set (2,000 held-out synthetic images): FP32 and artifact top-1, the drop (budget
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -32,7 +33,7 @@ MODEL = "deit-tiny-demo"
 
 def bundle(target: str, precision: str = "int8", **quantization):
     """The bundle, exported once; ``quantization`` overrides fields of the recipe's (an experiment)."""
-    suffix = "".join(f"-{k}={v}" for k, v in sorted(quantization.items()))
+    suffix = re.sub(r"[^A-Za-z0-9=.,_-]+", "", "".join(f"-{k}={v}" for k, v in sorted(quantization.items())))
     path = OUT / f"{MODEL}-{target}-{precision}{suffix}"
     if (path / "edgevision.json").is_file():
         return load_bundle(path)
@@ -79,6 +80,8 @@ def main() -> None:
     ap.add_argument("--fp16", action="store_true", help="also the jetson FP16 bundle")
     ap.add_argument("--calibration-methods", nargs="*", default=[],
                     help="also cpu and jetson calibrated with these methods (minmax, percentile, entropy)")
+    ap.add_argument("--rpi-schemes", action="store_true",
+                    help="also rpi in full int8 and with the patch-embedding Conv in int8 too")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_line(cpu_info().to_json())}\n")
@@ -90,12 +93,18 @@ def main() -> None:
         for target in args.targets:
             print(row(f"{target} int8", bundle(target), photo_dir), flush=True)
         if not args.skip_smoothquant and "intel-npu" in args.targets:
-            print(row("intel-npu int8, SmoothQuant off", bundle("intel-npu", smooth_quant_alpha=-1), photo_dir),
-                  flush=True)
+            print(row("intel-npu int8, SmoothQuant on (NNCF's default alpha)",
+                      bundle("intel-npu", smooth_quant_alpha=None), photo_dir), flush=True)
         for method in args.calibration_methods:
             for target in ("cpu", "jetson"):
                 print(row(f"{target} int8, {method} calibration", bundle(target, calibration_method=method),
                           photo_dir), flush=True)
+        if args.rpi_schemes:
+            jetson = {"jetson": ["Gemm", "Conv"]}
+            print(row("rpi full int8 (residual stream, LayerNorm inputs int8)",
+                      bundle("rpi", target_op_types=jetson, op_types=None), photo_dir), flush=True)
+            print(row("rpi int8 Linears + patch Conv",
+                      bundle("rpi", target_op_types={**jetson, "rpi": ["Gemm", "Conv"]}), photo_dir), flush=True)
         if args.fp16:
             print(row("jetson fp16", bundle("jetson", "fp16"), photo_dir), flush=True)
 
