@@ -85,7 +85,7 @@ def test_rpi_int8_keeps_the_linears_in_int8_and_the_residual_stream_float(export
     assert x["delegated"] == x["ops"] - 12
 
 
-@pytest.mark.parametrize("target", ["cpu", "rpi"])
+@pytest.mark.parametrize("target", TARGETS)
 def test_per_layer_ranks_vit_layers(export_once, target):
     from edgevision.check.per_layer import per_layer_report
 
