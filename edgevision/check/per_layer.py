@@ -267,18 +267,18 @@ def _litert_module(tensor_name: str) -> str:
     return ".".join(attrs[1:] if attrs[:1] == ["model"] else attrs)
 
 
-def _by_position(nodes: list[Node]) -> dict[tuple[str, str, int], str]:
+def _by_position(nodes: list[Node]) -> tuple[dict[tuple[str, str, int], str], dict[tuple[str, str], int]]:
     """(module scope, op type, k-th op of that type in the scope) -> output tensor, skipping the quantizer's own
-    ops."""
-    seen: dict[tuple[str, str], int] = {}
+    ops; and how many ops of each (scope, op type) there are."""
+    counts: dict[tuple[str, str], int] = {}
     keys = {}
     for n in nodes:
         if n.op_type in ("QUANTIZE", "DEQUANTIZE") or not n.outputs:
             continue
         group = (n.scope, n.op_type)
-        keys[(*group, seen.get(group, 0))] = n.outputs[0]
-        seen[group] = seen.get(group, 0) + 1
-    return keys
+        keys[(*group, counts.get(group, 0))] = n.outputs[0]
+        counts[group] = counts.get(group, 0) + 1
+    return keys, counts
 
 
 def _match_by_position(ref_nodes: list[Node], nodes: list[Node]) -> dict[str, str]:
@@ -286,15 +286,7 @@ def _match_by_position(ref_nodes: list[Node], nodes: list[Node]) -> dict[str, st
     that scope in the other graph, but only where both graphs hold as many ops of that type in the scope: the float
     conversion folds a LayerNorm's affine MUL/ADD into the next FULLY_CONNECTED and the quantized one does not, and
     a global count would then pair every later MUL with the wrong one."""
-    ref_keys, art_keys = _by_position(ref_nodes), _by_position(nodes)
-
-    def counts(keys):
-        c: dict[tuple[str, str], int] = {}
-        for scope, op, _ in keys:
-            c[(scope, op)] = c.get((scope, op), 0) + 1
-        return c
-
-    ref_counts, art_counts = counts(ref_keys), counts(art_keys)
+    (ref_keys, ref_counts), (art_keys, art_counts) = _by_position(ref_nodes), _by_position(nodes)
     return {t: ref_keys[k] for k, t in art_keys.items()
             if k in ref_keys and ref_counts[k[:2]] == art_counts[k[:2]]}
 
