@@ -164,7 +164,8 @@ def export(
                                                       "move back to float until the drop fits (exit 1, best "
                                                       "bundle kept, if it never does).")] = None,
     max_float_layers: Annotated[int, typer.Option("--max-float-layers", min=0, help="Layer limit for "
-                                                  "--max-drop.")] = 6,
+                                                  "--max-drop: no bundle keeps more layers in float (an NNCF "
+                                                  "result over it is refused).")] = 6,
 ) -> None:
     from edgevision.export import export_bundle
 
@@ -189,8 +190,11 @@ def export(
                     if (g.quantization or {}).get("accuracy_control")), None)
     if control:
         for i, step in enumerate(control["steps"]):
+            refused = "" if step.get("within_limit", True) else " [over --max-float-layers, not kept]"
+            layers = step["float_layers"]
+            shown = ", ".join(layers[:8]) + (f", ... ({len(layers) - 8} more)" if len(layers) > 8 else "")
             out.print(f"  step {i}: {control['metric']} {step['metric']:.2f} (drop {step['drop']:.2f}) with "
-                      f"{len(step['float_layers'])} float layer(s) {', '.join(step['float_layers'])}")
+                      f"{len(layers)} float layer(s) {shown}{refused}")
         out.print(f"budget {control['max_drop']:g}: {'met' if control['budget_met'] else 'NOT met'}")
     if archive:
         from edgevision.bundle import pack_bundle

@@ -63,3 +63,19 @@ def test_an_unreachable_budget_keeps_the_best_bundle_and_exits_1(capsys, tmp_pat
 def test_max_drop_needs_int8_and_real_weights(capsys):
     assert main(["export", "fast-yolo-demo", "--precision", "fp32", "--max-drop", "1"]) == 2
     assert main(["export", "fast-yolo-demo", "--random-weights", "--max-drop", "1"]) == 2
+
+
+def test_an_attempt_over_the_layer_limit_is_recorded_but_never_kept():
+    from edgevision.export.accuracy_control import Attempt, ControlResult
+
+    plain = Attempt([], 70.0, 1.2)
+    # NNCF reverts quantizer groups: one iteration can leave more layers float than the user allowed
+    nncf = Attempt([f"/blocks.{i}/attn/MatMul" for i in range(24)], 71.3, -0.1)
+    result = ControlResult("top1", 71.2, 0.5, 2, [plain, nncf])
+    assert result.best is plain and not result.budget_met
+    assert result.over_limit_success() is nncf
+    steps = result.to_json()["steps"]
+    assert [s["within_limit"] for s in steps] == [True, False]
+    assert result.to_json()["max_float_layers"] == 2
+    # within the limit, the same attempt wins
+    assert ControlResult("top1", 71.2, 0.5, 24, [plain, nncf]).best is nncf

@@ -201,10 +201,13 @@ def export_bundle(
         write_meta(work, meta)
     say(f"wrote {out}")
     if control is not None and not control.budget_met:
-        best = control.best
+        best, over = control.best, control.over_limit_success()
+        hint = (f" (an attempt with {len(over.float_layers)} float layers met it: raise --max-float-layers to "
+                f"accept that)" if over else "")
         raise AccuracyRegression(
-            f"--max-drop {max_drop:g}: the best attempt drops {control.metric_name} by {best.drop:.2f} points "
-            f"with {len(best.float_layers)} layer(s) in float; the bundle at {out} is marked budget_met: false")
+            f"--max-drop {max_drop:g}: the best attempt within --max-float-layers {max_float_layers} drops "
+            f"{control.metric_name} by {best.drop:.2f} points with {len(best.float_layers)} layer(s) in float"
+            f"{hint}; the bundle at {out} is marked budget_met: false")
     return load_bundle(out)
 
 

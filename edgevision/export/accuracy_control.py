@@ -2,12 +2,16 @@
 
 Quantize, measure the recipe's primary metric (mAP@0.5 or mIoU, in points) on the eval set against the FP32
 reference, and while the drop exceeds the budget move the layers that hurt most back to float, then try
-again; stop at the budget or at the layer limit, keeping the best attempt.
+again; stop at the budget or at the layer limit (``--max-float-layers``), keeping the best attempt within the
+limit. An attempt over the limit is recorded but never kept: the limit is a promise about the artifact.
 
 * intel-npu (OpenVINO IR) and cpu (ONNX): plain INT8 first; when it misses the budget, NNCF's
   ``quantize_with_accuracy_control`` does the search itself, with edgevision's metric as its validation
   function (for cpu the result is NNCF's QDQ, int8 activations where a tensor can be negative: slower on ONNX
-  Runtime than ORT's uint8 QDQ, see benchmarks/RESULTS.md, so it is used only when plain INT8 fails).
+  Runtime than ORT's uint8 QDQ, see benchmarks/RESULTS.md, so it is used only when plain INT8 fails). NNCF
+  reverts whole quantizer groups at a time (a ViT's attention matmuls share one group, so one iteration can
+  leave 24 matmuls float); its result is counted afterwards and refused when it holds more float layers than
+  the limit allows.
 * jetson (TensorRT-form QDQ ONNX): edgevision's loop, re-ranking the artifact's layers after every attempt by
   the per-layer divergence of ``edgevision.check.per_layer`` and excluding them from ONNX Runtime's quantizer
   (``nodes_to_exclude``).
@@ -50,20 +54,30 @@ class ControlResult:
     metric_name: str
     reference: float
     max_drop: float
+    max_layers: int = DEFAULT_MAX_FLOAT_LAYERS
     attempts: list[Attempt] = field(default_factory=list)
+
+    def within_limit(self, attempt: Attempt) -> bool:
+        return len(attempt.float_layers) <= self.max_layers
 
     @property
     def best(self) -> Attempt:
-        return min(self.attempts, key=lambda a: (a.drop, len(a.float_layers)))
+        """The attempt with the smallest drop (then the fewest float layers) among those within the layer
+        limit; plain INT8, the first attempt, always is."""
+        return min((a for a in self.attempts if self.within_limit(a)), key=lambda a: (a.drop, len(a.float_layers)))
 
     @property
     def budget_met(self) -> bool:
         return self.best.drop <= self.max_drop + 1e-9
 
+    def over_limit_success(self) -> Attempt | None:
+        """An attempt that met the budget only with more float layers than the limit, if any."""
+        return next((a for a in self.attempts if not self.within_limit(a) and a.drop <= self.max_drop + 1e-9), None)
+
     def to_json(self) -> dict:
         return {"metric": self.metric_name, "reference": round(self.reference, 3), "max_drop": self.max_drop,
-                "budget_met": self.budget_met, "best": self.best.to_json(),
-                "steps": [a.to_json() for a in self.attempts]}
+                "max_float_layers": self.max_layers, "budget_met": self.budget_met, "best": self.best.to_json(),
+                "steps": [{**a.to_json(), "within_limit": self.within_limit(a)} for a in self.attempts]}
 
 
 class _CallableRunner:
@@ -90,7 +104,7 @@ def control_loop(quantize: Callable[[list[str]], Path], measure: Callable[[Path]
                  ) -> tuple[ControlResult, list[str]]:
     """Generic search: returns the result and the float-layer list of the best attempt (already re-quantized
     when it is not the last one tried)."""
-    result = ControlResult(metric_name, reference, max_drop)
+    result = ControlResult(metric_name, reference, max_drop, max_layers)
     excluded: list[str] = []
     while True:
         artifact = quantize(excluded)
@@ -185,7 +199,7 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         # (on the OpenVINO IR for intel-npu, on the ONNX graph for cpu).
         state["info"] = exporter.export_artifact(ctx)
         value = measure(ctx.workdir / state["info"].file)
-        result = ControlResult(metric, reference, max_drop, [Attempt([], value, reference - value)])
+        result = ControlResult(metric, reference, max_drop, max_layers, [Attempt([], value, reference - value)])
         say(result.attempts[0].describe(metric, max_drop))
         if reference - value <= max_drop or max_layers == 0:
             return state["info"], result
@@ -195,9 +209,13 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         info = exporter.export_artifact(ctx)
         state["info"] = info
         value = measure(ctx.workdir / info.file)
-        result.attempts.append(Attempt(info.quantization.get("float_layers", []), value, reference - value))
-        say(result.attempts[-1].describe(metric, max_drop))
-        if result.attempts[-1].drop > result.attempts[0].drop:  # keep the better of the two on disk
+        attempt = Attempt(info.quantization.get("float_layers", []), value, reference - value)
+        result.attempts.append(attempt)
+        say(attempt.describe(metric, max_drop))
+        if not result.within_limit(attempt):
+            say(f"refused: NNCF's result keeps {len(attempt.float_layers)} layers in float, over the limit of "
+                f"{max_layers} (--max-float-layers)")
+        if result.best is not attempt:  # keep the best attempt within the limit on disk: plain INT8
             ctx.options.pop("accuracy_control")
             info = state["info"] = exporter.export_artifact(ctx)
         return info, result

@@ -66,7 +66,9 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     images change most), and expects ``(metric, per-item values)`` back. So the items are eval-set indices (the
     dataset's transform turns an index into the network input), and the metric is computed on exactly the
     images NNCF asked for. ``max_layers`` caps NNCF's iterations, each of which reverts one more group of
-    quantizers to float.
+    quantizers to float (one or more layers); the caller counts the float layers of the result against the
+    same limit. ``model_type`` is the recipe's, as for plain INT8: without TRANSFORMER a ViT loses most of its
+    logit cosine.
     """
     import nncf
     from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
@@ -122,7 +124,7 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     return nncf.quantize_with_accuracy_control(
         model, calibration_dataset, validation_dataset,
         validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
-        preset=nncf_preset(ctx),
+        preset=nncf_preset(ctx), model_type=nncf_model_type(ctx),
         subset_size=min(q.subset_size, len(calibration)),
         ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False),
         advanced_quantization_parameters=nncf_advanced_parameters(ctx),
