@@ -9,6 +9,12 @@ from edgevision.models.registry import get_variant, list_variants
 def test_every_variant_builds_and_has_the_documented_output_shape():
     for v in list_variants():
         m = v.build().eval()
+        if v.task == "prompt-segment":  # at 256 px (a 16 x 16 grid) to keep the test quick; one prompt
+            m.set_input_size(256)
+            with torch.no_grad():
+                masks, iou = m(torch.zeros(1, 3, 256, 256), torch.full((1, 6, 2), 100.0), torch.ones(1, 6))
+            assert masks.shape == (1, 3, 64, 64) and iou.shape == (1, 3)
+            continue
         with torch.no_grad():
             y = m(torch.zeros(1, 3, v.imgsz, v.imgsz))
         if v.task == "detect":

@@ -30,6 +30,9 @@ IMAGENET = Preprocess(resize="letterbox", mean=(123.675, 116.28, 103.53), std=(5
 IMAGENET_PLAIN = Preprocess(resize="plain", mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
 IMAGENET_INDEX = tuple(str(i) for i in range(1000))  # classes named by index unless --labels names them
 _VIT = "edgevision.models.vit:VisionTransformer"
+_EFFICIENT_SAM = "edgevision.models.efficient_sam:EfficientSam"
+# EfficientSAM normalises image / 255 with ImageNet mean/std after a plain (non-letterbox) resize to the square
+SAM_PLAIN = IMAGENET_PLAIN
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,17 @@ VARIANTS: tuple[ModelVariant, ...] = (
         "deit-tiny-distilled", _VIT, "classify", imgsz=224, stride=16, labels=IMAGENET_INDEX,
         preprocess=IMAGENET_PLAIN, config={"embed_dim": 192, "num_heads": 3, "distilled": True},
         summary="DeiT-Tiny with the distillation token; eval averages its two heads (timm keys; pass --weights)",
+    ),
+    ModelVariant(
+        "efficient-sam-vitt", _EFFICIENT_SAM, "prompt-segment", imgsz=1024, stride=16, labels=("object",),
+        preprocess=SAM_PLAIN, config={"embed_dim": 192, "num_heads": 3},
+        summary="EfficientSAM ViT-T: promptable masks, image_encoder + mask_decoder graphs (official "
+                "efficient_sam_vitt.pt; pass --weights)",
+    ),
+    ModelVariant(
+        "efficient-sam-vits", _EFFICIENT_SAM, "prompt-segment", imgsz=1024, stride=16, labels=("object",),
+        preprocess=SAM_PLAIN, config={"embed_dim": 384, "num_heads": 6},
+        summary="EfficientSAM ViT-S (official efficient_sam_vits.pt, unzipped; pass --weights)",
     ),
 )  # fmt: skip
 

@@ -1,0 +1,105 @@
+"""EfficientSAM written here with the official key names: both official layouts load strictly, and the model
+reproduces the official code's (yformer/EfficientSAM d525f62) embeddings, masks and IoU predictions for the
+stand-in weights of ``../shared/reference``."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED
+from edgevision.errors import BadInput
+from edgevision.models.efficient_sam import PAD_LABEL, PROMPT_SLOTS
+from edgevision.models.loading import build_model
+from edgevision.models.registry import get_variant
+
+REFERENCE = SHARED / "reference"
+# The issue's bound for the PyTorch model and both FP32 graphs. Measured here: 1.1e-5 on the embeddings (up to
+# 4.8) and 6e-6 on the mask logits (up to 2.6): float32 noise of the same arithmetic in another order.
+ATOL = 1e-3
+
+
+def stand_in_weights(name: str) -> dict[str, torch.Tensor]:
+    sys.path.insert(0, str(REFERENCE))
+    try:
+        from manifest_weights import manifest_weights
+    finally:
+        sys.path.remove(str(REFERENCE))
+    state = manifest_weights(SHARED / "manifests" / f"{name}.json", seed=0)
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
+
+
+def official_checkpoint(name: str, dest) -> object:
+    """The official file's layout: a dict whose "model" entry is the state_dict."""
+    path = dest / f"{name}.pt"
+    torch.save({"model": stand_in_weights(name)}, path)
+    return path
+
+
+def reference_prompts(ref, query: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Query ``query`` of the reference, padded to the decoder's slots as the official predict_masks pads it."""
+    coords = torch.full((1, PROMPT_SLOTS, 2), -1.0)
+    labels = torch.full((1, PROMPT_SLOTS), float(PAD_LABEL))
+    n = ref["points"].shape[2]
+    coords[0, :n] = torch.from_numpy(ref["points"][0, query])
+    labels[0, :n] = torch.from_numpy(ref["labels"][0, query]).float()
+    return coords, labels
+
+
+@pytest.fixture(scope="module")
+def vitt(tmp_path_factory):
+    model = build_model(get_variant("efficient-sam-vitt"),
+                        weights=official_checkpoint("efficient_sam_vitt", tmp_path_factory.mktemp("w")))
+    model.set_input_size(1024)
+    return model
+
+
+@pytest.mark.slow  # a ViT-T encoder at 1024 px: about 4 s
+def test_efficient_sam_vitt_matches_the_official_outputs(vitt):
+    ref = np.load(REFERENCE / "efficient_sam_vitt.npz")
+    image = torch.from_numpy(ref["image"]).permute(2, 0, 1)[None].float() / 255  # as the official input
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    with torch.inference_mode():
+        embeddings = vitt.embed((image - mean) / std)
+        assert np.abs(embeddings.numpy() - ref["image_embeddings"]).max() < ATOL
+        for q in range(ref["points"].shape[1]):
+            masks, iou = vitt.decode(embeddings, *reference_prompts(ref, q))
+            assert masks.shape == (1, 3, 256, 256)
+            assert np.abs(masks[0].numpy() - ref["low_res_masks"][0, q]).max() < ATOL
+            assert np.abs(iou[0].numpy() - ref["iou_predictions"][0, q]).max() < ATOL
+
+
+def test_the_vits_layout_loads_strictly(tmp_path):
+    model = build_model(get_variant("efficient-sam-vits"),
+                        weights=official_checkpoint("efficient_sam_vits", tmp_path))
+    assert model.image_encoder.pos_embed.shape == (1, 197, 384)
+
+
+def test_a_vits_checkpoint_given_to_vitt_names_a_key_and_both_shapes(tmp_path):
+    path = official_checkpoint("efficient_sam_vits", tmp_path)
+    with pytest.raises(BadInput, match=r"image_encoder.pos_embed \(1, 197, 384\) vs \(1, 197, 192\)"):
+        build_model(get_variant("efficient-sam-vitt"), weights=path)
+
+
+def test_a_sam_checkpoint_given_to_a_deit_variant_is_one_line_naming_the_keys(tmp_path):
+    path = official_checkpoint("efficient_sam_vitt", tmp_path)
+    with pytest.raises(BadInput, match=r"keys do not match.*missing .*cls_token.*unexpected .*image_encoder"):
+        build_model(get_variant("deit-tiny"), weights=path)
+
+
+def test_the_position_embedding_is_resized_once_and_matches_the_per_forward_resize(vitt):
+    from edgevision.models.efficient_sam import EfficientSam
+
+    small = EfficientSam(depth=1).eval()
+    x = torch.randn(1, 3, 256, 256)
+    small.image_encoder.img_size = 256
+    with torch.inference_mode():
+        per_forward = small.embed(x)  # nothing fixed yet: resized from pos_embed in the forward
+        small.set_input_size(256)
+        assert small.image_encoder.fixed_pos.shape == (1, 256, 192)
+        assert torch.allclose(small.embed(x), per_forward, atol=1e-6)
+    assert "image_encoder.fixed_pos" not in small.state_dict()  # checkpoints keep the official layout
