@@ -5,7 +5,6 @@ Exit codes (all verbs): 0 success, 1 accuracy regression (check), 2 bad input or
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import traceback

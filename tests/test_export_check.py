@@ -6,8 +6,6 @@ import shutil
 import numpy as np
 import pytest
 
-from edgevision.bundle import load_bundle
-from edgevision.check.bench import bench_bundle
 from edgevision.check.compare import check_bundle
 from edgevision.cli import main
 

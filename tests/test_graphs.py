@@ -26,7 +26,7 @@ from edgevision.ops.preprocess import Preprocess
 from edgevision.runtime.base import open_runner
 from edgevision.tasks import _loaded, register_task
 
-from test_tasks import LABELS, BrightnessPostprocessor, BrightnessTask
+from test_tasks import LABELS, BrightnessTask
 
 IMGSZ = 64
 PROMPT = np.array([[[IMGSZ / 4, IMGSZ / 2], [0.0, 0.0]]], np.float32)  # one point in the left half, one empty slot

@@ -62,16 +62,19 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *,
     while group := list(itertools.islice(samples, chunk)):
         prepared = [prepare(sample.image, io.imgsz, io.resize) for sample in group]
         batch = np.ascontiguousarray(np.stack([b for b, _ in prepared]))
-        outputs = {name: task.infer(r, batch) for name, r in runners.items()}
-        for i, (sample, (_, geometry)) in enumerate(zip(group, prepared)):
-            single = {name: {k: o[i : i + 1] for k, o in out.items()} for name, out in outputs.items()}
+        geometries = [g for _, g in prepared]
+        outputs = {name: task.infer_eval(r, batch, group, geometries, io.head) for name, r in runners.items()}
+        for i, (sample, geometry) in enumerate(zip(group, geometries)):
+            single = {name: out[i] if isinstance(out, list) else {k: o[i : i + 1] for k, o in out.items()}
+                      for name, out in outputs.items()}
             results = {name: post({k: o[0] for k, o in out.items()}, geometry) for name, out in single.items()}
             for name, a in acc.items():
                 a.add(sample, results[name])
             if paired:
                 agreement.add(results["reference"], results["artifact"])
-                similarity.add(single["reference"], single["artifact"])
-                error = np.mean([np.abs(v - single["artifact"][k]).mean() for k, v in single["reference"].items()])
+                ref, art = (task.similarity_outputs(single[k]) for k in ("reference", "artifact"))
+                similarity.add(ref, art)
+                error = np.mean([np.abs(v - art[k]).mean() if v.size else 0.0 for k, v in ref.items()])
                 per_image.append((float(error), sample.name))
             count += 1
             if progress:

@@ -17,6 +17,7 @@ class Sample:
     boxes: np.ndarray | None = None  # (G, 4) xyxy pixels
     labels: np.ndarray | None = None  # (G,) class ids of the model's label list
     semantic: np.ndarray | None = None  # (H, W) uint8, 0 = background
+    masks: np.ndarray | None = None  # (G, H, W) bool, each object's visible pixels (instance masks)
 
     @property
     def labelled(self) -> bool:
@@ -37,8 +38,8 @@ class EvalSet:
 class _LazySamples(Sequence):
     """Samples rendered on access, so a 200-scene set costs no memory until it is walked."""
 
-    def __init__(self, seeds: list[int], spec: SceneSpec, semantic: bool) -> None:
-        self.seeds, self.spec, self.semantic = seeds, spec, semantic
+    def __init__(self, seeds: list[int], spec: SceneSpec, semantic: bool, instances: bool = False) -> None:
+        self.seeds, self.spec, self.semantic, self.instances = seeds, spec, semantic, instances
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -48,14 +49,15 @@ class _LazySamples(Sequence):
             return [self[j] for j in range(*i.indices(len(self)))]
         scene = render_scene(self.seeds[i], self.spec)
         return Sample(f"scene-{self.seeds[i]}", scene.image, scene.boxes, scene.labels + (1 if self.semantic else 0),
-                      scene.semantic() if self.semantic else None)
+                      scene.semantic() if self.semantic else None, scene.masks if self.instances else None)
 
 
-def synthetic_scenes(imgsz: int, stride: int, count: int, seed: int, semantic: bool = False) -> EvalSet:
+def synthetic_scenes(imgsz: int, stride: int, count: int, seed: int, semantic: bool = False,
+                     instances: bool = False) -> EvalSet:
     """Shape scenes at the model's input size, with boxes; with ``semantic``, per-pixel labels too, where class k
-    of the scene is label k+1 (0 = background)."""
+    of the scene is label k+1 (0 = background); with ``instances``, each object's visible mask."""
     spec = SceneSpec(size=(imgsz, imgsz), grid=max(1, imgsz // stride))
-    samples = _LazySamples(scene_seeds(seed, count), spec, semantic=semantic)
+    samples = _LazySamples(scene_seeds(seed, count), spec, semantic=semantic, instances=instances)
     return EvalSet(f"synthetic eval set ({count} scenes, seed {seed}, {imgsz}px)", samples, labelled=True)
 
 

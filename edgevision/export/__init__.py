@@ -110,8 +110,6 @@ def export_bundle(
             say("note: on many Jetson GPUs a ViT runs as fast in FP16 as in INT8, with no calibration and no "
                 "accuracy risk: compare with --precision fp16 (edgevision bench on the device)")
 
-    import torch
-
     from edgevision.data.datasets import calibration_set
     from edgevision.export.base import ExportContext
     from edgevision.graphs import export_onnx

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from edgevision.bundle import GraphSpec
 from edgevision.config import Recipe, TargetProfile
 
 

@@ -40,8 +40,6 @@ def export_artifact(ctx: ExportContext) -> ArtifactInfo:
 
 
 def _export_artifact(ctx: ExportContext) -> ArtifactInfo:
-    import torch
-
     litert_torch = _litert_torch()
     out = ctx.workdir / f"{ctx.name}.tflite"
     example = ctx.graph.example()

@@ -330,6 +330,11 @@ class EfficientSam(nn.Module):
     def forward(self, images: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor):
         return self.decode(self.embed(images), coords, labels)
 
+    def export_graphs(self, imgsz: int, preprocess) -> list:
+        from edgevision.models.wrappers import prompt_segmentation_graphs
+
+        return prompt_segmentation_graphs(self, imgsz, preprocess, PROMPT_SLOTS)
+
     def head_spec(self, imgsz: int) -> dict:
         g = imgsz // self.image_encoder.patch_size
         return {"kind": "prompt-masks", "masks": "low_res_masks", "scores": "iou_predictions",

@@ -71,3 +71,58 @@ def model_graphs(model: nn.Module, preprocess, imgsz: int) -> list[GraphDef]:
         model.set_input_size(imgsz)
     names = list(getattr(model, "output_names", ["output"]))
     return [GraphDef(MODEL_GRAPH, UInt8Input(model, preprocess).eval(), [image_spec(imgsz)], names)]
+
+
+class PromptDecoderGraph(nn.Module):
+    """A promptable model's decoder as one graph: ``image_embeddings`` (1, C, g, g), ``point_coords``
+    (1, slots, 2) and ``point_labels`` (1, slots) -> ``low_res_masks`` (1, 3, 4g, 4g) and ``iou_predictions``
+    (1, 3). The dense position encoding is computed once here and stored as a constant."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            self.register_buffer("dense_pe", model.dense_pe().contiguous())
+
+    def forward(self, image_embeddings: torch.Tensor, point_coords: torch.Tensor, point_labels: torch.Tensor):
+        return self.model.decode(image_embeddings, point_coords, point_labels, dense_pe=self.dense_pe)
+
+
+def sample_prompts(imgsz: int, slots: int) -> Sampler:
+    """Calibration prompts for a decoder: per feed, one of a foreground point, two or three points (some
+    background), or a box, at random places of the network input; the rest of the slots empty."""
+
+    def sample(rng: np.random.Generator, count: int) -> dict[str, np.ndarray]:
+        coords = np.full((count, slots, 2), -1.0, np.float32)
+        labels = np.full((count, slots), -1.0, np.float32)
+        for i in range(count):
+            kind = rng.integers(3)
+            if kind == 2:  # a box
+                x0, y0 = rng.uniform(0, imgsz * 0.8, 2)
+                w, h = rng.uniform(imgsz * 0.05, imgsz - max(x0, y0), 2)
+                coords[i, :2] = [[x0, y0], [min(x0 + w, imgsz), min(y0 + h, imgsz)]]
+                labels[i, :2] = [2, 3]
+            else:
+                n = 1 if kind == 0 else int(rng.integers(2, 4))
+                coords[i, :n] = rng.uniform(0, imgsz, (n, 2))
+                labels[i, :n] = [1] + [int(v) for v in rng.integers(0, 2, n - 1)]
+        return {"point_coords": coords, "point_labels": labels}
+
+    return sample
+
+
+def prompt_segmentation_graphs(model: nn.Module, imgsz: int, preprocess, slots: int) -> list[GraphDef]:
+    """``image_encoder`` (uint8 image -> ``image_embeddings``) and ``mask_decoder`` (embeddings + prompt
+    slots -> ``low_res_masks``, ``iou_predictions``), for a model with ``set_input_size``, ``embed``,
+    ``dense_pe`` and ``decode``."""
+    model.set_input_size(imgsz)
+    with torch.no_grad():
+        emb = model.embed(torch.zeros(1, 3, imgsz, imgsz))
+    _, c, g, _ = emb.shape
+    encoder = UInt8Input(model.image_encoder, preprocess).eval()
+    embeddings = TensorSpec(name="image_embeddings", shape=[1, c, g, g], dtype="float32")
+    coords = TensorSpec(name="point_coords", shape=[1, slots, 2], dtype="float32")
+    labels = TensorSpec(name="point_labels", shape=[1, slots], dtype="float32")
+    return [GraphDef("image_encoder", encoder, [image_spec(imgsz)], ["image_embeddings"]),
+            GraphDef("mask_decoder", PromptDecoderGraph(model).eval(), [embeddings, coords, labels],
+                     ["low_res_masks", "iou_predictions"], sample_inputs=sample_prompts(imgsz, slots))]

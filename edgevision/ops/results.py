@@ -49,3 +49,29 @@ class Classification:
     def to_json(self, labels: list[str] | tuple[str, ...] = ()) -> list[dict]:
         return [{"label": labels[int(c)] if int(c) < len(labels) else str(int(c)), "score": round(float(s), 4)}
                 for c, s in zip(self.class_ids, self.scores)]
+
+
+@dataclass
+class PromptMasks:
+    """One mask per prompt, in source pixels: each the decoder's multimask output with the highest predicted
+    IoU (or the only one asked for)."""
+
+    masks: np.ndarray  # (K, H, W) bool
+    scores: np.ndarray  # (K,) float32 predicted IoU of each chosen mask
+    prompts: list  # (K,) ops.prompts.Prompt, in source pixels
+    iou_predictions: np.ndarray | None = None  # (K, 3) float32 every multimask output's predicted IoU
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def boxes(self) -> list[tuple[float, float, float, float] | None]:
+        from edgevision.ops.prompts import mask_box
+
+        return [mask_box(m) for m in self.masks]
+
+    def to_json(self, labels: list[str] | tuple[str, ...] = ()) -> list[dict]:
+        out = []
+        for i, (mask, score, prompt, box) in enumerate(zip(self.masks, self.scores, self.prompts, self.boxes())):
+            out.append({"prompt": i, "kind": prompt.kind, **prompt.to_json(), "area": int(np.count_nonzero(mask)),
+                        "box": None if box is None else [round(v, 1) for v in box], "score": round(float(score), 4)})
+        return out

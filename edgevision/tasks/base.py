@@ -56,6 +56,16 @@ class Task(ABC):
         ``max_batch`` are split."""
         return run_in_batches(runner, self.graph, {self.image_input: batch})
 
+    def infer_eval(self, runner, batch: np.ndarray, samples, geometries, head: dict):
+        """Inference during evaluation, where the samples (and their ground truth) are known: by default
+        ``infer``. A task whose inputs depend on the sample (prompts from its objects) returns a list, one dict
+        of outputs per image (each with a leading dimension of 1)."""
+        return self.infer(runner, batch)
+
+    def similarity_outputs(self, outputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
+        """The outputs whose reference/artifact similarity is reported (all by default)."""
+        return outputs
+
     # ------------------------------------------------------------------------------------- postprocessing
     def make_postprocessor(self, head: dict, imgsz: int, **options):
         try:
