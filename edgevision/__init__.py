@@ -5,6 +5,10 @@ The device-side API needs no PyTorch:
     from edgevision import Predictor, load_bundle
     dets = Predictor("bundles/fast-yolo-demo-cpu-int8").predict(image_rgb)
 
+    p = PromptPredictor("bundles/efficient-sam-demo-cpu-int8")
+    p.set_image(image_rgb)
+    masks, scores = p.predict(points=[(x, y)], labels=[1])
+
 Host-side export and checks live in ``edgevision.export`` and ``edgevision.check``.
 """
 
@@ -17,6 +21,10 @@ def __getattr__(name: str):
         from edgevision.predictor import Predictor
 
         return Predictor
+    if name == "PromptPredictor":
+        from edgevision.prompt_predictor import PromptPredictor
+
+        return PromptPredictor
     if name == "load_bundle":
         from edgevision.bundle import load_bundle
 

@@ -507,7 +507,12 @@ def _print_machine(report: dict) -> None:
                   "  edgevision run bundles/fast-yolo-demo-cpu-int8 --source clip.mp4 --out annotated.mp4\n\n"
                   "  edgevision run BUNDLE --source 0 --serve 8080          # http://127.0.0.1:8080/\n\n"
                   "  edgevision run BUNDLE --source gst:jetson-csi --show --stats stats.json\n\n"
-                  "  edgevision run bundles/deit-tiny-demo-cpu-int8 --source photos/ --jsonl classes.jsonl   # top-3")
+                  "  edgevision run bundles/deit-tiny-demo-cpu-int8 --source photos/ --jsonl classes.jsonl   # top-3\n\n"
+                  "Promptable segmentation (a SAM-style bundle) needs prompts, in source-image pixels:\n\n"
+                  "  edgevision run SAM_BUNDLE --source photo.jpg --point 320,240 --point 100,80,0 --out masks.mp4\n\n"
+                  "  edgevision run SAM_BUNDLE --source clip.mp4 --box 50,60,300,400 --box 400,50,600,300\n\n"
+                  "  edgevision run SAM_BUNDLE --source 0 --prompts-from bundles/fast-yolo-demo-cpu-int8   # detect, "
+                  "then segment each box")
 def run(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.gz archive.")],
     source: Annotated[str, typer.Option("--source", "-s", help="What to read (see above).")],
@@ -535,12 +540,22 @@ def run(
                                                    "bundle's target.")] = None,
     threads: Annotated[Optional[int], typer.Option("--threads", help="Inference threads [default: the target "
                                                    "profile's pipeline split].")] = None,
+    point: Annotated[Optional[list[str]], typer.Option("--point", help="Promptable bundles: a point x,y[,label] "
+                                                       "(label 1 foreground, the default, or 0 background). All "
+                                                       "points form one prompt, with the box if there is one; at "
+                                                       "most 6 slots, a box taking 2.")] = None,
+    box: Annotated[Optional[list[str]], typer.Option("--box", help="Promptable bundles: a box x0,y0,x1,y1. Several "
+                                                     "boxes are several prompts, one mask each.")] = None,
+    prompts_from: Annotated[Optional[Path], typer.Option("--prompts-from", help="Promptable bundles: a detector "
+                                                         "bundle run first on each frame; each detection box "
+                                                         "becomes a box prompt (up to 16, best first).")] = None,
 ) -> None:
     from edgevision.pipeline.runner import run_pipeline
 
     summary = run_pipeline(bundle, source, show=show, out_video=out_video, serve=serve, host=host, jsonl=jsonl,
                            stats=stats, max_frames=max_frames, realtime=realtime, conf=conf, iou=iou,
-                           max_reconnects=max_reconnects, runtime=runtime, threads=threads)
+                           max_reconnects=max_reconnects, runtime=runtime, threads=threads, points=point or (),
+                           boxes=box or (), prompts_from=prompts_from)
     print_run(summary)
     if summary.get("interrupted"):
         kept = [f"{p} ({summary['frames_processed']} frames)" for p in (out_video, jsonl) if p is not None]

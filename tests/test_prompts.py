@@ -119,6 +119,7 @@ def test_postprocessor_keeps_the_mask_with_the_highest_predicted_iou():
     assert out.masks[1, :, :30].all() and not out.masks[1, :, 34:].any()
     rows = out.to_json()
     assert rows[0]["kind"] == "point" and rows[1]["kind"] == "box" and rows[1]["box"] == [0, 0, 32, 64]
+    assert rows[1]["prompt"] == {"box": [1.0, 2.0, 30.0, 40.0]} and rows[0]["prompt"]["points"] == [[10.0, 10.0]]
     with pytest.raises(ValueError, match=r"\(K, 3, m, m\)"):
         post({"low_res_masks": low[0], "iou_predictions": iou}, g)
 

@@ -138,21 +138,24 @@ def choose_mask(iou_predictions: np.ndarray) -> int:
     return int(np.argmax(iou_predictions))
 
 
-def mask_to_source(low_res_logits: np.ndarray, geometry: Geometry, imgsz: int, threshold: float = 0.0) -> np.ndarray:
-    """(m, m) logits over the network input -> (H, W) bool in source pixels: the padding (if any) cropped off at
-    low resolution, then one bilinear resize to the source size, then the threshold."""
+def logits_to_source(low_res_logits: np.ndarray, geometry: Geometry, imgsz: int) -> np.ndarray:
+    """(m, m) logits over the network input -> (H, W) float32 logits in source pixels: the padding (if any)
+    cropped off at low resolution, then one bilinear resize to the source size."""
     import cv2
 
     m = low_res_logits.shape[-1]
     f = m / imgsz
-    y0, x0 = geometry.pad_y * f, geometry.pad_x * f
-    y1 = (geometry.pad_y + geometry.src_h * geometry.scale_y) * f
-    x1 = (geometry.pad_x + geometry.src_w * geometry.scale_x) * f
-    crop = low_res_logits[int(round(y0)) : max(int(round(y1)), int(round(y0)) + 1),
-                          int(round(x0)) : max(int(round(x1)), int(round(x0)) + 1)]
-    up = cv2.resize(np.ascontiguousarray(crop, np.float32), (geometry.src_w, geometry.src_h),
-                    interpolation=cv2.INTER_LINEAR)
-    return up > threshold
+    y0, x0 = int(round(geometry.pad_y * f)), int(round(geometry.pad_x * f))
+    y1 = max(int(round((geometry.pad_y + geometry.src_h * geometry.scale_y) * f)), y0 + 1)
+    x1 = max(int(round((geometry.pad_x + geometry.src_w * geometry.scale_x) * f)), x0 + 1)
+    crop = np.ascontiguousarray(low_res_logits[y0:y1, x0:x1], np.float32)
+    return cv2.resize(crop, (geometry.src_w, geometry.src_h), interpolation=cv2.INTER_LINEAR)
+
+
+def mask_to_source(low_res_logits: np.ndarray, geometry: Geometry, imgsz: int, threshold: float = 0.0) -> np.ndarray:
+    """(m, m) logits over the network input -> (H, W) bool mask in source pixels (``logits_to_source`` above
+    ``threshold``)."""
+    return logits_to_source(low_res_logits, geometry, imgsz) > threshold
 
 
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:

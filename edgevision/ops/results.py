@@ -72,6 +72,7 @@ class PromptMasks:
     def to_json(self, labels: list[str] | tuple[str, ...] = ()) -> list[dict]:
         out = []
         for i, (mask, score, prompt, box) in enumerate(zip(self.masks, self.scores, self.prompts, self.boxes())):
-            out.append({"prompt": i, "kind": prompt.kind, **prompt.to_json(), "area": int(np.count_nonzero(mask)),
-                        "box": None if box is None else [round(v, 1) for v in box], "score": round(float(score), 4)})
+            out.append({"index": i, "kind": prompt.kind, "prompt": prompt.to_json(),
+                        "area": int(np.count_nonzero(mask)), "box": None if box is None else [round(v, 1) for v in box],
+                        "score": round(float(score), 4)})
         return out

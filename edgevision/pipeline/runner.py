@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from edgevision.bundle import atomic_write_json, load_bundle
 from edgevision.config import get_target
 from edgevision.errors import BadInput
-from edgevision.pipeline.core import Pipeline
+from edgevision.ops.prompts import Prompt, make_prompt
+from edgevision.pipeline.core import Chain, Pipeline
 from edgevision.pipeline.sinks import JsonlSink, MjpegServer, VideoFileSink, WindowSink
 from edgevision.pipeline.sources import ImageFolderSource, open_source
 from edgevision.predictor import Predictor
@@ -33,7 +35,8 @@ def run_pipeline(bundle, source: str, *, show: bool = False, out_video: Path | N
                  host: str = "127.0.0.1", jsonl: Path | None = None, stats: Path | None = None,
                  max_frames: int | None = None, realtime: bool | None = None, conf: float | None = None,
                  iou: float | None = None, max_reconnects: int = 5, runtime: str | None = None,
-                 threads: int | None = None, processors=()) -> dict:
+                 threads: int | None = None, processors=(), points: Sequence[str] = (), boxes: Sequence[str] = (),
+                 prompts_from: Path | None = None) -> dict:
     if serve is not None and not 1 <= serve <= 65535:
         raise BadInput(f"--serve {serve}: not a TCP port; give one from 1 to 65535 (e.g. --serve 8080)")
     for flag, path in (("--out", out_video), ("--jsonl", jsonl), ("--stats", stats)):
@@ -50,8 +53,8 @@ def run_pipeline(bundle, source: str, *, show: bool = False, out_video: Path | N
             sinks.append(MjpegServer(serve, host))
         if jsonl is not None:
             sinks.append(JsonlSink(jsonl))
-        predictor = Predictor(bundle, runtime=runtime, threads=threads or profile.pipeline.inference, conf=conf,
-                              iou=iou)
+        predictor = _stage(bundle, runtime, threads or profile.pipeline.inference, conf, iou, points, boxes,
+                           prompts_from)
         if out_video is not None:
             src.open()  # learn the source's frame rate for the writer
             sinks.append(VideoFileSink(out_video, src.info.fps or 30.0))
@@ -69,7 +72,75 @@ def run_pipeline(bundle, source: str, *, show: bool = False, out_video: Path | N
                        f"of JPEG/PNG images")
     summary["bundle"] = {"path": str(bundle.path), "model": bundle.meta.model, "target": bundle.meta.target,
                          "precision": bundle.meta.precision}
-    summary["runtime"] = predictor.runner.describe()
+    runner = predictor.stages[-1].runner if isinstance(predictor, Chain) else predictor.runner
+    summary["runtime"] = runner.describe()
     if stats is not None:
         atomic_write_json(Path(stats), summary)
     return summary
+
+
+def _stage(bundle, runtime, threads, conf, iou, points: Sequence[str], boxes: Sequence[str], prompts_from):
+    """A Predictor for one-graph tasks; for a promptable bundle, a PromptStage with the prompts given, or
+    chained behind a detector (--prompts-from)."""
+    promptable = bundle.meta.head.get("kind") == "prompt-masks"
+    if not promptable:
+        if points or boxes or prompts_from is not None:
+            raise BadInput(f"--point, --box and --prompts-from prompt a promptable segmentation bundle; "
+                           f"{bundle.path} is a {bundle.meta.task} bundle ({bundle.meta.model})")
+        return Predictor(bundle, runtime=runtime, threads=threads, conf=conf, iou=iou)
+    from edgevision.prompt_predictor import PromptPredictor, PromptStage
+
+    if prompts_from is not None and (points or boxes):
+        raise BadInput("give either --point/--box (the same prompts on every frame) or --prompts-from DETECTOR "
+                       "(its boxes on each frame), not both")
+    if prompts_from is None and not (points or boxes):
+        raise BadInput(f"{bundle.path} is a promptable segmentation bundle: say what to segment with --point x,y "
+                       f"or --box x0,y0,x1,y1, or --prompts-from DETECTOR_BUNDLE")
+    if prompts_from is not None:
+        detector_bundle = load_bundle(prompts_from)
+        if detector_bundle.meta.task != "detect":
+            raise BadInput(f"--prompts-from {prompts_from}: a {detector_bundle.meta.task} bundle "
+                           f"({detector_bundle.meta.model}); give a detector bundle, whose boxes become box prompts")
+        detector = Predictor(detector_bundle, threads=threads, conf=conf, iou=iou)
+        return Chain(detector, PromptStage(PromptPredictor(bundle, runtime=runtime, threads=threads)))
+    slots = int(bundle.meta.head["prompt_slots"])
+    return PromptStage(PromptPredictor(bundle, runtime=runtime, threads=threads), cli_prompts(points, boxes, slots))
+
+
+def cli_prompts(points: Sequence[str], boxes: Sequence[str], slots: int) -> list[Prompt]:
+    """``--point x,y[,label]`` and ``--box x0,y0,x1,y1`` -> prompts: all points form one prompt, together with
+    the box when there is exactly one; with several boxes, each box is its own prompt (and the points another)."""
+    pts, labels, bxs = [], [], []
+    for text in points:
+        values = _numbers(text, "--point", "x,y or x,y,label (label 1 foreground, 0 background)")
+        if len(values) not in (2, 3) or (len(values) == 3 and values[2] not in (0, 1)):
+            raise BadInput(f"--point {text}: expected x,y or x,y,label (label 1 foreground, 0 background)")
+        pts.append(values[:2])
+        labels.append(int(values[2]) if len(values) == 3 else 1)
+    for text in boxes:
+        values = _numbers(text, "--box", "x0,y0,x1,y1")
+        if len(values) != 4:
+            raise BadInput(f"--box {text}: expected x0,y0,x1,y1 (four numbers)")
+        bxs.append(values)
+    groups: list[tuple] = []
+    if len(bxs) == 1:
+        groups.append((pts, labels, bxs[0]))
+    else:
+        if pts:
+            groups.append((pts, labels, None))
+        groups += [((), None, b) for b in bxs]
+    out = []
+    for p, lab, b in groups:
+        try:
+            out.append(make_prompt(p, lab, b, slots=slots))
+        except ValueError as e:
+            msg = str(e)
+            raise BadInput("--" + msg if msg.startswith("box ") else f"--point: {msg}") from None
+    return out
+
+
+def _numbers(text: str, flag: str, form: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise BadInput(f"{flag} {text}: expected {form}") from None

@@ -136,8 +136,11 @@ class PromptSegmentTask(Task):
         for i, (sample, geometry) in enumerate(zip(samples, geometries)):
             emb = runner.run(ENCODER, {"image": batch[i : i + 1]})["image_embeddings"]
             coords, labels = encode_prompts(eval_prompts(sample), geometry, head["prompt_slots"])
-            outs = [runner.run(DECODER, {"image_embeddings": emb, "point_coords": coords[k : k + 1],
-                                         "point_labels": labels[k : k + 1]}) for k in range(len(coords))]
+            if getattr(runner, "max_batch", 1) > 1:  # the PyTorch reference decodes all prompts at once
+                outs = [runner.run(DECODER, {"image_embeddings": emb, "point_coords": coords, "point_labels": labels})]
+            else:
+                outs = [runner.run(DECODER, {"image_embeddings": emb, "point_coords": coords[k : k + 1],
+                                             "point_labels": labels[k : k + 1]}) for k in range(len(coords))]
             stacked = {k: np.concatenate([o[k] for o in outs])[None] for k in outs[0]}
             out.append({**stacked, "point_coords": coords[None], "point_labels": labels[None]})
         return out
