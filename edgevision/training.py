@@ -432,6 +432,9 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
 
 def _save_checkpoint(path: Path, model, heads, opt, step: int, rng: np.random.Generator) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"model": model.state_dict(), "heads": heads.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state()}, tmp)
+    state = {"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng.bit_generator.state,
+             "torch_rng": torch.get_rng_state()}
+    if heads is not None:
+        state["heads"] = heads.state_dict()
+    torch.save(state, tmp)
     os.replace(tmp, path)

@@ -3,6 +3,7 @@
     python scripts/train_demo_weights.py fast-yolo-demo      # ~30 min on the 2-core dev machine
     python scripts/train_demo_weights.py mobile-unet         # ~25 min
     python scripts/train_demo_weights.py deit-tiny-demo      # hours; resumable: run the same line again
+    python scripts/train_demo_weights.py efficient-sam-demo  # about an hour; resumable the same way
 
 Writes edgevision/models/weights/<model>.pt as an fp16 state_dict (atomically). Deterministic given the seed
 and step count (same machine and torch build), then prints the FP32 accuracy on the synthetic eval set.
@@ -24,6 +25,7 @@ DEFAULTS = {  # scenes rendered, batch, learning rate, steps
     "fast-yolo-demo": (30000, 32, 2e-3, 2400),
     "mobile-unet": (12000, 16, 3e-3, 1800),
     "deit-tiny-demo": (60000, 64, 5e-4, 4000),
+    "efficient-sam-demo": (8000, 8, 2e-4, 2000),  # batch: images; each is decoded with 4 prompts
 }
 CHECKPOINTS = Path(".train")  # resumable state of long runs (git ignores it)
 
@@ -41,14 +43,21 @@ def main() -> None:
                     help="render a disjoint pool of scenes (fine-tuning stages on new data)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--restart", action="store_true", help="classifiers: ignore the checkpoint in .train/")
+    ap.add_argument("--restart", action="store_true", help="classifiers and SAM: ignore the checkpoint in .train/")
     ap.add_argument("--int8-aware", action="store_true",
                     help="fine-tune under simulated symmetric INT8 (use with --init and a small --lr)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     variant = get_variant(args.model)
     pool, batch, lr, steps = DEFAULTS[args.model]
-    if variant.task == "classify":
+    if variant.task == "prompt-segment":
+        from edgevision.training_prompt import train_prompt_segmenter
+
+        stage = f".pool{args.pool_seed}" if args.init else ""
+        model = train_prompt_segmenter(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
+                                       lr=args.lr or lr, seed=args.seed, init=args.init, pool_seed=args.pool_seed,
+                                       checkpoint=CHECKPOINTS / f"{args.model}{stage}.pt", resume=not args.restart)
+    elif variant.task == "classify":
         from edgevision.training import train_classifier
 
         # a later stage (--init) keeps its own checkpoint and pool, named by its pool seed
@@ -79,7 +88,8 @@ def report_accuracy(variant, model) -> None:
     from edgevision.check.reference import PyTorchRunner
 
     recipe = load_recipe(variant.name, variant.task)
-    data = synthetic_eval_set(variant.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, variant.task)
+    count = 500 if variant.task == "prompt-segment" else recipe.eval.count  # the bar: 500 held-out scenes
+    data = synthetic_eval_set(variant.imgsz, variant.stride, count, recipe.eval.seed, variant.task)
     io = ModelIO(variant.task, variant.imgsz, variant.preprocess.resize, model.head_spec(variant.imgsz),
                  variant.labels, recipe)
     outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess, imgsz=variant.imgsz)}, data, io)

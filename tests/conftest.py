@@ -35,20 +35,30 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def bundle_root(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("bundles")
+def bundle_root(tmp_path_factory, worker_id) -> Path:
+    """Where session bundles go. Under pytest-xdist (the README's `-n 2`) the workers share one folder, so a
+    bundle two workers need is exported once (the other waits on its lock)."""
+    if worker_id == "master":
+        return tmp_path_factory.mktemp("bundles")
+    root = tmp_path_factory.getbasetemp().parent / "bundles"
+    root.mkdir(exist_ok=True)
+    return root
 
 
 def _export(root: Path, model: str, target: str, precision: str, **kw):
+    import fcntl
+
+    from edgevision.bundle import load_bundle
     from edgevision.export import export_bundle
 
-    name = f"{model}-{target}-{precision}" + ("-random" if kw.get("random_weights") else "")
+    name = f"{model}-{target}-{precision}" + ("-random" if kw.get("random_weights") else "") + \
+        (f"-{kw['imgsz']}" if kw.get("imgsz") else "")
     path = root / name
-    if path.exists():
-        from edgevision.bundle import load_bundle
-
-        return load_bundle(path)
-    return export_bundle(model, target, precision, path, **kw)
+    with open(root / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            return load_bundle(path)
+        return export_bundle(model, target, precision, path, **kw)
 
 
 @pytest.fixture(scope="session")

@@ -79,3 +79,39 @@ def test_an_attempt_over_the_layer_limit_is_recorded_but_never_kept():
     assert result.to_json()["max_float_layers"] == 2
     # within the limit, the same attempt wins
     assert ControlResult("top1", 71.2, 0.5, 24, [plain, nncf]).best is nncf
+
+
+def test_the_rpi_ranking_proxy_keeps_the_pytorch_module_of_every_quantized_linear(tmp_path):
+    """rpi's --max-drop ranks PyTorch modules on an ONNX Runtime QDQ proxy. ONNX Runtime's pre-processing drops
+    the exporter's module scopes and fuses MatMul+Add into Gemm under a new name; without the scopes the ranking
+    was empty and the search stopped after plain INT8 (found on deit-tiny-demo)."""
+    import numpy as np
+    import onnx
+    import torch
+
+    from edgevision.bundle import TensorSpec
+    from edgevision.check.per_layer import _onnx_nodes
+    from edgevision.config import get_target, load_recipe
+    from edgevision.export.base import ExportContext
+    from edgevision.export.ort_quantize import quantize_qdq
+    from edgevision.graphs import export_onnx
+
+    class Wrapped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 4))
+
+        def forward(self, x):
+            return self.model(x)
+
+    fp32 = tmp_path / "model.onnx"
+    export_onnx(Wrapped().eval(), fp32, inputs=[TensorSpec(name="x", shape=[1, 3, 8], dtype="float32")],
+                output_names=["y"])
+    rng = np.random.default_rng(0)
+    feeds = [{"x": rng.normal(size=(1, 3, 8)).astype(np.float32)} for _ in range(8)]
+    recipe = load_recipe("deit-tiny-demo", "classify")
+    ctx = ExportContext(fp32, tmp_path, "int8", get_target("rpi"), recipe, 8, feeds)
+    out = tmp_path / "proxy.onnx"
+    quantize_qdq(ctx, out, symmetric_activations=True, op_types=["MatMul", "Gemm"], calibration_method="percentile")
+    scopes = {n.scope for n in _onnx_nodes(onnx.load(str(out))) if n.op_type in ("MatMul", "Gemm")}
+    assert scopes == {"0", "2"}, scopes  # model.0 and model.2: the two Linears

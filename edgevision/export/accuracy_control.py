@@ -225,7 +225,10 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
         from edgevision.export.ort_quantize import quantize_qdq
 
         proxy = ctx.workdir / ".proxy.onnx"
-        quantize_qdq(ctx, proxy, symmetric_activations=True)
+        # PT2E's histogram observer has no ONNX Runtime twin; percentile clips outliers the same way
+        method = ctx.recipe.quantization.method_for("rpi")
+        quantize_qdq(ctx, proxy, symmetric_activations=True, op_types=ctx.recipe.quantization.op_types_for("rpi"),
+                     calibration_method="percentile" if method == "histogram" else method)
         ranking = []
         for _node, scope in _onnx_ranking(ctx, proxy, probe):
             module = "model." + scope.rsplit(".", 1)[0] if scope.count(".") >= 1 else ("model." + scope if scope else "")

@@ -22,11 +22,13 @@ def _ort_calibration(name: str) -> tuple[object, dict]:
 
 
 def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
-                 op_types: list[str] | None = None, quantize_bias: bool = True) -> ArtifactInfo:
+                 op_types: list[str] | None = None, quantize_bias: bool = True,
+                 calibration_method: str | None = None) -> ArtifactInfo:
     """Static QDQ INT8 with ONNX Runtime's quantizer; per-channel int8 weights.
 
     ``op_types`` limits which ops get Q/DQ (None: every op ONNX Runtime can quantize). ``quantize_bias=False``
-    keeps biases float (TensorRT's parser rejects a DequantizeLinear of an int32 bias).
+    keeps biases float (TensorRT's parser rejects a DequantizeLinear of an int32 bias). ``calibration_method``
+    overrides the recipe's for this target (a proxy of another target's scheme).
     """
     import onnx
     import onnxruntime
@@ -39,8 +41,13 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     ensure_node_names(model)
     onnx.save(model, str(named))
     quant_pre_process(str(named), str(pre), skip_symbolic_shape=True)
+    scopes = {n.name: list(n.metadata_props) for n in model.graph.node}
     model = onnx.load(str(pre))
     ensure_node_names(model)
+    for n in model.graph.node:  # the pre-processing drops the PyTorch module scopes that rpi's ranking reads
+        origin = scopes.get(n.name) or scopes.get(n.name.split("/")[0])  # fused: "<first node>/MatMulAddFusion"
+        if not n.metadata_props and origin:
+            n.metadata_props.extend(origin)
     simplify_input_stem(model)
     onnx.save(model, str(pre))
     excluded = input_stem_nodes(model) + tail_nodes(model, ctx.recipe.quantization.ignored_types)
@@ -54,7 +61,7 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
         def get_next(self):
             return next(self._it, None)
 
-    method = ctx.recipe.quantization.method_for(ctx.profile.family)
+    method = calibration_method or ctx.recipe.quantization.method_for(ctx.profile.family)
     calibrate_method, calibration_options = _ort_calibration(method)
     seven_bit = ctx.profile.weight_bits == 7
     # A transformer's matmuls get Q/DQ on their inputs only: a quantized output would put the attention logits

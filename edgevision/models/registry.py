@@ -121,6 +121,14 @@ VARIANTS: tuple[ModelVariant, ...] = (
                 "efficient_sam_vitt.pt; pass --weights)",
     ),
     ModelVariant(
+        "efficient-sam-demo", _EFFICIENT_SAM, "prompt-segment", imgsz=256, stride=16, labels=("object",),
+        preprocess=SAM_PLAIN, weights="efficient-sam-demo.pt",
+        config={"img_size": 256, "embed_dim": 192, "num_heads": 3, "depth": 6, "pos_grid": 16, "neck_dim": 128,
+                "decoder_heads": 4, "decoder_mlp_dim": 512, "upscale_dims": (32, 16)},
+        summary="EfficientSAM-style ViT (6 blocks, dim 192) at 256 px with a slimmer decoder, trained on the "
+                "synthetic scenes' instance masks",
+    ),
+    ModelVariant(
         "efficient-sam-vits", _EFFICIENT_SAM, "prompt-segment", imgsz=1024, stride=16, labels=("object",),
         preprocess=SAM_PLAIN, config={"embed_dim": 384, "num_heads": 6},
         summary="EfficientSAM ViT-S (official efficient_sam_vits.pt, unzipped; pass --weights)",
