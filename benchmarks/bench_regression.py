@@ -21,7 +21,6 @@ Figures, for fast-yolo-demo intel-npu int8 (OpenVINO) and cpu int8 (ONNX Runtime
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 import traceback
 from pathlib import Path
 from typing import Annotated, Optional
@@ -497,6 +498,60 @@ def _print_machine(report: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------------ run
+@app.command(help="Distill a smaller image encoder for a promptable model from your own unlabelled images: the "
+                  "student learns the teacher encoder's embeddings (MSE, as MobileSAM's decoupled distillation); "
+                  "the teacher's prompt encoder and mask decoder are kept unchanged. The student may be narrower "
+                  "(--dim), shallower (--depth) or take a smaller input (--imgsz); its embeddings are resized to "
+                  "the decoder's grid. The training state is saved every 50 steps and on Ctrl-C (which also "
+                  "writes the student so far); --resume continues.\n\n"
+                  "Example:\n\n"
+                  "  edgevision distill efficient-sam-vitt --weights efficient_sam_vitt.pt --data photos/ "
+                  "--imgsz 512 --dim 96 --steps 4000 --out student.pt\n\n"
+                  "  edgevision export efficient-sam-student --weights student.pt --target intel-npu")
+def distill(
+    teacher: Annotated[str, typer.Argument(help="The teacher: a promptable model (edgevision models).")],
+    data: Annotated[Path, typer.Option("--data", help="A folder of images (no labels).")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The student checkpoint to write.")],
+    weights: Annotated[Optional[Path], typer.Option("--weights", help="The teacher's checkpoint [default: its "
+                                                    "bundled weights].")] = None,
+    imgsz: Annotated[Optional[int], typer.Option("--imgsz", min=16, help="The student's input size [default: "
+                                                 "the teacher's].")] = None,
+    dim: Annotated[int, typer.Option("--dim", min=16, help="The student encoder's width.")] = 96,
+    depth: Annotated[int, typer.Option("--depth", min=1, help="The student encoder's blocks.")] = 6,
+    heads: Annotated[int, typer.Option("--heads", min=1, help="The student encoder's attention heads.")] = 3,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Optimizer steps.")] = 2000,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="Images per step.")] = 8,
+    lr: Annotated[float, typer.Option("--lr", min=0, help="Peak learning rate (cosine decay).")] = 1e-3,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT.state.pt.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from edgevision.distill import distill as run_distill
+
+    columns = (TextColumn("distill"), BarColumn(), MofNCompleteColumn(), TextColumn("loss {task.fields[loss]}"),
+               TextColumn("{task.fields[rate]} img/s"), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=False, disable=not err.is_terminal) as bar:
+        task = bar.add_task("distill", total=steps, loss="-", rate="-")
+        lines = {"last": 0.0}
+
+        def on_step(s) -> None:
+            bar.update(task, completed=s.step, loss=f"{s.loss:.4g}", rate=f"{s.images_per_s:.1f}")
+            now = time.monotonic()
+            if not err.is_terminal and (now - lines["last"] > 30 or s.step == s.steps):
+                lines["last"] = now
+                err.print(f"step {s.step}/{s.steps} loss {s.loss:.4g} ({s.images_per_s:.1f} img/s)")
+
+        try:
+            path = run_distill(teacher, data, out_file, teacher_weights=weights, img_size=imgsz, embed_dim=dim,
+                               depth=depth, num_heads=heads, steps=steps, batch=batch, lr=lr, seed=seed,
+                               resume=resume, on_step=on_step, say=lambda m: err.print(m))
+        except KeyboardInterrupt:
+            _stderr(f"interrupted; kept {out_file} (the student so far) and {out_file}.state.pt (--resume continues)")
+            raise typer.Exit(130) from None
+    out.print(f"wrote {path}; export it with: edgevision export efficient-sam-student --weights {path}")
+
+
 @app.command(help="Run a bundle live: a camera, video file, stream, image folder, GStreamer pipeline or the Pi "
                   "camera in; overlays, video, MJPEG or JSONL out. Capture, inference, NMS and rendering run "
                   "as overlapped stages. Prints frames read/processed/dropped, FPS and per-stage latency on "

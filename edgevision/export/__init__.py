@@ -83,6 +83,10 @@ def export_bundle(
                        f"it can do {', '.join(profile.precisions)}")
     if profile.family not in EXPORTERS:
         raise BadInput(f"target {profile.name}: no exporter for the '{profile.family}' family in this version")
+    if variant.config_in_weights and imgsz is None and weights is not None:
+        from edgevision.models.loading import checkpoint_config
+
+        imgsz = checkpoint_config(Path(weights)).get("img_size")  # a student's own input size
     size = imgsz or profile.default_imgsz or variant.imgsz
     if size <= 0 or size % variant.stride:
         raise BadInput(f"--imgsz {size}: must be a positive multiple of {variant.name}'s stride {variant.stride}")

@@ -295,8 +295,12 @@ class EfficientSam(nn.Module):
     def __init__(self, num_classes: int | None = None, img_size: int = 1024, embed_dim: int = 192,
                  depth: int = 12, num_heads: int = 3, mlp_ratio: float = 4.0, neck_dim: int = 256,
                  decoder_depth: int = 2, decoder_heads: int = 8, decoder_mlp_dim: int = 2048,
-                 upscale_dims: tuple[int, ...] = (64, 32), pos_grid: int = PRETRAIN_GRID) -> None:
+                 upscale_dims: tuple[int, ...] = (64, 32), pos_grid: int = PRETRAIN_GRID,
+                 decoder_grid: int | None = None) -> None:
         super().__init__()  # num_classes: the registry passes it to every family; promptable masks have none
+        # a distilled student may take a smaller input than its teacher's decoder was trained on: its embeddings
+        # are resized to ``decoder_grid`` (the teacher's grid) before the decoder
+        self.decoder_grid = decoder_grid
         self.image_encoder = ImageEncoderViT(img_size, 16, embed_dim, depth, num_heads, mlp_ratio, neck_dim,
                                              pos_grid)
         self.prompt_encoder = PromptEncoder(neck_dim, img_size)
@@ -311,13 +315,21 @@ class EfficientSam(nn.Module):
         self.image_encoder.set_input_size(img_size)
         self.prompt_encoder.img_size = img_size
 
+    @property
+    def grid(self) -> int:
+        """The decoder's embedding grid."""
+        return self.decoder_grid or self.image_encoder.grid
+
     def dense_pe(self) -> torch.Tensor:
         """(1, C, g, g): the position encoding of the embedding grid."""
-        return self.prompt_encoder.pe_layer.dense(self.image_encoder.grid).unsqueeze(0)
+        return self.prompt_encoder.pe_layer.dense(self.grid).unsqueeze(0)
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, 3, S, S) normalised -> (B, C, g, g)."""
-        return self.image_encoder(images)
+        """(B, 3, S, S) normalised -> (B, C, g, g), g the decoder's grid."""
+        emb = self.image_encoder(images)
+        if emb.shape[-1] != self.grid:
+            emb = F.interpolate(emb, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
+        return emb
 
     def decode(self, embeddings: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor,
                dense_pe: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -336,7 +348,7 @@ class EfficientSam(nn.Module):
         return prompt_segmentation_graphs(self, imgsz, preprocess, PROMPT_SLOTS)
 
     def head_spec(self, imgsz: int) -> dict:
-        g = imgsz // self.image_encoder.patch_size
+        g = self.decoder_grid or imgsz // self.image_encoder.patch_size
         return {"kind": "prompt-masks", "masks": "low_res_masks", "scores": "iou_predictions",
                 "mask_size": 4 * g, "prompt_slots": PROMPT_SLOTS}
 

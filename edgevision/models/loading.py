@@ -86,7 +86,19 @@ def build_model(variant: ModelVariant, *, weights: Path | None = None, random_se
         if path is None:
             raise BadInput(f"model '{variant.name}' ships no weights; pass --weights PATH (a state_dict of this "
                            f"model) or --random-weights for speed tests")
-        model = load_into(variant.build(num_classes), read_state_dict(path), path)
+        config = checkpoint_config(path) if variant.config_in_weights else None
+        model = load_into(variant.build(num_classes, config), read_state_dict(path), path)
     if hasattr(model, "after_load"):
         model.after_load()
     return model.eval()
+
+
+def checkpoint_config(path: Path) -> dict:
+    """The hyperparameters a student checkpoint carries (``edgevision_config``, written by ``distill``)."""
+    read_state_dict(path)  # the same checks and one-line errors as any checkpoint
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    config = obj.get("edgevision_config") if isinstance(obj, dict) else None
+    if not isinstance(config, dict):
+        raise BadInput(f"--weights {path}: no edgevision_config in it; this model takes a student checkpoint "
+                       f"written by `edgevision distill`")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}

@@ -47,6 +47,9 @@ class ModelVariant:
     config: Mapping[str, Any] = field(default_factory=dict)
     weights: str | None = None  # file name under models/weights/
     summary: str = ""
+    # the hyperparameters travel in the checkpoint (a distilled student): ``config`` is only the default for
+    # random weights, and the checkpoint's ``edgevision_config`` overrides it
+    config_in_weights: bool = False
 
     @property
     def weights_path(self) -> Path | None:
@@ -61,9 +64,10 @@ class ModelVariant:
         module, _, cls = self.family.partition(":")
         return getattr(importlib.import_module(module), cls)
 
-    def build(self, num_classes: int | None = None) -> nn.Module:
-        """A randomly initialised model; ``num_classes`` defaults to the variant's label count."""
-        return self.model_class()(num_classes=num_classes or len(self.labels), **self.config)
+    def build(self, num_classes: int | None = None, config: Mapping[str, Any] | None = None) -> nn.Module:
+        """A randomly initialised model; ``num_classes`` defaults to the variant's label count; ``config``
+        replaces the variant's hyperparameters (a student checkpoint's own)."""
+        return self.model_class()(num_classes=num_classes or len(self.labels), **(config or self.config))
 
 
 VARIANTS: tuple[ModelVariant, ...] = (
@@ -127,6 +131,13 @@ VARIANTS: tuple[ModelVariant, ...] = (
                 "decoder_heads": 4, "decoder_mlp_dim": 512, "upscale_dims": (32, 16)},
         summary="EfficientSAM-style ViT (6 blocks, dim 192) at 256 px with a slimmer decoder, trained on the "
                 "synthetic scenes' instance masks",
+    ),
+    ModelVariant(
+        "efficient-sam-student", _EFFICIENT_SAM, "prompt-segment", imgsz=512, stride=16, labels=("object",),
+        preprocess=SAM_PLAIN, config_in_weights=True,
+        config={"img_size": 512, "embed_dim": 96, "num_heads": 3, "depth": 6, "pos_grid": 32},
+        summary="An encoder distilled by `edgevision distill` with its teacher's prompt encoder and decoder (pass "
+                "--weights STUDENT.pt; its hyperparameters and input size are in the file)",
     ),
     ModelVariant(
         "efficient-sam-vits", _EFFICIENT_SAM, "prompt-segment", imgsz=1024, stride=16, labels=("object",),

@@ -73,6 +73,17 @@ def model_graphs(model: nn.Module, preprocess, imgsz: int) -> list[GraphDef]:
     return [GraphDef(MODEL_GRAPH, UInt8Input(model, preprocess).eval(), [image_spec(imgsz)], names)]
 
 
+class _Embed(nn.Module):
+    """The image encoder as the decoder sees it (a student's embeddings resized to the decoder's grid)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model.embed(images)
+
+
 class PromptDecoderGraph(nn.Module):
     """A promptable model's decoder as one graph: ``image_embeddings`` (1, C, g, g), ``point_coords``
     (1, slots, 2) and ``point_labels`` (1, slots) -> ``low_res_masks`` (1, 3, 4g, 4g) and ``iou_predictions``
@@ -119,7 +130,7 @@ def prompt_segmentation_graphs(model: nn.Module, imgsz: int, preprocess, slots: 
     with torch.no_grad():
         emb = model.embed(torch.zeros(1, 3, imgsz, imgsz))
     _, c, g, _ = emb.shape
-    encoder = UInt8Input(model.image_encoder, preprocess).eval()
+    encoder = UInt8Input(_Embed(model), preprocess).eval()
     embeddings = TensorSpec(name="image_embeddings", shape=[1, c, g, g], dtype="float32")
     coords = TensorSpec(name="point_coords", shape=[1, slots, 2], dtype="float32")
     labels = TensorSpec(name="point_labels", shape=[1, slots], dtype="float32")

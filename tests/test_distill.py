@@ -1,0 +1,81 @@
+"""`edgevision distill` as a user runs it: a student encoder from unlabelled photos, resumable, exported as
+efficient-sam-student with the teacher's decoder."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import SHARED
+from edgevision.cli import main
+from edgevision.models.registry import get_variant
+
+PHOTOS = SHARED / "data" / "images"
+
+
+@pytest.fixture(scope="module")
+def teacher_weights(tmp_path_factory):
+    """efficient-sam-demo's architecture with seeded random weights, saved as a user's checkpoint."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("teacher") / "teacher.pt"
+    torch.save({"model": get_variant("efficient-sam-demo").build().state_dict()}, path)
+    return path
+
+
+def _distill(out, teacher_weights, *extra):
+    return main(["distill", "efficient-sam-demo", "--weights", str(teacher_weights), "--data", str(PHOTOS),
+                 "--out", str(out), "--imgsz", "128", "--dim", "48", "--depth", "2", "--batch", "2", *extra])
+
+
+@pytest.mark.slow
+def test_a_student_learns_the_teacher_embeddings_resumes_and_exports(capsys, teacher_weights, tmp_path):
+    from edgevision.models.loading import build_model
+
+    out = tmp_path / "student.pt"
+    assert _distill(out, teacher_weights, "--steps", "30", "--lr", "2e-3") == 0, capsys.readouterr().err
+    state = torch.load(out, weights_only=True)
+    config = state["edgevision_config"]
+    assert config["img_size"] == 128 and config["embed_dim"] == 48 and config["decoder_grid"] == 16
+    teacher = build_model(get_variant("efficient-sam-demo"), weights=teacher_weights)
+    student = build_model(get_variant("efficient-sam-student"), weights=out)
+    # the decoder is the teacher's, unchanged
+    for k, v in teacher.mask_decoder.state_dict().items():
+        assert torch.equal(v, student.mask_decoder.state_dict()[k]), k
+    x_t, x_s = torch.randn(1, 3, 256, 256), None
+    x_s = torch.nn.functional.interpolate(x_t, size=(128, 128), mode="area")
+    with torch.no_grad():
+        assert student.embed(x_s).shape == teacher.embed(x_t).shape == (1, 128, 16, 16)
+
+    # resuming continues from the saved step
+    first = torch.load(out.with_name("student.pt.state.pt"), weights_only=True)["step"]
+    assert first == 30
+    assert _distill(out, teacher_weights, "--steps", "40", "--lr", "2e-3", "--resume") == 0
+    printed = capsys.readouterr()
+    assert "resumed from" in printed.err and "at step 30" in printed.err
+    assert torch.load(out.with_name("student.pt.state.pt"), weights_only=True)["step"] == 40
+
+    bundle = tmp_path / "bundle"
+    assert main(["export", "efficient-sam-student", "--weights", str(out), "--target", "cpu", "--precision", "fp32",
+                 "--out", str(bundle)]) == 0, capsys.readouterr().err
+    import json
+
+    meta = json.loads((bundle / "edgevision.json").read_text())
+    assert meta["imgsz"] == 128 and list(meta["graphs"]) == ["image_encoder", "mask_decoder"]
+    assert meta["graphs"]["image_encoder"]["outputs"][0]["shape"] == [1, 128, 16, 16]
+
+
+def test_distill_bad_input_exits_2(capsys, teacher_weights, tmp_path):
+    assert main(["distill", "deit-tiny-demo", "--data", str(PHOTOS), "--out", str(tmp_path / "s.pt")]) == 2
+    assert "distill takes a promptable segmentation model" in capsys.readouterr().err
+    assert _distill(tmp_path / "s.pt", teacher_weights, "--resume") == 2
+    assert "no training state" in capsys.readouterr().err
+    assert main(["distill", "efficient-sam-demo", "--weights", str(teacher_weights), "--data",
+                 str(tmp_path / "none"), "--out", str(tmp_path / "s.pt")]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["distill", "efficient-sam-demo", "--weights", str(teacher_weights), "--data",
+                 str(tmp_path / "empty"), "--out", str(tmp_path / "s.pt")]) == 2
+    assert "no readable images" in capsys.readouterr().err
+    assert main(["export", "efficient-sam-student", "--weights", str(teacher_weights), "--out",
+                 str(tmp_path / "b")]) == 2
+    assert "no edgevision_config in it" in capsys.readouterr().err
