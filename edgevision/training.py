@@ -381,16 +381,7 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
     params = [*model.parameters(), *heads.parameters()]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     rng = np.random.default_rng(seed)
-    step = 0
-    if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        heads.load_state_dict(state["heads"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        log(f"resumed from {checkpoint} at step {step}")
+    step = _load_checkpoint(checkpoint, model, heads, opt, rng, log) if resume and checkpoint.is_file() else 0
     images, labels, mix_all, fg_all = _load_or_render_pool(checkpoint.with_suffix(".pool.npz"), pool_size,
                                                            variant.imgsz, patch, num_classes, pool_seed, log)
     batches = _batches(len(images), batch, np.random.default_rng(seed + 1))
@@ -428,6 +419,19 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
             window.clear()
     model.eval()
     return model
+
+
+def _load_checkpoint(path: Path, model, heads, opt, rng: np.random.Generator, log: Callable[[str], None]) -> int:
+    """Restore what ``_save_checkpoint`` wrote; returns the step to continue from."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(state["model"])
+    if heads is not None:
+        heads.load_state_dict(state["heads"])
+    opt.load_state_dict(state["opt"])
+    rng.bit_generator.state = state["rng"]
+    torch.set_rng_state(state["torch_rng"])
+    log(f"resumed from {path} at step {state['step']}")
+    return state["step"]
 
 
 def _save_checkpoint(path: Path, model, heads, opt, step: int, rng: np.random.Generator) -> None:

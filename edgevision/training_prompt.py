@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.models.registry import ModelVariant
 from edgevision.ops.prompts import BACKGROUND, BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, FOREGROUND, PAD, point_inside
-from edgevision.training import POOL_SEED_STRIDE, TRAIN_SEED_BASE, _batches, normalise
+from edgevision.training import POOL_SEED_STRIDE, TRAIN_SEED_BASE, _batches, _load_checkpoint, _save_checkpoint, \
+    normalise
 
 
 def _render_instances(args: tuple[list[int], SceneSpec]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -129,8 +130,6 @@ def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int,
                            pool_seed: int = 0, log: Callable[[str], None] = print) -> torch.nn.Module:
     """Train ``variant`` (an EfficientSam) from scratch or from ``init`` weights; resumable from ``checkpoint``
     (every 100 steps, atomically), continuing exactly as an uninterrupted run would."""
-    from edgevision.training import _save_checkpoint
-
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
@@ -141,15 +140,7 @@ def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int,
     imgsz, slots = variant.imgsz, 6
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     rng = np.random.default_rng(seed)
-    step = 0
-    if resume and checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        step = state["step"]
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        log(f"resumed from {checkpoint} at step {step}")
+    step = _load_checkpoint(checkpoint, model, None, opt, rng, log) if resume and checkpoint.is_file() else 0
     log(f"rendering {pool_size} training scenes at {imgsz}px")
     images, packed = render_instance_pool(pool_size, imgsz, variant.stride, pool_seed)
     batches = _batches(len(images), batch, np.random.default_rng(seed + 1))
