@@ -95,7 +95,7 @@ class PromptPredictor:
         SAM returns them; without -> (1, H, W) and (1,), the output with the highest predicted IoU (the exported
         decoder has only the multimask outputs; SAM users pick this way). ``return_logits`` gives float logits at
         the source size instead of bool masks."""
-        prompt = self.prompt(points or (), labels, box)
+        prompt = self.prompt(() if points is None else points, labels, box)
         low, iou = self.decode(prompt)
         geometry = self._require_image()
         picks = list(range(len(iou))) if multimask else [choose_mask(iou)]

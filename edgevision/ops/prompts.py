@@ -51,9 +51,9 @@ def make_prompt(points: Sequence[Sequence[float]] = (), labels: Sequence[int] | 
                 slots: int | None = None) -> Prompt:
     """A validated Prompt. ``size`` is the source image's (width, height): points and boxes must lie in it.
     ``slots`` is the decoder's capacity (a box takes two). Raises ValueError naming the bad value."""
-    pts = tuple((float(p[0]), float(p[1])) for p in points)
     if any(len(p) != 2 for p in points):
         raise ValueError("a point is x,y")
+    pts = tuple((float(p[0]), float(p[1])) for p in points)
     labs = tuple(int(v) for v in (labels if labels is not None else [FOREGROUND] * len(pts)))
     if len(labs) != len(pts):
         raise ValueError(f"{len(pts)} point(s) but {len(labs)} label(s)")
