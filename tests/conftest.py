@@ -35,10 +35,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(scope="session")
-def bundle_root(tmp_path_factory, worker_id) -> Path:
+def bundle_root(tmp_path_factory) -> Path:
     """Where session bundles go. Under pytest-xdist (the README's `-n 2`) the workers share one folder, so a
     bundle two workers need is exported once (the other waits on its lock)."""
-    if worker_id == "master":
+    if "PYTEST_XDIST_WORKER" not in os.environ:
         return tmp_path_factory.mktemp("bundles")
     root = tmp_path_factory.getbasetemp().parent / "bundles"
     root.mkdir(exist_ok=True)
