@@ -9,7 +9,6 @@ before the decoder. The output checkpoint carries its hyperparameters (``edgevis
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import torch.nn.functional as F
 from edgevision.errors import BadInput
 from edgevision.models.loading import build_model
 from edgevision.models.registry import get_variant
+from edgevision.training import set_lr
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DECODER_KEYS = ("neck_dim", "decoder_depth", "decoder_heads", "decoder_mlp_dim", "upscale_dims")
@@ -154,8 +154,7 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
     start, first = time.perf_counter(), step
     try:
         while step < steps:
-            for g in opt.param_groups:
-                g["lr"] = lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
+            set_lr(opt, lr, step, steps, warmup=100)
             idx = rng.integers(0, len(images), batch)
             t_in, s_in = _views(images, idx, rng, sizes)
             with torch.no_grad():

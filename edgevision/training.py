@@ -392,9 +392,7 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
     window: list[tuple[float, float]] = []
     while step < min(steps, stop_after or steps):
         idx = next(batches)
-        warm = min(1.0, (step + 1) / warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        set_lr(opt, lr, step, steps, warmup)
         im, mix, fg = images[idx].copy(), mix_all[idx].copy(), fg_all[idx].copy()
         flip = rng.random(len(im)) < 0.5
         im[flip] = im[flip, :, ::-1]
@@ -419,6 +417,13 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
             window.clear()
     model.eval()
     return model
+
+
+def set_lr(opt, peak: float, step: int, steps: int, warmup: int) -> None:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
+    lr = peak * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+    for g in opt.param_groups:
+        g["lr"] = lr
 
 
 def _load_checkpoint(path: Path, model, heads, opt, rng: np.random.Generator, log: Callable[[str], None]) -> int:

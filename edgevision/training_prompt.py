@@ -12,7 +12,6 @@ Resumable and deterministic by seed, like ``training.train_classifier``.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -26,7 +25,7 @@ from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.models.registry import ModelVariant
 from edgevision.ops.prompts import BACKGROUND, BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, FOREGROUND, PAD, point_inside
 from edgevision.training import POOL_SEED_STRIDE, TRAIN_SEED_BASE, _batches, _load_checkpoint, _save_checkpoint, \
-    normalise
+    normalise, set_lr
 
 
 def _render_instances(args: tuple[list[int], SceneSpec]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -151,9 +150,7 @@ def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int,
     window: list[dict[str, float]] = []
     while step < min(steps, stop_after or steps):
         idx = next(batches)
-        warm = min(1.0, (step + 1) / warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr * warm * 0.5 * (1 + math.cos(math.pi * step / steps))
+        set_lr(opt, lr, step, steps, warmup)
         coords, labels, targets = [], [], []
         im = images[idx].copy()
         for j, i in enumerate(idx):
