@@ -1,5 +1,3 @@
-import sys
+from edgevision.cli import console
 
-from edgevision.cli import main
-
-sys.exit(main())
+console()

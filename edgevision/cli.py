@@ -716,6 +716,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def console() -> None:
+    """The ``edgevision`` command and ``python -m edgevision``: exit with main()'s code.
+
+    After Ctrl-C the process ends at once with ``os._exit``: a normal interpreter shutdown sometimes killed
+    itself with SIGINT anyway (exit -2 instead of 130, seen when the interrupt hit NNCF's quantization), and
+    scripts must see 130. Everything was already cleaned up while the interrupt unwound."""
+    code = main()
+    if code == 130:
+        import os
+
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
+    sys.exit(code)
+
+
 def _interrupted(args: list[str]) -> int:
     """Ctrl-C: exit 130 and say what is left. Every verb writes its outputs atomically at the end, so an
     interrupted one leaves nothing; the demo keeps the steps it finished (each written atomically)."""

@@ -20,6 +20,7 @@ Shapes: B batch, N tokens, C channels, g = S/16 the embedding grid.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -202,22 +203,33 @@ class TwoWayAttentionBlock(nn.Module):
     tokens. Post-norm, as SAM."""
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, downsample: int = 2,
-                 skip_first_layer_pe: bool = False) -> None:
+                 skip_first_layer_pe: bool = False, mlp: Callable[[int, int], nn.Module] | None = None,
+                 sam_self_attention: bool = False) -> None:
         super().__init__()
+        self.sam_self_attention = sam_self_attention
         self.self_attn = TokenAttention(dim, num_heads)
         self.norm1 = nn.LayerNorm(dim)
         self.cross_attn_token_to_image = TokenAttention(dim, num_heads, downsample)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = MLPBlock(dim, mlp_dim, dim, 1)
+        self.mlp = mlp(dim, mlp_dim) if mlp else MLPBlock(dim, mlp_dim, dim, 1)
         self.norm3 = nn.LayerNorm(dim)
         self.norm4 = nn.LayerNorm(dim)
         self.cross_attn_image_to_token = TokenAttention(dim, num_heads, downsample)
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries, keys, query_pe, key_pe):
-        if not self.skip_first_layer_pe:
-            queries = queries + query_pe
-        queries = self.norm1(queries + self.self_attn(queries, queries, queries))
+        if self.sam_self_attention:
+            # SAM / SAM 2: the first layer replaces the tokens by their self-attention (no residual); later
+            # layers add the position encoding to queries and keys only
+            if self.skip_first_layer_pe:
+                queries = self.norm1(self.self_attn(queries, queries, queries))
+            else:
+                q = queries + query_pe
+                queries = self.norm1(queries + self.self_attn(q, q, queries))
+        else:
+            if not self.skip_first_layer_pe:
+                queries = queries + query_pe
+            queries = self.norm1(queries + self.self_attn(queries, queries, queries))
         q, k = queries + query_pe, keys + key_pe
         queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
@@ -231,10 +243,13 @@ class TwoWayTransformer(nn.Module):
     (B, g*g, C))."""
 
     def __init__(self, depth: int = 2, dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048,
-                 downsample: int = 2) -> None:
+                 downsample: int = 2, mlp: Callable[[int, int], nn.Module] | None = None,
+                 sam_self_attention: bool = False) -> None:
         super().__init__()
-        self.layers = nn.ModuleList([TwoWayAttentionBlock(dim, num_heads, mlp_dim, downsample, i == 0)
-                                     for i in range(depth)])
+        # EfficientSAM's and SAM 2's blocks differ in their MLP (``mlp(dim, mlp_dim)``: keys and activation) and
+        # in the self-attention's residual (``sam_self_attention``)
+        self.layers = nn.ModuleList([TwoWayAttentionBlock(dim, num_heads, mlp_dim, downsample, i == 0, mlp,
+                                                          sam_self_attention) for i in range(depth)])
         self.final_attn_token_to_image = TokenAttention(dim, num_heads, downsample)
         self.norm_final_attn = nn.LayerNorm(dim)
 

@@ -1,0 +1,364 @@
+"""SAM 2.1-style video object segmentation, with the official checkpoints' state_dict key names.
+
+Written here from the layout in ``../shared/manifests/sam2.1_hiera_{tiny,small}.json`` and the arithmetic of
+facebookresearch/sam2 (2b90b9f). The model is split into four pieces, each a static graph once exported
+(``export_graphs``), with the memory bank kept outside them (``edgevision.ops.memory_bank``, NumPy):
+
+* ``encode_image``: a frame -> its lowest-resolution features ``vision_features`` (B, 256, g, g) and the two
+  high-resolution skip features the mask decoder takes (after its ``conv_s0``/``conv_s1``).
+* ``condition``: ``vision_features`` + a fixed number of memory slots and object pointers, each with a validity
+  flag -> memory-conditioned features (B, 256, g, g). Empty slots are masked in the attention, never dropped,
+  so shapes never change. RoPE uses real cos/sin tables (complex numbers do not export).
+* ``decode``: conditioned features + prompt points -> all four mask logits, IoU predictions, object pointers
+  and the object score. Which mask to keep (multimask or single with its stability fallback) is decided
+  outside, as SAM 2 decides it from the number of prompt points.
+* ``encode_memory``: ``vision_features`` + the kept mask's logits -> the frame's memory features.
+
+Shapes: B objects, S input size, g = S/16 the feature grid, N = g*g tokens, M memory slots, P object pointers.
+``tests/test_sam2.py`` checks image mode and a 4-frame video run against the official code's outputs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgevision.models.efficient_sam import LayerNorm2d, PositionEmbeddingRandom, TokenAttention, TwoWayTransformer
+from edgevision.models.hiera import MLP, FpnNeck, Hiera, ImageEncoder, sine_position_encoding
+
+NO_OBJ_SCORE = -1024.0  # the mask logit SAM 2 writes where the object score says "absent"
+NUM_MASK_TOKENS = 4  # token 0: the single-mask output; 1-3: the multimask outputs
+MASK_BIAS = -30000.0  # the attention bias of an empty memory slot: exp() of it is 0, and it fits FP16
+
+
+# ----------------------------------------------------------------------------------------- rotary encoding
+def axial_rope_tables(dim: int, grid: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin (grid*grid, dim/2) of SAM 2's axial RoPE: the first half of the channel pairs turn with
+    the token's column, the second half with its row; tokens in row-major order."""
+    freqs = 1.0 / (theta ** (torch.arange(0, dim, 4)[: dim // 4].float() / dim))
+    t = torch.arange(grid * grid, dtype=torch.float32)
+    angles = torch.cat([torch.outer(t % grid, freqs), torch.outer(torch.div(t, grid, rounding_mode="floor"),
+                                                                  freqs)], dim=-1)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate consecutive channel pairs of x (..., N, C) by the angles of (N, C/2) tables."""
+    pairs = x.unflatten(-1, (-1, 2))
+    a, b = pairs[..., 0], pairs[..., 1]
+    return torch.stack((a * cos - b * sin, a * sin + b * cos), dim=-1).flatten(-2)
+
+
+class RoPEAttention(TokenAttention):
+    """Attention with RoPE on the queries and on the first ``num_rope_keys`` keys (memory slots share the
+    query grid's positions, so the tables repeat once per slot); ``bias`` (B, 1, 1, Nk) masks keys."""
+
+    def __init__(self, dim: int, num_heads: int = 1, kv_dim: int | None = None) -> None:
+        super().__init__(dim, num_heads)
+        if kv_dim is not None:
+            self.k_proj, self.v_proj = nn.Linear(kv_dim, dim), nn.Linear(kv_dim, dim)
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor | None = None,
+                sin: torch.Tensor | None = None, num_rope_keys: int | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
+        q = apply_rope(q, cos, sin)
+        n_rope = k.shape[-2] if num_rope_keys is None else num_rope_keys
+        repeat = n_rope // q.shape[-2]
+        rotated = apply_rope(k[..., :n_rope, :], cos.repeat(repeat, 1), sin.repeat(repeat, 1))
+        k = torch.cat([rotated, k[..., n_rope:, :]], dim=-2) if n_rope < k.shape[-2] else rotated
+        logits = (q @ k.transpose(-2, -1)) * self.scale
+        if bias is not None:
+            logits = logits + bias
+        out = torch.softmax(logits, dim=-1) @ v
+        b, h, n, c = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
+
+
+# ----------------------------------------------------------------------------------------- memory attention
+class MemoryAttentionLayer(nn.Module):
+    """Pre-norm RoPE self-attention over the frame, cross-attention to the memory, then an MLP."""
+
+    def __init__(self, dim: int = 256, mem_dim: int = 64, ffn_dim: int = 2048, num_heads: int = 1) -> None:
+        super().__init__()
+        self.self_attn = RoPEAttention(dim, num_heads)
+        self.cross_attn_image = RoPEAttention(dim, num_heads, kv_dim=mem_dim)
+        self.linear1, self.linear2 = nn.Linear(dim, ffn_dim), nn.Linear(ffn_dim, dim)
+        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+
+    def forward(self, x, memory, memory_pos, cos, sin, num_spatial: int, bias):
+        h = self.norm1(x)
+        x = x + self.self_attn(h, h, h, cos, sin)
+        h = self.norm2(x)
+        x = x + self.cross_attn_image(h, memory + memory_pos, memory, cos, sin, num_spatial, bias)
+        return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
+
+
+class MemoryAttention(nn.Module):
+    """Frame tokens (B, N, C) with their position encoding attend to memory tokens (B, Nk, C_mem)."""
+
+    def __init__(self, dim: int = 256, mem_dim: int = 64, num_layers: int = 4, ffn_dim: int = 2048) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(MemoryAttentionLayer(dim, mem_dim, ffn_dim) for _ in range(num_layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x, x_pos, memory, memory_pos, cos, sin, num_spatial: int, bias) -> torch.Tensor:
+        x = x + 0.1 * x_pos
+        for layer in self.layers:
+            x = layer(x, memory, memory_pos, cos, sin, num_spatial, bias)
+        return self.norm(x)
+
+
+# ----------------------------------------------------------------------------------------- memory encoder
+class MaskDownSampler(nn.Module):
+    """(B, 1, S, S) mask -> (B, C, S/16, S/16): four stride-2 convolutions, each x4 channels, then 1x1."""
+
+    def __init__(self, dim: int = 256, levels: int = 4) -> None:
+        super().__init__()
+        layers, width = [], 1
+        for _ in range(levels):
+            layers += [nn.Conv2d(width, width * 4, 3, stride=2, padding=1), LayerNorm2d(width * 4), nn.GELU()]
+            width *= 4
+        self.encoder = nn.Sequential(*layers, nn.Conv2d(width, dim, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(x)
+
+
+class CXBlock(nn.Module):
+    """ConvNeXt block: depthwise 7x7, LayerNorm, pointwise MLP, layer scale, residual."""
+
+    def __init__(self, dim: int = 256) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm = LayerNorm2d(dim)
+        self.pwconv1, self.pwconv2 = nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+        self.gamma = nn.Parameter(1e-6 * torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.dwconv(x)).permute(0, 2, 3, 1)
+        h = self.gamma * self.pwconv2(F.gelu(self.pwconv1(h)))
+        return x + h.permute(0, 3, 1, 2)
+
+
+class Fuser(nn.Module):
+    def __init__(self, dim: int = 256, num_layers: int = 2) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(CXBlock(dim) for _ in range(num_layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class MemoryEncoder(nn.Module):
+    """Frame features (B, C, g, g) + mask (B, 1, S, S), already squashed -> memory features (B, C_mem, g, g)."""
+
+    def __init__(self, dim: int = 256, mem_dim: int = 64) -> None:
+        super().__init__()
+        self.mask_downsampler = MaskDownSampler(dim)
+        self.pix_feat_proj = nn.Conv2d(dim, dim, 1)
+        self.fuser = Fuser(dim)
+        self.out_proj = nn.Conv2d(dim, mem_dim, 1)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.out_proj(self.fuser(self.pix_feat_proj(features) + self.mask_downsampler(mask)))
+
+
+# ----------------------------------------------------------------------------------------- SAM heads
+class Sam2PromptEncoder(nn.Module):
+    """Points in input pixels (B, N, 2) with labels (B, N) -> sparse embeddings (B, N, C); label -1 pads, 0
+    background, 1 foreground, 2/3 box corners. An optional low-res mask (B, 1, 4g, 4g) -> dense embeddings."""
+
+    def __init__(self, dim: int = 256, img_size: int = 1024) -> None:
+        super().__init__()
+        self.img_size = img_size
+        self.pe_layer = PositionEmbeddingRandom(dim // 2)
+        self.point_embeddings = nn.ModuleList(nn.Embedding(1, dim) for _ in range(4))
+        self.not_a_point_embed = nn.Embedding(1, dim)
+        self.mask_downscaling = nn.Sequential(
+            nn.Conv2d(1, 4, 2, stride=2), LayerNorm2d(4), nn.GELU(),
+            nn.Conv2d(4, 16, 2, stride=2), LayerNorm2d(16), nn.GELU(), nn.Conv2d(16, dim, 1))
+        self.no_mask_embed = nn.Embedding(1, dim)
+
+    def forward(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        labels = labels.unsqueeze(-1)
+        embedding = self.pe_layer.encode((coords + 0.5) / self.img_size)
+        embedding = torch.where(labels == -1, self.not_a_point_embed.weight, embedding)
+        for label, table in enumerate(self.point_embeddings):
+            embedding = embedding + table.weight * (labels == label).to(embedding.dtype)
+        return embedding
+
+    def dense(self, masks: torch.Tensor | None, batch: int, grid: int) -> torch.Tensor:
+        if masks is not None:
+            return self.mask_downscaling(masks)
+        return self.no_mask_embed.weight.reshape(1, -1, 1, 1).expand(batch, -1, grid, grid)
+
+
+class Sam2MaskDecoder(nn.Module):
+    """SAM's two-way transformer with an object-score token and high-res skip features: features (B, C, g, g)
+    + sparse (B, N, C) + dense (B, C, g, g) -> mask logits (B, 4, 4g, 4g), IoU (B, 4), mask tokens (B, 4, C)
+    and object score logits (B, 1)."""
+
+    def __init__(self, dim: int = 256) -> None:
+        super().__init__()
+        self.transformer = TwoWayTransformer(2, dim, 8, 2048, mlp=lambda d, h: MLP(d, h, d, 2),
+                                              sam_self_attention=True)
+        self.iou_token = nn.Embedding(1, dim)
+        self.mask_tokens = nn.Embedding(NUM_MASK_TOKENS, dim)
+        self.obj_score_token = nn.Embedding(1, dim)
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, 2, stride=2), LayerNorm2d(dim // 4), nn.GELU(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, 2, stride=2), nn.GELU())
+        self.conv_s0 = nn.Conv2d(dim, dim // 8, 1)
+        self.conv_s1 = nn.Conv2d(dim, dim // 4, 1)
+        self.output_hypernetworks_mlps = nn.ModuleList(MLP(dim, dim, dim // 8, 3) for _ in range(NUM_MASK_TOKENS))
+        self.iou_prediction_head = MLP(dim, 256, NUM_MASK_TOKENS, 3, sigmoid_output=True)
+        self.pred_obj_score_head = MLP(dim, dim, 1, 3)
+
+    def forward(self, features, image_pe, sparse, dense, feat_s0, feat_s1):
+        b = sparse.shape[0]
+        out_tokens = torch.cat([self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight])
+        tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        src = features + dense
+        hs, src = self.transformer(src, image_pe, tokens)
+        _, c, g, _ = features.shape
+        src = src.transpose(1, 2).reshape(b, c, g, g)
+        up1, norm, act1, up2, act2 = self.output_upscaling
+        up = act1(norm(up1(src) + feat_s1))
+        up = act2(up2(up) + feat_s0)
+        mask_tokens = hs[:, 2:2 + NUM_MASK_TOKENS]
+        hyper = torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], 1)
+        _, c, h, w = up.shape
+        masks = (hyper @ up.reshape(b, c, h * w)).reshape(b, -1, h, w)
+        return masks, self.iou_prediction_head(hs[:, 1]), mask_tokens, self.pred_obj_score_head(hs[:, 0])
+
+
+def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
+    """(...,) -> (..., dim): sin features then cos features (SAM 2's ``get_1d_sine_pe``)."""
+    half = dim // 2
+    dim_t = temperature ** (2 * (torch.arange(half, dtype=torch.float32, device=positions.device) // 2) / half)
+    p = positions.unsqueeze(-1) / dim_t
+    return torch.cat([p.sin(), p.cos()], dim=-1)
+
+
+# ----------------------------------------------------------------------------------------- the model
+class Sam2(nn.Module):
+    """The whole model, with the official checkpoint's top-level names (``image_encoder``, ``memory_attention``,
+    ``memory_encoder``, ``sam_prompt_encoder``, ``sam_mask_decoder``, ``obj_ptr_proj`` and the learned
+    embeddings). Loads ``torch.load(ckpt, weights_only=True)["model"]`` strictly."""
+
+    def __init__(self, num_classes: int | None = None, img_size: int = 1024, embed_dim: int = 96,
+                 num_heads: int = 1, stages: tuple[int, ...] = (1, 2, 7, 2),
+                 global_att_blocks: tuple[int, ...] = (5, 7, 9), window_pos_embed_bkg: tuple[int, int] = (7, 7),
+                 dim: int = 256, mem_dim: int = 64, num_maskmem: int = 7, memory_layers: int = 4) -> None:
+        super().__init__()  # num_classes: the registry passes it to every family; tracks have none
+        trunk = Hiera(embed_dim, num_heads, tuple(stages), tuple(global_att_blocks),
+                      window_pos_embed_bkg_spatial_size=tuple(window_pos_embed_bkg))
+        self.image_encoder = ImageEncoder(trunk, FpnNeck(dim, tuple(trunk.channel_list)), scalp=1)
+        self.memory_attention = MemoryAttention(dim, mem_dim, memory_layers)
+        self.memory_encoder = MemoryEncoder(dim, mem_dim)
+        self.sam_prompt_encoder = Sam2PromptEncoder(dim, img_size)
+        self.sam_mask_decoder = Sam2MaskDecoder(dim)
+        self.obj_ptr_proj = MLP(dim, dim, dim, 3)
+        self.obj_ptr_tpos_proj = nn.Linear(dim, mem_dim)
+        # not used at inference: the official model downsamples mask prompts with it only in training
+        self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(num_maskmem, 1, 1, mem_dim))
+        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, dim))
+        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, dim))
+        self.no_obj_ptr = nn.Parameter(torch.zeros(1, dim))
+        self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, mem_dim))
+        self.dim, self.mem_dim, self.num_maskmem = dim, mem_dim, num_maskmem
+        self.img_size = img_size
+        self.set_input_size(img_size)
+
+    # constants of the input size, kept out of the state_dict (the official model makes them on the fly)
+    def set_input_size(self, img_size: int) -> None:
+        if img_size % 32:
+            raise ValueError(f"input size {img_size} is not a multiple of 32")
+        self.img_size = self.sam_prompt_encoder.img_size = img_size
+        g = img_size // 16
+        cos, sin = axial_rope_tables(self.dim, g)
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer("vision_pos", sine_position_encoding(self.dim, g, g).flatten(2).transpose(1, 2),
+                             persistent=False)
+        self.register_buffer("memory_pos", sine_position_encoding(self.mem_dim, g, g).flatten(2).transpose(1, 2),
+                             persistent=False)
+
+    @property
+    def grid(self) -> int:
+        return self.img_size // 16
+
+    def dense_pe(self) -> torch.Tensor:
+        return self.sam_prompt_encoder.pe_layer.dense(self.grid).unsqueeze(0)
+
+    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, 3, S, S) normalised -> ``vision_features`` (B, C, g, g) and the decoder's skip features
+        (B, C/8, 4g, 4g) and (B, C/4, 2g, 2g)."""
+        feat0, feat1, features = self.image_encoder(images)
+        return features, self.sam_mask_decoder.conv_s0(feat0), self.sam_mask_decoder.conv_s1(feat1)
+
+    def without_memory(self, features: torch.Tensor) -> torch.Tensor:
+        """A prompted first frame is not conditioned on memory: SAM 2 adds ``no_mem_embed`` instead."""
+        return features + self.no_mem_embed.reshape(1, -1, 1, 1)
+
+    def condition(self, features, mem_features, mem_tpos, mem_valid, obj_ptrs, ptr_tpos, ptr_valid):
+        """Memory-conditioned features (B, C, g, g) from ``features`` (B, C, g, g); M memory slots
+        ``mem_features`` (B, M, C_mem, g, g) with ``mem_tpos`` (B, M) int64, the index into
+        ``maskmem_tpos_enc`` (num_maskmem - 1 for a conditioning frame, 0 for the previous frame); P object
+        pointers (B, P, C) with ``ptr_tpos`` (B, P), the signed frame distance divided by the largest one;
+        ``mem_valid`` and ``ptr_valid`` are 1 for a filled slot and 0 for an empty one."""
+        b, c, g, _ = features.shape
+        n = g * g
+        m, p = mem_features.shape[1], obj_ptrs.shape[1]
+        split = c // self.mem_dim  # each pointer enters as C/C_mem tokens of C_mem channels
+        x = features.flatten(2).transpose(1, 2)
+        memory = mem_features.flatten(3).transpose(2, 3).reshape(b, m * n, self.mem_dim)
+        tpos = self.maskmem_tpos_enc.reshape(self.num_maskmem, self.mem_dim)[mem_tpos]  # (B, M, C_mem)
+        memory_pos = (self.memory_pos.unsqueeze(1) + tpos.unsqueeze(2)).reshape(b, m * n, self.mem_dim)
+        ptr_tokens = obj_ptrs.reshape(b, p * split, self.mem_dim)
+        ptr_pos = self.obj_ptr_tpos_proj(sine_1d(ptr_tpos, c)).repeat_interleave(split, dim=1)
+        valid = torch.cat([mem_valid.unsqueeze(-1).expand(b, m, n).reshape(b, m * n),
+                           ptr_valid.unsqueeze(-1).expand(b, p, split).reshape(b, p * split)], dim=1)
+        bias = ((1.0 - valid.to(x.dtype)) * MASK_BIAS).reshape(b, 1, 1, -1)
+        out = self.memory_attention(x, self.vision_pos, torch.cat([memory, ptr_tokens], 1),
+                                    torch.cat([memory_pos, ptr_pos], 1), self.rope_cos, self.rope_sin, m * n, bias)
+        return out.transpose(1, 2).reshape(b, c, g, g)
+
+    def decode(self, features, feat_s0, feat_s1, coords, labels, mask_input=None):
+        """Conditioned features (B, C, g, g) and skip features, points (B, N, 2) in input pixels with labels
+        (B, N) (-1 pads) -> mask logits (B, 4, 4g, 4g) (NO_OBJ_SCORE where the object is absent), IoU
+        predictions (B, 4), object pointers (B, 4, C), one per mask token, and object score logits (B, 1)."""
+        b = coords.shape[0]
+        sparse = self.sam_prompt_encoder(coords, labels.to(coords.dtype))
+        dense = self.sam_prompt_encoder.dense(mask_input, b, self.grid)
+        masks, iou, tokens, score = self.sam_mask_decoder(features.expand(b, -1, -1, -1), self.dense_pe(), sparse,
+                                                          dense, feat_s0.expand(b, -1, -1, -1),
+                                                          feat_s1.expand(b, -1, -1, -1))
+        present = (score > 0).to(masks.dtype)  # (B, 1)
+        masks = torch.where(present[:, :, None, None] > 0, masks, torch.full_like(masks, NO_OBJ_SCORE))
+        ptrs = self.obj_ptr_proj(tokens)
+        ptrs = present[:, :, None] * ptrs + (1 - present[:, :, None]) * self.no_obj_ptr
+        return masks, iou, ptrs, score
+
+    def encode_memory(self, features, mask_logits, binarize, object_score_logits):
+        """``vision_features`` (B, C, g, g), the kept low-res mask logits (B, 1, 4g, 4g), ``binarize`` (B, 1):
+        1 where the mask came from prompt points (SAM 2 then thresholds it instead of a sigmoid), and the
+        object score (B, 1) -> memory features (B, C_mem, g, g)."""
+        high = F.interpolate(mask_logits, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        mask = torch.where(binarize[:, :, None, None] > 0, (high > 0).to(high.dtype), torch.sigmoid(high))
+        memory = self.memory_encoder(features, mask * 20.0 - 10.0)
+        absent = (object_score_logits <= 0).to(memory.dtype)[:, :, None, None]
+        return memory + absent * self.no_obj_embed_spatial.reshape(1, -1, 1, 1)
+
+
+def sam2_config(embed_dim: int, num_heads: int, stages: tuple[int, ...], global_att_blocks: tuple[int, ...],
+                **extra) -> dict:
+    return {"embed_dim": embed_dim, "num_heads": num_heads, "stages": stages,
+            "global_att_blocks": global_att_blocks, **extra}
