@@ -190,9 +190,12 @@ class TokenAttention(nn.Module):
         b, n, c = x.shape
         return x.reshape(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias`` (B, 1, 1, Nk), added to the logits, masks keys out."""
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
-        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.scale, dim=-1)
+        logits = (q @ k.transpose(-2, -1)) * self.scale
+        attn = torch.softmax(logits if bias is None else logits + bias, dim=-1)
         out = attn @ v
         b, h, n, c = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
@@ -217,15 +220,16 @@ class TwoWayAttentionBlock(nn.Module):
         self.cross_attn_image_to_token = TokenAttention(dim, num_heads, downsample)
         self.skip_first_layer_pe = skip_first_layer_pe
 
-    def forward(self, queries, keys, query_pe, key_pe):
+    def forward(self, queries, keys, query_pe, key_pe, token_bias=None):
+        """``token_bias`` (B, 1, 1, T) masks tokens out wherever they are keys (SAM 2's unused prompt slots)."""
         if self.sam_self_attention:
             # SAM / SAM 2: the first layer replaces the tokens by their self-attention (no residual); later
             # layers add the position encoding to queries and keys only
             if self.skip_first_layer_pe:
-                queries = self.norm1(self.self_attn(queries, queries, queries))
+                queries = self.norm1(self.self_attn(queries, queries, queries, token_bias))
             else:
                 q = queries + query_pe
-                queries = self.norm1(queries + self.self_attn(q, q, queries))
+                queries = self.norm1(queries + self.self_attn(q, q, queries, token_bias))
         else:
             if not self.skip_first_layer_pe:
                 queries = queries + query_pe
@@ -234,7 +238,7 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.norm2(queries + self.cross_attn_token_to_image(q, k, keys))
         queries = self.norm3(queries + self.mlp(queries))
         q, k = queries + query_pe, keys + key_pe
-        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries))
+        keys = self.norm4(keys + self.cross_attn_image_to_token(k, q, queries, token_bias))
         return queries, keys
 
 
@@ -253,12 +257,13 @@ class TwoWayTransformer(nn.Module):
         self.final_attn_token_to_image = TokenAttention(dim, num_heads, downsample)
         self.norm_final_attn = nn.LayerNorm(dim)
 
-    def forward(self, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor):
+    def forward(self, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor,
+                token_bias: torch.Tensor | None = None):
         keys = image.flatten(2).transpose(1, 2)
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = tokens
         for layer in self.layers:
-            queries, keys = layer(queries, keys, tokens, key_pe)
+            queries, keys = layer(queries, keys, tokens, key_pe, token_bias)
         attn = self.final_attn_token_to_image(queries + tokens, keys + key_pe, keys)
         return self.norm_final_attn(queries + attn), keys
 

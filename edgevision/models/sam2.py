@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +33,10 @@ from edgevision.models.hiera import MLP, FpnNeck, Hiera, ImageEncoder, sine_posi
 NO_OBJ_SCORE = -1024.0  # the mask logit SAM 2 writes where the object score says "absent"
 NUM_MASK_TOKENS = 4  # token 0: the single-mask output; 1-3: the multimask outputs
 MASK_BIAS = -30000.0  # the attention bias of an empty memory slot: exp() of it is 0, and it fits FP16
+# SAM 2 pads every prompt with one "not a point" token that takes part in attention (two when tracking without
+# a prompt), so a static graph cannot pad with more of them: its spare prompt slots carry this label and are
+# masked out of the attention instead
+UNUSED_SLOT = -2
 
 
 # ----------------------------------------------------------------------------------------- rotary encoding
@@ -188,7 +193,7 @@ class Sam2PromptEncoder(nn.Module):
     def forward(self, coords: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         labels = labels.unsqueeze(-1)
         embedding = self.pe_layer.encode((coords + 0.5) / self.img_size)
-        embedding = torch.where(labels == -1, self.not_a_point_embed.weight, embedding)
+        embedding = torch.where(labels < 0, self.not_a_point_embed.weight, embedding)
         for label, table in enumerate(self.point_embeddings):
             embedding = embedding + table.weight * (labels == label).to(embedding.dtype)
         return embedding
@@ -220,12 +225,18 @@ class Sam2MaskDecoder(nn.Module):
         self.iou_prediction_head = MLP(dim, 256, NUM_MASK_TOKENS, 3, sigmoid_output=True)
         self.pred_obj_score_head = MLP(dim, dim, 1, 3)
 
-    def forward(self, features, image_pe, sparse, dense, feat_s0, feat_s1):
+    def forward(self, features, image_pe, sparse, dense, feat_s0, feat_s1, prompt_valid=None):
+        """``prompt_valid`` (B, N): 0 masks a prompt slot out of the attention."""
         b = sparse.shape[0]
         out_tokens = torch.cat([self.obj_score_token.weight, self.iou_token.weight, self.mask_tokens.weight])
         tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), sparse], dim=1)
+        bias = None
+        if prompt_valid is not None:
+            valid = torch.cat([torch.ones(b, out_tokens.shape[0], dtype=sparse.dtype, device=sparse.device),
+                               prompt_valid.to(sparse.dtype)], dim=1)
+            bias = ((1.0 - valid) * MASK_BIAS).reshape(b, 1, 1, -1)
         src = features + dense
-        hs, src = self.transformer(src, image_pe, tokens)
+        hs, src = self.transformer(src, image_pe, tokens, bias)
         _, c, g, _ = features.shape
         src = src.transpose(1, 2).reshape(b, c, g, g)
         up1, norm, act1, up2, act2 = self.output_upscaling
@@ -333,14 +344,16 @@ class Sam2(nn.Module):
 
     def decode(self, features, feat_s0, feat_s1, coords, labels, mask_input=None):
         """Conditioned features (B, C, g, g) and skip features, points (B, N, 2) in input pixels with labels
-        (B, N) (-1 pads) -> mask logits (B, 4, 4g, 4g) (NO_OBJ_SCORE where the object is absent), IoU
-        predictions (B, 4), object pointers (B, 4, C), one per mask token, and object score logits (B, 1)."""
+        (B, N) (-1 SAM 2's padding token, ``UNUSED_SLOT`` a masked spare slot) -> mask logits (B, 4, 4g, 4g)
+        (NO_OBJ_SCORE where the object is absent), IoU predictions (B, 4), object pointers (B, 4, C), one per
+        mask token, and object score logits (B, 1)."""
         b = coords.shape[0]
-        sparse = self.sam_prompt_encoder(coords, labels.to(coords.dtype))
+        labels = labels.to(coords.dtype)
+        sparse = self.sam_prompt_encoder(coords, labels)
         dense = self.sam_prompt_encoder.dense(mask_input, b, self.grid)
         masks, iou, tokens, score = self.sam_mask_decoder(features.expand(b, -1, -1, -1), self.dense_pe(), sparse,
                                                           dense, feat_s0.expand(b, -1, -1, -1),
-                                                          feat_s1.expand(b, -1, -1, -1))
+                                                          feat_s1.expand(b, -1, -1, -1), labels != UNUSED_SLOT)
         present = (score > 0).to(masks.dtype)  # (B, 1)
         masks = torch.where(present[:, :, None, None] > 0, masks, torch.full_like(masks, NO_OBJ_SCORE))
         ptrs = self.obj_ptr_proj(tokens)
@@ -362,3 +375,60 @@ def sam2_config(embed_dim: int, num_heads: int, stages: tuple[int, ...], global_
                 **extra) -> dict:
     return {"embed_dim": embed_dim, "num_heads": num_heads, "stages": stages,
             "global_att_blocks": global_att_blocks, **extra}
+
+
+# the official configs (sam2.1_hiera_t.yaml / sam2.1_hiera_s.yaml); registry variants follow with the export
+SAM2_CONFIGS = {
+    "sam2.1-hiera-tiny": sam2_config(96, 1, (1, 2, 7, 2), (5, 7, 9)),
+    "sam2.1-hiera-small": sam2_config(96, 1, (1, 2, 11, 2), (7, 10, 13)),
+}
+
+
+IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # of image / 255
+
+
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """(B, S, S, 3) uint8 RGB -> (B, 3, S, S) as SAM 2 normalises it."""
+    x = images.permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGE_MEAN, device=x.device).reshape(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=x.device).reshape(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def torch_graphs(model: Sam2) -> dict:
+    """The four tracker graphs (``edgevision.tracker``) run by the PyTorch model, on NumPy arrays: the FP32
+    reference that exported graphs are checked against."""
+    model.eval()
+
+    def tensors(arrays: dict) -> dict:
+        return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
+
+    @torch.no_grad()
+    def image_encoder(a: dict) -> dict:
+        features, s0, s1 = model.encode_image(normalise(tensors(a)["image"]))
+        return {"vision_features": features.numpy(), "no_memory_features": model.without_memory(features).numpy(),
+                "high_res_feat0": s0.numpy(), "high_res_feat1": s1.numpy()}
+
+    @torch.no_grad()
+    def memory_attention(a: dict) -> dict:
+        t = tensors(a)
+        out = model.condition(t["vision_features"], t["mem_features"], t["mem_tpos"], t["mem_valid"],
+                              t["obj_ptrs"], t["ptr_tpos"], t["ptr_valid"])
+        return {"conditioned_features": out.numpy()}
+
+    @torch.no_grad()
+    def mask_decoder(a: dict) -> dict:
+        t = tensors(a)
+        masks, iou, ptrs, score = model.decode(t["image_embeddings"], t["high_res_feat0"], t["high_res_feat1"],
+                                               t["point_coords"], t["point_labels"])
+        return {"low_res_masks": masks.numpy(), "iou_predictions": iou.numpy(), "obj_ptrs": ptrs.numpy(),
+                "object_score_logits": score.numpy()}
+
+    @torch.no_grad()
+    def memory_encoder(a: dict) -> dict:
+        t = tensors(a)
+        out = model.encode_memory(t["vision_features"], t["mask_logits"], t["binarize"], t["object_score_logits"])
+        return {"memory_features": out.numpy()}
+
+    return {"image_encoder": image_encoder, "memory_attention": memory_attention, "mask_decoder": mask_decoder,
+            "memory_encoder": memory_encoder}

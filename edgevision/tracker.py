@@ -1,0 +1,229 @@
+"""Streaming video object tracking, SAM 2 style, with no PyTorch: four graphs and a memory bank per object.
+
+```python
+t = Tracker(graphs, img_size=1024)
+t.add_prompt(frame_rgb, obj_id=1, box=(x0, y0, x1, y1))   # or points=[(x, y)], labels=[1]
+for frame in frames:
+    result = t.track(frame)   # per object: mask, score, present
+t.remove(1); t.reset()
+```
+
+``graphs`` maps the four graph names to callables taking and returning dicts of NumPy arrays (an exported
+bundle's runtime sessions, or ``edgevision.models.sam2.torch_graphs`` for the PyTorch model):
+
+* ``image_encoder``: ``image`` (1, S, S, 3) uint8 -> ``vision_features`` (1, C, g, g), ``no_memory_features``
+  (the same plus SAM 2's no-memory embedding), ``high_res_feat0``, ``high_res_feat1``;
+* ``memory_attention``: ``vision_features`` and ``MemoryBank.gather``'s arrays -> ``conditioned_features``;
+* ``mask_decoder``: features, the skip features, ``point_coords`` (1, K, 2) in input pixels and
+  ``point_labels`` (1, K) -> ``low_res_masks`` (1, 4, 4g, 4g), ``iou_predictions`` (1, 4), ``obj_ptrs``
+  (1, 4, C) and ``object_score_logits`` (1, 1);
+* ``memory_encoder``: ``vision_features``, ``mask_logits`` (1, 1, 4g, 4g), ``binarize`` (1, 1) and
+  ``object_score_logits`` -> ``memory_features`` (1, C_mem, g, g).
+
+Every object shares one image encoding per frame. An object whose score is negative is absent (it may come
+back: its memory keeps the frames it was absent in, as SAM 2's does).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from edgevision.errors import BadInput
+from edgevision.ops.memory_bank import MemoryBank, select_mask
+
+log = logging.getLogger(__name__)
+
+GRAPH_NAMES = ("image_encoder", "memory_attention", "mask_decoder", "memory_encoder")
+PAD_LABEL, UNUSED_SLOT = -1, -2  # SAM 2's padding token; a spare slot the decoder masks out
+BOX_LABELS = (2, 3)
+
+Graph = Callable[[dict], dict]
+
+
+@dataclass
+class ObjectResult:
+    """One object on one frame: ``mask`` (H, W) bool at frame size, its low-res logits (4g, 4g), the object
+    score logit (> 0: present) and the object pointer."""
+
+    obj_id: int
+    mask: np.ndarray
+    low_res_logits: np.ndarray
+    score: float
+    obj_ptr: np.ndarray
+
+    @property
+    def present(self) -> bool:
+        return self.score > 0
+
+    @property
+    def area(self) -> int:
+        return int(self.mask.sum())
+
+    def box(self) -> tuple[int, int, int, int] | None:
+        ys, xs = np.nonzero(self.mask)
+        if not len(xs):
+            return None
+        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+@dataclass
+class _Track:
+    bank: MemoryBank
+    prompted: set[int] = field(default_factory=set)
+
+
+class Tracker:
+    """Tracks prompted objects through a stream of RGB frames (H, W, 3) uint8."""
+
+    def __init__(self, graphs: Mapping[str, Graph], img_size: int, *, feature_shape: tuple[int, int, int],
+                 ptr_dim: int = 256, num_maskmem: int = 7, max_cond_frames: int = 4, max_ptrs: int = 16,
+                 prompt_slots: int = 8, num_frames: int | None = None, mask_threshold: float = 0.0) -> None:
+        missing = [name for name in GRAPH_NAMES if name not in graphs]
+        if missing:
+            raise BadInput(f"a tracker needs the graphs {', '.join(GRAPH_NAMES)}; missing {', '.join(missing)}")
+        self.graphs, self.img_size = graphs, img_size
+        self.feature_shape, self.ptr_dim = tuple(feature_shape), ptr_dim
+        self.bank_args = {"num_maskmem": num_maskmem, "max_cond_frames": max_cond_frames, "max_ptrs": max_ptrs}
+        self.prompt_slots, self.num_frames, self.mask_threshold = prompt_slots, num_frames, mask_threshold
+        self.tracks: dict[int, _Track] = {}
+        self.reset()
+
+    # ------------------------------------------------------------------------------------------- state
+    def reset(self) -> None:
+        """Forget every object and frame."""
+        self.tracks.clear()
+        self.frame_idx = -1
+        self.frame_size: tuple[int, int] | None = None
+        self._frame: np.ndarray | None = None
+        self._features: dict[str, np.ndarray] | None = None
+
+    def remove(self, obj_id: int) -> None:
+        if obj_id not in self.tracks:
+            raise BadInput(f"no object {obj_id} is tracked (tracked: {sorted(self.tracks) or 'none'})")
+        del self.tracks[obj_id]
+
+    @property
+    def object_ids(self) -> list[int]:
+        return list(self.tracks)
+
+    # ------------------------------------------------------------------------------------------- frames
+    def _new_frame(self, frame: np.ndarray) -> None:
+        if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+            raise BadInput(f"a frame must be (H, W, 3) uint8 RGB, got {frame.shape} {frame.dtype}")
+        size = frame.shape[:2]
+        if self.frame_size is not None and size != self.frame_size:
+            log.warning("frame size changed from %s to %s: the tracker was reset", self.frame_size, size)
+            self.reset()
+        self.frame_size = size
+        self.frame_idx += 1
+        image = frame if size == (self.img_size, self.img_size) else \
+            cv2.resize(frame, (self.img_size, self.img_size), interpolation=cv2.INTER_LINEAR)
+        self._frame = frame
+        self._features = self.graphs["image_encoder"]({"image": np.ascontiguousarray(image[None])})
+
+    def _is_current(self, frame: np.ndarray) -> bool:
+        cur = self._frame
+        return cur is not None and (frame is cur or (frame.shape == cur.shape and np.array_equal(frame, cur)))
+
+    def _to_input(self, xy: np.ndarray) -> np.ndarray:
+        h, w = self.frame_size
+        return xy * np.array([self.img_size / w, self.img_size / h], np.float32)
+
+    # ------------------------------------------------------------------------------------------- prompts
+    def add_prompt(self, frame: np.ndarray, obj_id: int, *, box: Sequence[float] | None = None,
+                   points: Sequence[Sequence[float]] | None = None, labels: Sequence[int] | None = None
+                   ) -> ObjectResult:
+        """Prompt ``obj_id`` (new or tracked) on ``frame``: the frame last tracked, or else the next frame (the
+        other objects are tracked on it first). ``box`` (x0, y0, x1, y1) and/or ``points`` (x, y) in frame pixels
+        with ``labels`` (1 foreground, 0 background; default all 1). Returns the object's mask on that frame."""
+        frame = np.asarray(frame)
+        if not self._is_current(frame):
+            self.track(frame)
+        coords, point_labels = self._prompt_points(box, points, labels)
+        track = self.tracks.get(obj_id)
+        if track is None:
+            track = self.tracks[obj_id] = _Track(MemoryBank(self.feature_shape, self.ptr_dim, **self.bank_args))
+        track.prompted.add(self.frame_idx)
+        return self._step(obj_id, track, coords, point_labels)
+
+    def _prompt_points(self, box, points, labels) -> tuple[np.ndarray, np.ndarray]:
+        h, w = self.frame_size
+        coords, kinds = [], []
+        if box is not None:
+            x0, y0, x1, y1 = (float(v) for v in box)
+            if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+                raise BadInput(f"box {x0:g},{y0:g},{x1:g},{y1:g} is not inside the {w}x{h} frame with x0 < x1 "
+                               f"and y0 < y1")
+            coords += [(x0, y0), (x1, y1)]
+            kinds += list(BOX_LABELS)
+        if points is not None:
+            points = [tuple(float(v) for v in p) for p in points]
+            labels = [1] * len(points) if labels is None else [int(v) for v in labels]
+            if len(labels) != len(points):
+                raise BadInput(f"{len(points)} points but {len(labels)} labels")
+            for (x, y), label in zip(points, labels):
+                if not (0 <= x < w and 0 <= y < h):
+                    raise BadInput(f"point {x:g},{y:g} is outside the {w}x{h} frame")
+                if label not in (0, 1):
+                    raise BadInput(f"point label {label}: use 1 (foreground) or 0 (background)")
+            coords += points
+            kinds += labels
+        if not coords:
+            raise BadInput("a prompt needs a box or at least one point")
+        if len(coords) + 1 > self.prompt_slots:
+            raise BadInput(f"{len(coords)} prompt points; this tracker's decoder takes at most "
+                           f"{self.prompt_slots - 1}")
+        return self._to_input(np.array(coords, np.float32)), np.array(kinds, np.float32)
+
+    def _decoder_prompt(self, coords: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SAM 2's token layout in the fixed slots: the points, one padding token (two with no points), then
+        masked spare slots."""
+        pads = 1 if len(coords) else 2
+        slots_coords = np.zeros((1, self.prompt_slots, 2), np.float32)
+        slots_labels = np.full((1, self.prompt_slots), UNUSED_SLOT, np.float32)
+        slots_coords[0, : len(coords)] = coords
+        slots_labels[0, : len(labels)] = labels
+        slots_labels[0, len(labels): len(labels) + pads] = PAD_LABEL
+        return slots_coords, slots_labels
+
+    # ------------------------------------------------------------------------------------------- tracking
+    def track(self, frame: np.ndarray) -> dict[int, ObjectResult]:
+        """Advance to ``frame`` and track every object on it."""
+        self._new_frame(np.asarray(frame))
+        return {obj_id: self._step(obj_id, track) for obj_id, track in self.tracks.items()}
+
+    def _step(self, obj_id: int, track: _Track, coords: np.ndarray | None = None,
+              labels: np.ndarray | None = None) -> ObjectResult:
+        feats = self._features
+        prompted = coords is not None
+        if prompted:
+            features = feats["no_memory_features"]
+        else:
+            if not track.bank.cond:
+                raise BadInput(f"object {obj_id} has no prompt yet")
+            memory = track.bank.gather(self.frame_idx, self.num_frames)
+            features = self.graphs["memory_attention"]({"vision_features": feats["vision_features"], **memory})[
+                "conditioned_features"]
+            coords, labels = np.zeros((0, 2), np.float32), np.zeros((0,), np.float32)
+        slot_coords, slot_labels = self._decoder_prompt(coords, labels)
+        out = self.graphs["mask_decoder"]({"image_embeddings": features, "high_res_feat0": feats["high_res_feat0"],
+                                           "high_res_feat1": feats["high_res_feat1"], "point_coords": slot_coords,
+                                           "point_labels": slot_labels})
+        masks, ious = out["low_res_masks"][0], out["iou_predictions"][0]
+        mask_index, ptr_index = select_mask(masks, ious, num_points=len(coords))
+        logits = masks[mask_index]
+        score = out["object_score_logits"].reshape(1, 1).astype(np.float32)
+        memory_features = self.graphs["memory_encoder"]({
+            "vision_features": feats["vision_features"], "mask_logits": logits[None, None].astype(np.float32),
+            "binarize": np.full((1, 1), 1.0 if prompted else 0.0, np.float32), "object_score_logits": score,
+        })["memory_features"]
+        ptr = out["obj_ptrs"][0, ptr_index]
+        track.bank.add(self.frame_idx, memory_features[0], ptr, conditioning=prompted)
+        h, w = self.frame_size
+        mask = cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > self.mask_threshold
+        return ObjectResult(obj_id, mask, logits, float(score[0, 0]), ptr)

@@ -1,0 +1,181 @@
+"""SAM 2.1 written here with the official key names, its CPU memory bank and the streaming tracker.
+
+The model must reproduce the official code's (facebookresearch/sam2 2b90b9f) outputs for the stand-in weights
+of ``../shared/reference``: image mode on frame 0, and a 4-frame video run with two objects driven by
+``edgevision.tracker.Tracker`` and its NumPy memory bank."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED
+from edgevision.errors import BadInput
+from edgevision.models.sam2 import SAM2_CONFIGS, UNUSED_SLOT, Sam2, normalise, torch_graphs
+from edgevision.ops.memory_bank import MemoryBank, from_bfloat16_bits, select_mask, to_bfloat16_bits
+from edgevision.tracker import Tracker
+from test_efficient_sam import stand_in_weights
+
+REFERENCE = SHARED / "reference" / "sam2.1_hiera_tiny_video.npz"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return np.load(REFERENCE)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model = Sam2(**SAM2_CONFIGS["sam2.1-hiera-tiny"]).eval()
+    model.load_state_dict(stand_in_weights("sam2.1_hiera_tiny"), strict=True)
+    return model
+
+
+def test_both_official_layouts_load_strictly():
+    for name, manifest in (("sam2.1-hiera-tiny", "sam2.1_hiera_tiny"), ("sam2.1-hiera-small", "sam2.1_hiera_small")):
+        model = Sam2(**SAM2_CONFIGS[name])
+        model.load_state_dict(stand_in_weights(manifest), strict=True)
+        # the RoPE tables and sine encodings are made here, not read: nothing extra may enter the state_dict
+        assert set(model.state_dict()) == set(stand_in_weights(manifest))
+
+
+@pytest.mark.slow
+def test_image_mode_matches_the_official_predictor(tiny, reference):
+    box = reference["box_obj1"]
+    with torch.no_grad():
+        features, s0, s1 = tiny.encode_image(normalise(torch.from_numpy(reference["frames"][:1])))
+        embed = tiny.without_memory(features)
+        # measured: 1.8e-5 on the embedding (values up to 16.7): float32 noise
+        np.testing.assert_allclose(embed.numpy(), reference["image_embed"], atol=1e-3)
+        # the reference stores the skip features in float16: half a float16 step at 7 is 2e-3
+        np.testing.assert_allclose(s0.numpy(), reference["high_res_feat0"].astype(np.float32), atol=4e-3)
+        np.testing.assert_allclose(s1.numpy(), reference["high_res_feat1"].astype(np.float32), atol=4e-3)
+        coords = torch.tensor([[[box[0], box[1]], [box[2], box[3]], [0.0, 0.0]]])
+        labels = torch.tensor([[2, 3, -1]])
+        masks, iou, _, _ = tiny.decode(embed, s0, s1, coords, labels)
+        # measured: 1.0e-5 on the logits (up to 13), 9e-8 on the IoU predictions
+        np.testing.assert_allclose(masks[0, 1:].clamp(-32, 32).numpy(), reference["image_mode_low_res_logits"],
+                                   atol=1e-3)
+        np.testing.assert_allclose(iou[0, 1:].numpy(), reference["image_mode_iou"], atol=1e-4)
+        # a static graph's spare slots are masked out of the attention: the same result as no spare slots
+        spare_coords = torch.cat([coords, torch.zeros(1, 5, 2)], 1)
+        spare_labels = torch.cat([labels, torch.full((1, 5), UNUSED_SLOT)], 1)
+        spare_masks, spare_iou, _, _ = tiny.decode(embed, s0, s1, spare_coords, spare_labels)
+        np.testing.assert_allclose(spare_masks.numpy(), masks.numpy(), atol=1e-4)
+        # ... while padding them with SAM 2's own padding token would change it
+        pad_masks, _, _, _ = tiny.decode(embed, s0, s1, spare_coords, torch.cat([labels, torch.full((1, 5), -1)], 1))
+        assert np.abs(pad_masks.numpy() - masks.numpy()).max() > 0.1
+
+
+@pytest.fixture(scope="module")
+def video_run(tiny, reference):
+    tracker = Tracker(torch_graphs(tiny), 1024, feature_shape=(64, 64, 64), num_frames=4)
+    frames = reference["frames"]
+    results = {0: {1: tracker.add_prompt(frames[0], 1, box=reference["box_obj1"]),
+                   2: tracker.add_prompt(frames[0], 2, points=reference["points_obj2"],
+                                         labels=reference["labels_obj2"])}}
+    banks = {obj: tracker.tracks[obj].bank for obj in (1, 2)}
+    first_memory = {obj: from_bfloat16_bits(banks[obj].cond[0][0]) for obj in (1, 2)}
+    for f in range(1, 4):
+        results[f] = tracker.track(frames[f])
+    return results, first_memory
+
+
+def _errors(run, reference, f: int, obj: int) -> tuple[float, float, float]:
+    r = run[f][obj]
+    logits = np.abs(r.low_res_logits - reference[f"obj{obj}_f{f}_low_res_logits"][0, 0]).max()
+    score = abs(r.score - float(reference[f"obj{obj}_f{f}_object_score_logits"][0, 0]))
+    ptr = np.abs(r.obj_ptr - reference[f"obj{obj}_f{f}_obj_ptr"][0]).max()
+    return float(logits), score, float(ptr)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("frame", [1, 2, 3])
+def test_video_frames_match_the_official_predictor(video_run, reference, frame):
+    """Tolerance, measured on frames 1-3: logits within 0.047 (values up to 5.2), object scores within 0.003,
+    pointers within 0.007. That is more than float32 noise: it is carried over from frame 0 (below), whose
+    mask enters the memory; it shrinks frame by frame (0.046, 0.024, 0.019)."""
+    run, _ = video_run
+    for obj in (1, 2):
+        logits, score, ptr = _errors(run, reference, frame, obj)
+        assert logits < 0.08 and score < 0.005 and ptr < 0.01, (obj, logits, score, ptr)
+        # the same object present/absent decision and the same mask
+        expected = reference[f"obj{obj}_f{frame}_low_res_logits"][0, 0] > 0
+        agree = (run[frame][obj].low_res_logits > 0) == expected
+        assert agree.mean() > 0.999
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="open: on the prompted frame the official video predictor's object score "
+                   "(0.6811) and mask logits differ from its own image mode (0.6782), which this model matches to "
+                   "1e-5; the cause is not found yet (logits differ by up to 1.1)")
+def test_prompted_frame_matches_the_official_video_predictor(video_run, reference):
+    run, _ = video_run
+    for obj in (1, 2):
+        logits, score, ptr = _errors(run, reference, 0, obj)
+        assert logits < 1e-2 and score < 1e-3, (obj, logits, score, ptr)
+
+
+def test_bfloat16_rounding_matches_torch():
+    x = np.random.default_rng(0).standard_normal(10_000).astype(np.float32) * 50
+    x[:4] = [0.0, -0.0, 1.00390625, 1.01171875]  # exact ties round to even
+    ours = from_bfloat16_bits(to_bfloat16_bits(x))
+    np.testing.assert_array_equal(ours, torch.from_numpy(x).bfloat16().float().numpy())
+
+
+def test_memory_bank_keeps_sam2_slots_and_fixed_shapes():
+    bank = MemoryBank((2, 3, 3), ptr_dim=4, num_maskmem=3, max_cond_frames=2, max_ptrs=4, bfloat16=False)
+    with pytest.raises(ValueError, match="conditioning frame"):
+        bank.gather(0)
+    feat = lambda v: np.full((2, 3, 3), v, np.float32)  # noqa: E731
+    bank.add(0, feat(100), np.full(4, 100.0), conditioning=True)
+    for f in range(1, 6):
+        bank.add(f, feat(f), np.full(4, float(f)))
+    out = bank.gather(6)
+    assert out["mem_features"].shape == (1, 2 + 2, 2, 3, 3) and out["obj_ptrs"].shape == (1, 2 + 3, 4)
+    # the conditioning frame at slot num_maskmem - 1, the previous frame at 0, two frames back at 1
+    valid = out["mem_valid"][0] > 0
+    got = {int(out["mem_features"][0, i, 0, 0, 0]): int(out["mem_tpos"][0, i]) for i in np.flatnonzero(valid)}
+    assert got == {100: 2, 5: 0, 4: 1}
+    assert out["mem_valid"][0].tolist() == [1, 1, 1, 0]  # an empty slot is flagged, not dropped
+    # pointers: the conditioning frame 6 back, and the 3 frames before, distances over max_ptrs - 1
+    ptrs = {int(out["obj_ptrs"][0, i, 0]): round(float(out["ptr_tpos"][0, i]) * 3, 6)
+            for i in np.flatnonzero(out["ptr_valid"][0])}
+    assert ptrs == {100: 6.0, 5: 1.0, 4: 2.0, 3: 3.0}
+    # a video shorter than max_ptrs uses fewer pointers and scales by its own length (as SAM 2 does)
+    short = bank.gather(6, num_frames=3)
+    assert int(short["ptr_valid"].sum()) == 1 + 2
+    # more conditioning frames than max_cond_frames: the oldest is replaced
+    bank.add(6, feat(200), np.full(4, 200.0), conditioning=True)
+    bank.add(7, feat(300), np.full(4, 300.0), conditioning=True)
+    assert list(bank.cond) == [6, 7]
+    assert bank.gather(8)["mem_features"].shape == out["mem_features"].shape
+
+
+def test_select_mask_follows_sam2():
+    masks = np.full((4, 8, 8), -5.0, np.float32)
+    masks[0, :4] = 5.0  # stable: nothing near the threshold
+    ious = np.array([0.1, 0.2, 0.9, 0.3], np.float32)
+    assert select_mask(masks, ious, num_points=0) == (2, 2)  # tracking: multimask, best IoU, its pointer
+    assert select_mask(masks, ious, num_points=1) == (2, 2)
+    assert select_mask(masks, ious, num_points=2) == (0, 0)  # a box: single mask, token 0
+    masks[0] = 0.01  # unstable: every logit inside (-0.05, 0.05)
+    assert select_mask(masks, ious, num_points=2) == (2, 0)  # the best multimask, still token 0's pointer
+
+
+def test_tracker_rejects_bad_prompts_in_one_line(tiny):
+    tracker = Tracker(torch_graphs(tiny), 1024, feature_shape=(64, 64, 64))
+    with pytest.raises(BadInput, match="graphs"):
+        Tracker({}, 1024, feature_shape=(64, 64, 64))
+    tracker.frame_size = (480, 640)  # as after a first frame
+    with pytest.raises(BadInput, match="box 600,10,700,50 is not inside the 640x480 frame"):
+        tracker._prompt_points((600, 10, 700, 50), None, None)
+    with pytest.raises(BadInput, match="point 10,500 is outside"):
+        tracker._prompt_points(None, [(10, 500)], None)
+    with pytest.raises(BadInput, match="label 2"):
+        tracker._prompt_points(None, [(10, 10)], [2])
+    with pytest.raises(BadInput, match="needs a box"):
+        tracker._prompt_points(None, None, None)
+    with pytest.raises(BadInput, match="no object 3"):
+        tracker.remove(3)
