@@ -6,6 +6,9 @@ of ``../shared/reference``: image mode on frame 0, and a 4-frame video run with 
 
 from __future__ import annotations
 
+import io
+
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -18,6 +21,10 @@ from edgevision.tracker import Tracker
 from test_efficient_sam import stand_in_weights
 
 REFERENCE = SHARED / "reference" / "sam2.1_hiera_tiny_video.npz"
+# Measured over the 4 frames and 2 objects: logits within 2.5e-4 (values up to 9.7), object scores within 2e-6,
+# pointers within 1.6e-5. The bounds below leave room for another CPU's float32 summation order; the bfloat16
+# memory (where a value close to a rounding boundary can land one bfloat16 step away) is the main amplifier.
+LOGITS_ATOL, SCORE_ATOL, PTR_ATOL = 2e-3, 1e-4, 2e-4
 
 
 @pytest.fixture(scope="module")
@@ -68,53 +75,64 @@ def test_image_mode_matches_the_official_predictor(tiny, reference):
         assert np.abs(pad_masks.numpy() - masks.numpy()).max() > 0.1
 
 
+def as_the_official_run_read_frame_0(frames: np.ndarray) -> np.ndarray:
+    """The frames the official video run saw. Its frame 0 was read back from a JPEG file (PIL, quality 95),
+    although the reference's README says no JPEG was involved; frames 1-3 are stored as it saw them.
+
+    Found by measurement: with frame 0 as stored, the prompted frame's object score comes out 0.6782 (also what
+    the official *image* mode gives on it) against the video run's 0.6811, the logits differ by up to 1.1, and
+    frames 1-3 inherit 0.02-0.05 through the memory. With frame 0 round-tripped through PIL's JPEG at quality 95,
+    every frame matches to 2.5e-4 or better. Round-tripping frames 1-3 as well makes them worse (1.5)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(frames[0]).save(buf, format="JPEG", quality=95)
+    out = frames.copy()
+    out[0] = np.asarray(Image.open(buf).convert("RGB"))
+    return out
+
+
 @pytest.fixture(scope="module")
 def video_run(tiny, reference):
     tracker = Tracker(torch_graphs(tiny), 1024, feature_shape=(64, 64, 64), num_frames=4)
-    frames = reference["frames"]
+    frames = as_the_official_run_read_frame_0(reference["frames"])
     results = {0: {1: tracker.add_prompt(frames[0], 1, box=reference["box_obj1"]),
                    2: tracker.add_prompt(frames[0], 2, points=reference["points_obj2"],
                                          labels=reference["labels_obj2"])}}
-    banks = {obj: tracker.tracks[obj].bank for obj in (1, 2)}
-    first_memory = {obj: from_bfloat16_bits(banks[obj].cond[0][0]) for obj in (1, 2)}
+    first_memory = {obj: from_bfloat16_bits(tracker.tracks[obj].bank.cond[0][0]) for obj in (1, 2)}
     for f in range(1, 4):
         results[f] = tracker.track(frames[f])
     return results, first_memory
 
 
-def _errors(run, reference, f: int, obj: int) -> tuple[float, float, float]:
-    r = run[f][obj]
-    logits = np.abs(r.low_res_logits - reference[f"obj{obj}_f{f}_low_res_logits"][0, 0]).max()
-    score = abs(r.score - float(reference[f"obj{obj}_f{f}_object_score_logits"][0, 0]))
-    ptr = np.abs(r.obj_ptr - reference[f"obj{obj}_f{f}_obj_ptr"][0]).max()
-    return float(logits), score, float(ptr)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("frame", [1, 2, 3])
+@pytest.mark.parametrize("frame", [0, 1, 2, 3])
 def test_video_frames_match_the_official_predictor(video_run, reference, frame):
-    """Tolerance, measured on frames 1-3: logits within 0.047 (values up to 5.2), object scores within 0.003,
-    pointers within 0.007. That is more than float32 noise: it is carried over from frame 0 (below), whose
-    mask enters the memory; it shrinks frame by frame (0.046, 0.024, 0.019)."""
+    """Per frame and object: the low-res mask logits, the object score logit and the object pointer."""
     run, _ = video_run
     for obj in (1, 2):
-        logits, score, ptr = _errors(run, reference, frame, obj)
-        assert logits < 0.08 and score < 0.005 and ptr < 0.01, (obj, logits, score, ptr)
-        # the same object present/absent decision and the same mask
-        expected = reference[f"obj{obj}_f{frame}_low_res_logits"][0, 0] > 0
-        agree = (run[frame][obj].low_res_logits > 0) == expected
-        assert agree.mean() > 0.999
+        r = run[frame][obj]
+        expected = reference[f"obj{obj}_f{frame}_low_res_logits"][0, 0]
+        np.testing.assert_allclose(r.low_res_logits, expected, atol=LOGITS_ATOL)
+        assert abs(r.score - float(reference[f"obj{obj}_f{frame}_object_score_logits"][0, 0])) < SCORE_ATOL
+        np.testing.assert_allclose(r.obj_ptr, reference[f"obj{obj}_f{frame}_obj_ptr"][0], atol=PTR_ATOL)
+        # the frame-size mask, thresholded the same way from the official logits, agrees pixel for pixel
+        official = cv2.resize(expected, r.mask.shape[::-1], interpolation=cv2.INTER_LINEAR) > 0
+        assert (r.mask == official).mean() > 0.9999
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="open: on the prompted frame the official video predictor's object score "
-                   "(0.6811) and mask logits differ from its own image mode (0.6782), which this model matches to "
-                   "1e-5; the cause is not found yet (logits differ by up to 1.1)")
-def test_prompted_frame_matches_the_official_video_predictor(video_run, reference):
-    run, _ = video_run
+def test_first_memory_matches_the_official_bfloat16_memory(video_run, reference):
+    """The bank stores memory features in bfloat16, as the official predictor does: the prompted frame's memory
+    equals the official one to within one bfloat16 step of the largest values."""
+    _, first_memory = video_run
     for obj in (1, 2):
-        logits, score, ptr = _errors(run, reference, 0, obj)
-        assert logits < 1e-2 and score < 1e-3, (obj, logits, score, ptr)
+        expected = reference[f"obj{obj}_f0_maskmem_features_bf16_as_f32"][0]
+        # bfloat16 keeps 8 significant bits: one step at the largest magnitude (measured: 0.5 % of the values
+        # sit one step away, float32 noise across a rounding boundary)
+        step = 2.0 ** (np.floor(np.log2(np.abs(expected).max())) - 7)
+        np.testing.assert_allclose(first_memory[obj], expected, atol=step)
+        assert (first_memory[obj] != expected).mean() < 0.01
 
 
 def test_bfloat16_rounding_matches_torch():
@@ -179,3 +197,36 @@ def test_tracker_rejects_bad_prompts_in_one_line(tiny):
         tracker._prompt_points(None, None, None)
     with pytest.raises(BadInput, match="no object 3"):
         tracker.remove(3)
+
+
+@pytest.mark.slow
+def test_fp32_onnx_graphs_reproduce_the_official_video_run(tiny, reference, tmp_path):
+    """The four exported graphs on ONNX Runtime, driven by the same NumPy bank. Measured: logits within 2.5e-4,
+    scores within 5.5e-6, pointers within 1.6e-5 (the same bounds as PyTorch hold)."""
+    import onnxruntime as ort
+
+    from edgevision.graphs import export_onnx
+    from edgevision.models.registry import IMAGENET_PLAIN
+
+    graphs = {}
+    # one conditioning slot: the reference prompts each object once, so more slots would only stay empty
+    for graph in tiny.export_graphs(1024, IMAGENET_PLAIN, max_cond_frames=1):
+        path = tmp_path / f"{graph.name}.onnx"
+        export_onnx(graph.module, path, inputs=graph.inputs, output_names=graph.outputs)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        graphs[graph.name] = (lambda s, names: lambda feeds: dict(zip(names, s.run(names, feeds))))(
+            session, graph.outputs)
+    tracker = Tracker(graphs, 1024, feature_shape=(64, 64, 64), num_frames=4, max_cond_frames=1)
+    frames = as_the_official_run_read_frame_0(reference["frames"])
+    results = {0: {1: tracker.add_prompt(frames[0], 1, box=reference["box_obj1"]),
+                   2: tracker.add_prompt(frames[0], 2, points=reference["points_obj2"],
+                                         labels=reference["labels_obj2"])}}
+    for f in range(1, 4):
+        results[f] = tracker.track(frames[f])
+    for f in range(4):
+        for obj in (1, 2):
+            r = results[f][obj]
+            np.testing.assert_allclose(r.low_res_logits, reference[f"obj{obj}_f{f}_low_res_logits"][0, 0],
+                                       atol=LOGITS_ATOL)
+            assert abs(r.score - float(reference[f"obj{obj}_f{f}_object_score_logits"][0, 0])) < SCORE_ATOL
+            np.testing.assert_allclose(r.obj_ptr, reference[f"obj{obj}_f{f}_obj_ptr"][0], atol=PTR_ATOL)

@@ -306,6 +306,11 @@ class Sam2(nn.Module):
     def grid(self) -> int:
         return self.img_size // 16
 
+    def export_graphs(self, imgsz: int, preprocess, **capacity) -> list:
+        from edgevision.models.wrappers import tracker_graphs
+
+        return tracker_graphs(self, imgsz, preprocess, **capacity)
+
     def dense_pe(self) -> torch.Tensor:
         return self.sam_prompt_encoder.pe_layer.dense(self.grid).unsqueeze(0)
 

@@ -137,3 +137,74 @@ def prompt_segmentation_graphs(model: nn.Module, imgsz: int, preprocess, slots: 
     return [GraphDef("image_encoder", encoder, [image_spec(imgsz)], ["image_embeddings"]),
             GraphDef("mask_decoder", PromptDecoderGraph(model).eval(), [embeddings, coords, labels],
                      ["low_res_masks", "iou_predictions"], sample_inputs=sample_prompts(imgsz, slots))]
+
+
+# ------------------------------------------------------------------------------------------ SAM 2 tracker graphs
+class _TrackerImageEncoder(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor):
+        features, feat0, feat1 = self.model.encode_image(images)
+        return features, self.model.without_memory(features), feat0, feat1
+
+
+class _TrackerMemoryAttention(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, vision_features, mem_features, mem_tpos, mem_valid, obj_ptrs, ptr_tpos, ptr_valid):
+        return self.model.condition(vision_features, mem_features, mem_tpos, mem_valid, obj_ptrs, ptr_tpos,
+                                    ptr_valid)
+
+
+class _TrackerDecoder(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image_embeddings, high_res_feat0, high_res_feat1, point_coords, point_labels):
+        return self.model.decode(image_embeddings, high_res_feat0, high_res_feat1, point_coords, point_labels)
+
+
+class _TrackerMemoryEncoder(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, vision_features, mask_logits, binarize, object_score_logits):
+        return self.model.encode_memory(vision_features, mask_logits, binarize, object_score_logits)
+
+
+def tracker_graphs(model: nn.Module, imgsz: int, preprocess, *, prompt_slots: int = 8, max_cond_frames: int = 4,
+                   max_ptrs: int = 16) -> list[GraphDef]:
+    """SAM 2's four tracker graphs (``edgevision.tracker``), every shape static: the memory attention takes
+    ``max_cond_frames + num_maskmem - 1`` memory slots and ``max_cond_frames + max_ptrs - 1`` object pointers,
+    empty ones flagged invalid."""
+    model.set_input_size(imgsz)
+    g, c, cm = imgsz // 16, model.dim, model.mem_dim
+    slots, ptrs = max_cond_frames + model.num_maskmem - 1, max_cond_frames + max_ptrs - 1
+
+    def f32(name: str, *shape: int) -> TensorSpec:
+        return TensorSpec(name=name, shape=[1, *shape], dtype="float32")
+
+    features = f32("vision_features", c, g, g)
+    skips = [f32("high_res_feat0", c // 8, 4 * g, 4 * g), f32("high_res_feat1", c // 4, 2 * g, 2 * g)]
+    return [
+        GraphDef("image_encoder", UInt8Input(_TrackerImageEncoder(model), preprocess).eval(), [image_spec(imgsz)],
+                 ["vision_features", "no_memory_features", "high_res_feat0", "high_res_feat1"]),
+        GraphDef("memory_attention", _TrackerMemoryAttention(model).eval(),
+                 [features, f32("mem_features", slots, cm, g, g),
+                  TensorSpec(name="mem_tpos", shape=[1, slots], dtype="int64"), f32("mem_valid", slots),
+                  f32("obj_ptrs", ptrs, c), f32("ptr_tpos", ptrs), f32("ptr_valid", ptrs)],
+                 ["conditioned_features"]),
+        GraphDef("mask_decoder", _TrackerDecoder(model).eval(),
+                 [f32("image_embeddings", c, g, g), *skips, f32("point_coords", prompt_slots, 2),
+                  f32("point_labels", prompt_slots)],
+                 ["low_res_masks", "iou_predictions", "obj_ptrs", "object_score_logits"]),
+        GraphDef("memory_encoder", _TrackerMemoryEncoder(model).eval(),
+                 [features, f32("mask_logits", 1, 4 * g, 4 * g), f32("binarize", 1), f32("object_score_logits", 1)],
+                 ["memory_features"]),
+    ]
