@@ -106,6 +106,7 @@ def video_run(tiny, reference):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sam2-video")  # one worker runs the video once for all of these
 @pytest.mark.parametrize("frame", [0, 1, 2, 3])
 def test_video_frames_match_the_official_predictor(video_run, reference, frame):
     """Per frame and object: the low-res mask logits, the object score logit and the object pointer."""
@@ -122,6 +123,7 @@ def test_video_frames_match_the_official_predictor(video_run, reference, frame):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("sam2-video")
 def test_first_memory_matches_the_official_bfloat16_memory(video_run, reference):
     """The bank stores memory features in bfloat16, as the official predictor does: the prompted frame's memory
     equals the official one to within one bfloat16 step of the largest values."""
