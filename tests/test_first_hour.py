@@ -68,6 +68,7 @@ def test_a_truncated_archive_is_bad_input(capsys, yolo_cpu_int8, tmp_path, monke
     assert not list((tmp_path / "cache").rglob("edgevision.json"))
 
 
+@pytest.mark.slow  # the bundle fixtures are requested by name, so conftest cannot see that they export
 @pytest.mark.parametrize("fixture, name", [("yolo_cpu_int8", "model.onnx"), ("yolo_npu_int8", "model.xml"),
                                            ("yolo_npu_int8", "model.bin")])
 def test_a_corrupt_artifact_is_bad_input(capsys, request, tmp_path, fixture, name):

@@ -5,6 +5,8 @@ import json
 from html.parser import HTMLParser
 from xml.etree import ElementTree as ET
 
+import pytest
+
 from edgevision.cli import main
 
 
@@ -18,6 +20,7 @@ class Images(HTMLParser):
             self.srcs.append(dict(attrs)["src"])
 
 
+@pytest.mark.slow  # exports two bundles
 def test_matrix_run_writes_reports_and_reuses_bundles(capsys, tmp_path):
     spec = tmp_path / "regression.yaml"
     # the U-Net: its recipe checks 200 scenes where the detector's checks 800, and this test checks four times
