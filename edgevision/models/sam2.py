@@ -277,7 +277,7 @@ class Sam2(nn.Module):
         self.sam_mask_decoder = Sam2MaskDecoder(dim)
         self.obj_ptr_proj = MLP(dim, dim, dim, 3)
         self.obj_ptr_tpos_proj = nn.Linear(dim, mem_dim)
-        # not used at inference: the official model downsamples mask prompts with it only in training
+        # SAM 2 turns a mask prompt into the decoder's mask input with it; mask prompts are not taken here yet
         self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(num_maskmem, 1, 1, mem_dim))
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, dim))
