@@ -232,3 +232,66 @@ def test_fp32_onnx_graphs_reproduce_the_official_video_run(tiny, reference, tmp_
                                        atol=LOGITS_ATOL)
             assert abs(r.score - float(reference[f"obj{obj}_f{f}_object_score_logits"][0, 0])) < SCORE_ATOL
             np.testing.assert_allclose(r.obj_ptr, reference[f"obj{obj}_f{f}_obj_ptr"][0], atol=PTR_ATOL)
+
+
+@pytest.fixture(scope="module")
+def small_pooled():
+    """An EfficientTAM-style configuration at 256 px: memory pooled 2x2 (random weights)."""
+    torch.manual_seed(0)
+    return Sam2(img_size=256, memory_pool=2, memory_layers=2).eval()
+
+
+def test_pooled_memory_quarters_the_bank_and_tracks(small_pooled):
+    from edgevision.data.tracking_clips import render_clip
+
+    clip = render_clip(1)
+    tracker = Tracker(torch_graphs(small_pooled), 256, feature_shape=(64, 8, 8))
+    first = tracker.add_prompt(clip.frames[0], 7, box=clip.target_box())
+    assert first.mask.shape == (256, 256) and first.low_res_logits.shape == (64, 64)
+    for frame in clip.frames[1:4]:
+        result = tracker.track(frame)
+    assert list(result) == [7] and np.isfinite(result[7].low_res_logits).all()
+    bank = tracker.tracks[7].bank
+    assert len(bank) == 4 and bank.cond[0][0].shape == (64, 8, 8)  # 16x16 features, pooled 2x2
+    # a second object shares the frame's encoding; removing one leaves the other
+    tracker.add_prompt(clip.frames[3], 8, points=[(10, 10)])
+    assert sorted(tracker.track(clip.frames[4])) == [7, 8]
+    tracker.remove(7)
+    assert list(tracker.track(clip.frames[5])) == [8]
+
+
+def test_a_new_frame_size_resets_the_tracker_with_a_warning(small_pooled, caplog):
+    tracker = Tracker(torch_graphs(small_pooled), 256, feature_shape=(64, 8, 8))
+    frame = np.zeros((120, 160, 3), np.uint8)
+    tracker.add_prompt(frame, 1, box=(10, 10, 50, 60))
+    tracker.track(frame)
+    with caplog.at_level("WARNING"):
+        assert tracker.track(np.zeros((100, 160, 3), np.uint8)) == {}
+    assert "frame size changed" in caplog.text and tracker.object_ids == []
+
+
+@pytest.mark.slow
+def test_pooled_graphs_export_and_match_pytorch_on_onnxruntime(small_pooled, tmp_path):
+    import onnxruntime as ort
+
+    from edgevision.data.tracking_clips import render_clip
+    from edgevision.graphs import export_onnx
+    from edgevision.models.registry import IMAGENET_PLAIN
+
+    onnx_graphs = {}
+    for graph in small_pooled.export_graphs(256, IMAGENET_PLAIN):
+        path = tmp_path / f"{graph.name}.onnx"
+        export_onnx(graph.module, path, inputs=graph.inputs, output_names=graph.outputs)
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        onnx_graphs[graph.name] = (lambda s, names: lambda feeds: dict(zip(names, s.run(names, feeds))))(
+            session, graph.outputs)
+    clip = render_clip(2)
+    runs = {}
+    for name, graphs in (("torch", torch_graphs(small_pooled)), ("onnx", onnx_graphs)):
+        tracker = Tracker(graphs, 256, feature_shape=(64, 8, 8))
+        out = [tracker.add_prompt(clip.frames[0], 1, box=clip.target_box())]
+        out += [tracker.track(f)[1] for f in clip.frames[1:6]]
+        runs[name] = out
+    for a, b in zip(runs["torch"], runs["onnx"]):
+        np.testing.assert_allclose(a.low_res_logits, b.low_res_logits, atol=1e-3)
+        assert abs(a.score - b.score) < 1e-4

@@ -40,13 +40,16 @@ UNUSED_SLOT = -2
 
 
 # ----------------------------------------------------------------------------------------- rotary encoding
-def axial_rope_tables(dim: int, grid: int, theta: float = 10000.0) -> tuple[torch.Tensor, torch.Tensor]:
+def axial_rope_tables(dim: int, grid: int, theta: float = 10000.0, stride: int = 1) -> tuple[torch.Tensor,
+                                                                                          torch.Tensor]:
     """cos and sin (grid*grid, dim/2) of SAM 2's axial RoPE: the first half of the channel pairs turn with
-    the token's column, the second half with its row; tokens in row-major order."""
+    the token's column, the second half with its row; tokens in row-major order. ``stride`` > 1: the tokens of a
+    grid pooled by ``stride``, each at the centre of the cells it averages, in the full grid's units."""
     freqs = 1.0 / (theta ** (torch.arange(0, dim, 4)[: dim // 4].float() / dim))
     t = torch.arange(grid * grid, dtype=torch.float32)
-    angles = torch.cat([torch.outer(t % grid, freqs), torch.outer(torch.div(t, grid, rounding_mode="floor"),
-                                                                  freqs)], dim=-1)
+    col, row = t % grid, torch.div(t, grid, rounding_mode="floor")
+    centre = (stride - 1) / 2
+    angles = torch.cat([torch.outer(col * stride + centre, freqs), torch.outer(row * stride + centre, freqs)], -1)
     return angles.cos(), angles.sin()
 
 
@@ -58,8 +61,9 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class RoPEAttention(TokenAttention):
-    """Attention with RoPE on the queries and on the first ``num_rope_keys`` keys (memory slots share the
-    query grid's positions, so the tables repeat once per slot); ``bias`` (B, 1, 1, Nk) masks keys."""
+    """Attention with RoPE on the queries and on the first ``num_rope_keys`` keys (memory slots share one grid
+    of positions, so the key tables repeat once per slot; they default to the query tables); ``bias``
+    (B, 1, 1, Nk) masks keys."""
 
     def __init__(self, dim: int, num_heads: int = 1, kv_dim: int | None = None) -> None:
         super().__init__(dim, num_heads)
@@ -68,12 +72,14 @@ class RoPEAttention(TokenAttention):
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cos: torch.Tensor | None = None,
                 sin: torch.Tensor | None = None, num_rope_keys: int | None = None,
-                bias: torch.Tensor | None = None) -> torch.Tensor:
+                bias: torch.Tensor | None = None, key_tables: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> torch.Tensor:
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
         q = apply_rope(q, cos, sin)
+        k_cos, k_sin = key_tables if key_tables is not None else (cos, sin)
         n_rope = k.shape[-2] if num_rope_keys is None else num_rope_keys
-        repeat = n_rope // q.shape[-2]
-        rotated = apply_rope(k[..., :n_rope, :], cos.repeat(repeat, 1), sin.repeat(repeat, 1))
+        repeat = n_rope // k_cos.shape[0]
+        rotated = apply_rope(k[..., :n_rope, :], k_cos.repeat(repeat, 1), k_sin.repeat(repeat, 1))
         k = torch.cat([rotated, k[..., n_rope:, :]], dim=-2) if n_rope < k.shape[-2] else rotated
         logits = (q @ k.transpose(-2, -1)) * self.scale
         if bias is not None:
@@ -94,11 +100,11 @@ class MemoryAttentionLayer(nn.Module):
         self.linear1, self.linear2 = nn.Linear(dim, ffn_dim), nn.Linear(ffn_dim, dim)
         self.norm1, self.norm2, self.norm3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
 
-    def forward(self, x, memory, memory_pos, cos, sin, num_spatial: int, bias):
+    def forward(self, x, memory, memory_pos, cos, sin, num_spatial: int, bias, key_tables=None):
         h = self.norm1(x)
         x = x + self.self_attn(h, h, h, cos, sin)
         h = self.norm2(x)
-        x = x + self.cross_attn_image(h, memory + memory_pos, memory, cos, sin, num_spatial, bias)
+        x = x + self.cross_attn_image(h, memory + memory_pos, memory, cos, sin, num_spatial, bias, key_tables)
         return x + self.linear2(F.relu(self.linear1(self.norm3(x))))
 
 
@@ -110,10 +116,11 @@ class MemoryAttention(nn.Module):
         self.layers = nn.ModuleList(MemoryAttentionLayer(dim, mem_dim, ffn_dim) for _ in range(num_layers))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x, x_pos, memory, memory_pos, cos, sin, num_spatial: int, bias) -> torch.Tensor:
+    def forward(self, x, x_pos, memory, memory_pos, cos, sin, num_spatial: int, bias,
+                key_tables=None) -> torch.Tensor:
         x = x + 0.1 * x_pos
         for layer in self.layers:
-            x = layer(x, memory, memory_pos, cos, sin, num_spatial, bias)
+            x = layer(x, memory, memory_pos, cos, sin, num_spatial, bias, key_tables)
         return self.norm(x)
 
 
@@ -266,7 +273,8 @@ class Sam2(nn.Module):
     def __init__(self, num_classes: int | None = None, img_size: int = 1024, embed_dim: int = 96,
                  num_heads: int = 1, stages: tuple[int, ...] = (1, 2, 7, 2),
                  global_att_blocks: tuple[int, ...] = (5, 7, 9), window_pos_embed_bkg: tuple[int, int] = (7, 7),
-                 dim: int = 256, mem_dim: int = 64, num_maskmem: int = 7, memory_layers: int = 4) -> None:
+                 dim: int = 256, mem_dim: int = 64, num_maskmem: int = 7, memory_layers: int = 4,
+                 memory_pool: int = 1) -> None:
         super().__init__()  # num_classes: the registry passes it to every family; tracks have none
         trunk = Hiera(embed_dim, num_heads, tuple(stages), tuple(global_att_blocks),
                       window_pos_embed_bkg_spatial_size=tuple(window_pos_embed_bkg))
@@ -285,6 +293,9 @@ class Sam2(nn.Module):
         self.no_obj_ptr = nn.Parameter(torch.zeros(1, dim))
         self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, mem_dim))
         self.dim, self.mem_dim, self.num_maskmem = dim, mem_dim, num_maskmem
+        # EfficientTAM-style: memory features are average-pooled memory_pool x memory_pool when encoded, so
+        # the bank holds and the cross-attention reads 1/memory_pool^2 of the spatial tokens (pointers unpooled)
+        self.memory_pool = memory_pool
         self.img_size = img_size
         self.set_input_size(img_size)
 
@@ -299,8 +310,20 @@ class Sam2(nn.Module):
         self.register_buffer("rope_sin", sin, persistent=False)
         self.register_buffer("vision_pos", sine_position_encoding(self.dim, g, g).flatten(2).transpose(1, 2),
                              persistent=False)
-        self.register_buffer("memory_pos", sine_position_encoding(self.mem_dim, g, g).flatten(2).transpose(1, 2),
-                             persistent=False)
+        pool = self.memory_pool
+        if g % pool:
+            raise ValueError(f"input size {img_size}: its {g}x{g} feature grid does not pool by {pool}")
+        memory_pos = F.avg_pool2d(sine_position_encoding(self.mem_dim, g, g), pool) if pool > 1 else \
+            sine_position_encoding(self.mem_dim, g, g)
+        self.register_buffer("memory_pos", memory_pos.flatten(2).transpose(1, 2), persistent=False)
+        cos, sin = axial_rope_tables(self.dim, g // pool, stride=pool)
+        self.register_buffer("key_cos", cos, persistent=False)
+        self.register_buffer("key_sin", sin, persistent=False)
+
+    @property
+    def memory_grid(self) -> int:
+        """The side of a memory slot's feature grid (the feature grid, pooled)."""
+        return self.img_size // 16 // self.memory_pool
 
     @property
     def grid(self) -> int:
@@ -326,12 +349,12 @@ class Sam2(nn.Module):
 
     def condition(self, features, mem_features, mem_tpos, mem_valid, obj_ptrs, ptr_tpos, ptr_valid):
         """Memory-conditioned features (B, C, g, g) from ``features`` (B, C, g, g); M memory slots
-        ``mem_features`` (B, M, C_mem, g, g) with ``mem_tpos`` (B, M) int64, the index into
+        ``mem_features`` (B, M, C_mem, gm, gm) (gm = g / memory_pool) with ``mem_tpos`` (B, M) int64, the index into
         ``maskmem_tpos_enc`` (num_maskmem - 1 for a conditioning frame, 0 for the previous frame); P object
         pointers (B, P, C) with ``ptr_tpos`` (B, P), the signed frame distance divided by the largest one;
         ``mem_valid`` and ``ptr_valid`` are 1 for a filled slot and 0 for an empty one."""
         b, c, g, _ = features.shape
-        n = g * g
+        n = mem_features.shape[-1] * mem_features.shape[-2]  # tokens per memory slot
         m, p = mem_features.shape[1], obj_ptrs.shape[1]
         split = c // self.mem_dim  # each pointer enters as C/C_mem tokens of C_mem channels
         x = features.flatten(2).transpose(1, 2)
@@ -344,7 +367,8 @@ class Sam2(nn.Module):
                            ptr_valid.unsqueeze(-1).expand(b, p, split).reshape(b, p * split)], dim=1)
         bias = ((1.0 - valid.to(x.dtype)) * MASK_BIAS).reshape(b, 1, 1, -1)
         out = self.memory_attention(x, self.vision_pos, torch.cat([memory, ptr_tokens], 1),
-                                    torch.cat([memory_pos, ptr_pos], 1), self.rope_cos, self.rope_sin, m * n, bias)
+                                    torch.cat([memory_pos, ptr_pos], 1), self.rope_cos, self.rope_sin, m * n, bias,
+                                    (self.key_cos, self.key_sin))
         return out.transpose(1, 2).reshape(b, c, g, g)
 
     def decode(self, features, feat_s0, feat_s1, coords, labels, mask_input=None):
@@ -368,11 +392,13 @@ class Sam2(nn.Module):
     def encode_memory(self, features, mask_logits, binarize, object_score_logits):
         """``vision_features`` (B, C, g, g), the kept low-res mask logits (B, 1, 4g, 4g), ``binarize`` (B, 1):
         1 where the mask came from prompt points (SAM 2 then thresholds it instead of a sigmoid), and the
-        object score (B, 1) -> memory features (B, C_mem, g, g)."""
+        object score (B, 1) -> memory features (B, C_mem, gm, gm), pooled by ``memory_pool``."""
         high = F.interpolate(mask_logits, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
         mask = torch.where(binarize[:, :, None, None] > 0, (high > 0).to(high.dtype), torch.sigmoid(high))
         memory = self.memory_encoder(features, mask * 20.0 - 10.0)
         absent = (object_score_logits <= 0).to(memory.dtype)[:, :, None, None]
+        if self.memory_pool > 1:
+            memory = F.avg_pool2d(memory, self.memory_pool)
         return memory + absent * self.no_obj_embed_spatial.reshape(1, -1, 1, 1)
 
 

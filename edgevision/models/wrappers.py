@@ -184,7 +184,7 @@ def tracker_graphs(model: nn.Module, imgsz: int, preprocess, *, prompt_slots: in
     ``max_cond_frames + num_maskmem - 1`` memory slots and ``max_cond_frames + max_ptrs - 1`` object pointers,
     empty ones flagged invalid."""
     model.set_input_size(imgsz)
-    g, c, cm = imgsz // 16, model.dim, model.mem_dim
+    g, c, cm, gm = imgsz // 16, model.dim, model.mem_dim, model.memory_grid
     slots, ptrs = max_cond_frames + model.num_maskmem - 1, max_cond_frames + max_ptrs - 1
 
     def f32(name: str, *shape: int) -> TensorSpec:
@@ -196,7 +196,7 @@ def tracker_graphs(model: nn.Module, imgsz: int, preprocess, *, prompt_slots: in
         GraphDef("image_encoder", UInt8Input(_TrackerImageEncoder(model), preprocess).eval(), [image_spec(imgsz)],
                  ["vision_features", "no_memory_features", "high_res_feat0", "high_res_feat1"]),
         GraphDef("memory_attention", _TrackerMemoryAttention(model).eval(),
-                 [features, f32("mem_features", slots, cm, g, g),
+                 [features, f32("mem_features", slots, cm, gm, gm),
                   TensorSpec(name="mem_tpos", shape=[1, slots], dtype="int64"), f32("mem_valid", slots),
                   f32("obj_ptrs", ptrs, c), f32("ptr_tpos", ptrs), f32("ptr_valid", ptrs)],
                  ["conditioned_features"]),
