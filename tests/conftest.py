@@ -12,6 +12,18 @@ if "EDGEVISION_SHARED" in os.environ:
     SHARED = Path(os.environ["EDGEVISION_SHARED"])
 LABELED = SHARED / "data" / "labeled"
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Two workers on two cores: each computes on one thread. With every runtime's default of one thread per
+    # core, two concurrent checks took 118 s where one alone takes 33 s (pools spinning against each other);
+    # on one thread each, 42 s. Subprocesses inherit the caps.
+    os.environ.setdefault("EDGEVISION_THREADS", "1")
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
 
 def shared_path(*parts: str) -> Path:
     path = SHARED.joinpath(*parts)

@@ -27,7 +27,9 @@ def test_the_outlier_variant_is_the_same_function_in_fp32():
 # rpi (PT2E) runs the same loop but each attempt is a full LiteRT conversion (about a minute here); its
 # before/after is in benchmarks/RESULTS.md rather than in the suite. intel-npu and cpu run NNCF's
 # quantize_with_accuracy_control (OpenVINO IR, ONNX) after the plain attempt.
-@pytest.mark.parametrize("target", ["cpu", "jetson", "intel-npu"])
+# CI runs the cpu case; the other targets' (2-4 minutes each on 2 cores) run with `-m heavy`
+@pytest.mark.parametrize("target", ["cpu", pytest.param("jetson", marks=pytest.mark.heavy),
+                                    pytest.param("intel-npu", marks=pytest.mark.heavy)])
 def test_plain_int8_breaks_and_max_drop_brings_it_back(capsys, export_once, target, tmp_path):
     plain = export_once(MODEL, target, "int8")
     report = check_bundle(plain)

@@ -27,12 +27,12 @@ REFERENCE = SHARED / "reference" / "sam2.1_hiera_tiny_video.npz"
 LOGITS_ATOL, SCORE_ATOL, PTR_ATOL = 2e-3, 1e-4, 2e-4
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def reference():
     return np.load(REFERENCE)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny():
     model = Sam2(**SAM2_CONFIGS["sam2.1-hiera-tiny"]).eval()
     model.load_state_dict(stand_in_weights("sam2.1_hiera_tiny"), strict=True)
@@ -92,7 +92,7 @@ def as_the_official_run_read_frame_0(frames: np.ndarray) -> np.ndarray:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")  # xdist may run other files between the tests using it
 def video_run(tiny, reference):
     tracker = Tracker(torch_graphs(tiny), 1024, feature_shape=(64, 64, 64), num_frames=4)
     frames = as_the_official_run_read_frame_0(reference["frames"])

@@ -99,8 +99,10 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
         if key not in sessions:
             import onnxruntime as ort
 
+            from edgevision.runtime.base import thread_cap
+
             opts = ort.SessionOptions()
-            opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = 2, 1, 3
+            opts.intra_op_num_threads, opts.inter_op_num_threads, opts.log_severity_level = min(2, thread_cap()), 1, 3
             sess = ort.InferenceSession(model_for_inference.SerializeToString(), opts,
                                         providers=["CPUExecutionProvider"])
             names = [o.name for o in sess.get_outputs()]

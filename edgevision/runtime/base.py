@@ -100,11 +100,22 @@ def checked_feeds(specs: list[TensorSpec], feeds: Feeds, graph: str) -> dict[str
     return out
 
 
+def thread_cap() -> int:
+    """This machine's cores, or fewer if ``EDGEVISION_THREADS`` says so (a machine shared with other work)."""
+    cores = os.cpu_count() or 1
+    value = os.environ.get("EDGEVISION_THREADS", "").strip()
+    if not value:
+        return cores
+    if not value.isdigit() or int(value) < 1:
+        raise BadInput(f"EDGEVISION_THREADS={value!r}: give a whole number of threads, at least 1")
+    return min(int(value), cores)
+
+
 def bundle_default_threads(bundle: Bundle) -> int:
-    """The profile's inference threads, never more than this machine has cores."""
+    """The profile's inference threads, never more than ``thread_cap()``."""
     from edgevision.config import get_target
 
-    cores = os.cpu_count() or 1
+    cores = thread_cap()
     try:
         return min(get_target(bundle.meta.target).threads, cores)
     except BadInput:
