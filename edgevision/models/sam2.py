@@ -371,16 +371,18 @@ class Sam2(nn.Module):
                                     (self.key_cos, self.key_sin))
         return out.transpose(1, 2).reshape(b, c, g, g)
 
-    def decode(self, features, feat_s0, feat_s1, coords, labels, mask_input=None):
+    def decode(self, features, feat_s0, feat_s1, coords, labels, mask_input=None, dense_pe=None):
         """Conditioned features (B, C, g, g) and skip features, points (B, N, 2) in input pixels with labels
         (B, N) (-1 SAM 2's padding token, ``UNUSED_SLOT`` a masked spare slot) -> mask logits (B, 4, 4g, 4g)
         (NO_OBJ_SCORE where the object is absent), IoU predictions (B, 4), object pointers (B, 4, C), one per
-        mask token, and object score logits (B, 1)."""
+        mask token, and object score logits (B, 1). ``dense_pe``: ``self.dense_pe()``, computed once by callers
+        that decode every frame."""
         b = coords.shape[0]
         labels = labels.to(coords.dtype)
         sparse = self.sam_prompt_encoder(coords, labels)
         dense = self.sam_prompt_encoder.dense(mask_input, b, self.grid)
-        masks, iou, tokens, score = self.sam_mask_decoder(features.expand(b, -1, -1, -1), self.dense_pe(), sparse,
+        pe = self.dense_pe() if dense_pe is None else dense_pe
+        masks, iou, tokens, score = self.sam_mask_decoder(features.expand(b, -1, -1, -1), pe, sparse,
                                                           dense, feat_s0.expand(b, -1, -1, -1),
                                                           feat_s1.expand(b, -1, -1, -1), labels != UNUSED_SLOT)
         present = (score > 0).to(masks.dtype)  # (B, 1)
@@ -430,6 +432,8 @@ def torch_graphs(model: Sam2) -> dict:
     """The four tracker graphs (``edgevision.tracker``) run by the PyTorch model, on NumPy arrays: the FP32
     reference that exported graphs are checked against."""
     model.eval()
+    with torch.no_grad():
+        dense_pe = model.dense_pe()  # after the weights are loaded: it derives from a loaded buffer
 
     def tensors(arrays: dict) -> dict:
         return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in arrays.items()}
@@ -451,7 +455,7 @@ def torch_graphs(model: Sam2) -> dict:
     def mask_decoder(a: dict) -> dict:
         t = tensors(a)
         masks, iou, ptrs, score = model.decode(t["image_embeddings"], t["high_res_feat0"], t["high_res_feat1"],
-                                               t["point_coords"], t["point_labels"])
+                                               t["point_coords"], t["point_labels"], dense_pe=dense_pe)
         return {"low_res_masks": masks.numpy(), "iou_predictions": iou.numpy(), "obj_ptrs": ptrs.numpy(),
                 "object_score_logits": score.numpy()}
 

@@ -161,12 +161,17 @@ class _TrackerMemoryAttention(nn.Module):
 
 
 class _TrackerDecoder(nn.Module):
+    """The dense position encoding is computed once here and stored as a constant (as ``PromptDecoderGraph``)."""
+
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
+        with torch.no_grad():
+            self.register_buffer("dense_pe", model.dense_pe().contiguous())
 
     def forward(self, image_embeddings, high_res_feat0, high_res_feat1, point_coords, point_labels):
-        return self.model.decode(image_embeddings, high_res_feat0, high_res_feat1, point_coords, point_labels)
+        return self.model.decode(image_embeddings, high_res_feat0, high_res_feat1, point_coords, point_labels,
+                                 dense_pe=self.dense_pe)
 
 
 class _TrackerMemoryEncoder(nn.Module):
