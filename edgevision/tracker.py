@@ -1,15 +1,16 @@
 """Streaming video object tracking, SAM 2 style, with no PyTorch: four graphs and a memory bank per object.
 
 ```python
-t = Tracker(graphs, img_size=1024)
+t = Tracker("bundles/sam-track-demo-cpu-int8")            # or Tracker(graphs, img_size=..., feature_shape=...)
 t.add_prompt(frame_rgb, obj_id=1, box=(x0, y0, x1, y1))   # or points=[(x, y)], labels=[1]
 for frame in frames:
     result = t.track(frame)   # per object: mask, score, present
 t.remove(1); t.reset()
 ```
 
-``graphs`` maps the four graph names to callables taking and returning dicts of NumPy arrays (an exported
-bundle's runtime sessions, or ``edgevision.models.sam2.torch_graphs`` for the PyTorch model):
+A bundle (its directory, archive or ``Bundle``) brings its graphs, input size and memory capacity. Otherwise
+``graphs`` maps the four graph names to callables taking and returning dicts of NumPy arrays (a runner's
+graphs, or ``edgevision.models.sam2.torch_graphs`` for the PyTorch model):
 
 * ``image_encoder``: ``image`` (1, S, S, 3) uint8 -> ``vision_features`` (1, C, g, g), ``no_memory_features``
   (the same plus SAM 2's no-memory embedding), ``high_res_feat0``, ``high_res_feat1``;
@@ -27,14 +28,18 @@ back: its memory keeps the frames it was absent in, as SAM 2's does).
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from edgevision.bundle import Bundle, load_bundle
 from edgevision.errors import BadInput
 from edgevision.ops.memory_bank import MemoryBank, select_mask
+from edgevision.ops.results import ObjectResult
+from edgevision.runtime.base import open_runner
 
 log = logging.getLogger(__name__)
 
@@ -45,30 +50,16 @@ BOX_LABELS = (2, 3)
 Graph = Callable[[dict], dict]
 
 
-@dataclass
-class ObjectResult:
-    """One object on one frame: ``mask`` (H, W) bool at frame size, its low-res logits (4g, 4g), the object
-    score logit (> 0: present) and the object pointer."""
+def head_capacity(head: Mapping) -> dict:
+    """The Tracker arguments a tracker bundle's head records (its graphs' static shapes)."""
+    return {"feature_shape": tuple(int(v) for v in head["memory_shape"]), "ptr_dim": int(head["ptr_dim"]),
+            "num_maskmem": int(head["num_maskmem"]), "max_cond_frames": int(head["max_cond_frames"]),
+            "max_ptrs": int(head["max_ptrs"]), "prompt_slots": int(head["prompt_slots"])}
 
-    obj_id: int
-    mask: np.ndarray
-    low_res_logits: np.ndarray
-    score: float
-    obj_ptr: np.ndarray
 
-    @property
-    def present(self) -> bool:
-        return self.score > 0
-
-    @property
-    def area(self) -> int:
-        return int(self.mask.sum())
-
-    def box(self) -> tuple[int, int, int, int] | None:
-        ys, xs = np.nonzero(self.mask)
-        if not len(xs):
-            return None
-        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+def runner_graphs(runner) -> dict[str, Graph]:
+    """A runner's four tracker graphs as callables."""
+    return {name: (lambda feeds, name=name: runner.run(name, feeds)) for name in GRAPH_NAMES}
 
 
 @dataclass
@@ -80,9 +71,25 @@ class _Track:
 class Tracker:
     """Tracks prompted objects through a stream of RGB frames (H, W, 3) uint8."""
 
-    def __init__(self, graphs: Mapping[str, Graph], img_size: int, *, feature_shape: tuple[int, int, int],
-                 ptr_dim: int = 256, num_maskmem: int = 7, max_cond_frames: int = 4, max_ptrs: int = 16,
-                 prompt_slots: int = 8, num_frames: int | None = None, mask_threshold: float = 0.0) -> None:
+    def __init__(self, graphs: Mapping[str, Graph] | Bundle | str | os.PathLike, img_size: int | None = None, *,
+                 feature_shape: tuple[int, int, int] | None = None, ptr_dim: int = 256, num_maskmem: int = 7,
+                 max_cond_frames: int = 4, max_ptrs: int = 16, prompt_slots: int = 8, num_frames: int | None = None,
+                 mask_threshold: float = 0.0, runtime: str | None = None, threads: int | None = None) -> None:
+        self.runner = None
+        if not isinstance(graphs, Mapping):
+            bundle = graphs if isinstance(graphs, Bundle) else load_bundle(graphs)
+            head = bundle.meta.head
+            if head.get("kind") != "tracker":
+                raise BadInput(f"{bundle.path}: a {bundle.meta.task} bundle ({bundle.meta.model}); a Tracker needs a "
+                               f"tracker bundle (graphs {', '.join(GRAPH_NAMES)})")
+            self.runner = open_runner(bundle, runtime, threads)
+            graphs, img_size = runner_graphs(self.runner), bundle.meta.imgsz
+            capacity = head_capacity(head)
+            feature_shape, ptr_dim = capacity["feature_shape"], capacity["ptr_dim"]
+            num_maskmem, max_cond_frames = capacity["num_maskmem"], capacity["max_cond_frames"]
+            max_ptrs, prompt_slots = capacity["max_ptrs"], capacity["prompt_slots"]
+        elif img_size is None or feature_shape is None:
+            raise TypeError("Tracker(graphs, ...) needs img_size and feature_shape (a bundle brings its own)")
         missing = [name for name in GRAPH_NAMES if name not in graphs]
         if missing:
             raise BadInput(f"a tracker needs the graphs {', '.join(GRAPH_NAMES)}; missing {', '.join(missing)}")
@@ -92,6 +99,31 @@ class Tracker:
         self.prompt_slots, self.num_frames, self.mask_threshold = prompt_slots, num_frames, mask_threshold
         self.tracks: dict[int, _Track] = {}
         self.reset()
+
+    @classmethod
+    def from_graphs(cls, graphs: Mapping[str, Graph], head: Mapping, img_size: int, **options) -> Tracker:
+        """A tracker of graph callables with the capacity a bundle's ``head`` records."""
+        return cls(graphs, img_size, **head_capacity(head), **options)
+
+    @classmethod
+    def from_runner(cls, runner, head: Mapping, img_size: int, **options) -> Tracker:
+        """A tracker of a runner's graphs (a bundle's, or the PyTorch reference's)."""
+        return cls.from_graphs(runner_graphs(runner), head, img_size, **options)
+
+    @property
+    def max_prompt_points(self) -> int:
+        """Points a prompt may have (a box counts as two): SAM 2 adds one padding token to a prompt."""
+        return self.prompt_slots - 1
+
+    def close(self) -> None:
+        if self.runner is not None:
+            self.runner.close()
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # ------------------------------------------------------------------------------------------- state
     def reset(self) -> None:

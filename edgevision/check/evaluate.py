@@ -50,6 +50,10 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *,
     """``runners`` is keyed by role; with both "reference" and "artifact", agreement and similarity are
     measured too."""
     task = get_task(io.task)
+    custom = task.evaluate_runners(runners, eval_set, io, progress)
+    if custom is not None:  # a task that evaluates sequences, not images
+        return EvalOutcome(custom["metrics"], custom["agreement"], custom.get("similarity", {}), custom["images"],
+                           custom.get("worst", []))
     post = task.make_postprocessor(io.head, io.imgsz, **task.eval_options(io.recipe))
     acc = {name: task.accumulator(io.labels, io.recipe) for name in runners} if eval_set.labelled else {}
     paired = "reference" in runners and "artifact" in runners

@@ -13,6 +13,7 @@ import logging
 import platform
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgevision import __version__
@@ -24,6 +25,7 @@ from edgevision.errors import AccuracyRegression, BadInput
 from edgevision.graphs import count_macs
 from edgevision.export.base import bind_artifact_names
 from edgevision.models.registry import get_variant
+from edgevision.tasks import get_task
 
 # target family -> module with export_artifact(ctx) -> ArtifactInfo
 EXPORTERS = {
@@ -125,6 +127,7 @@ def export_bundle(
                               num_classes=len(label_list))
     weights_file = None if random_weights else Path(weights or variant.weights_path)
     graphs = model_graphs(torch_model, variant.preprocess, size)
+    head = torch_model.head_spec(size)
     if max_drop is not None and [g.name for g in graphs] != [MODEL_GRAPH]:
         raise BadInput(f"--max-drop works on one-graph models in this version; {variant.name} exports as "
                        f"{', '.join(g.name for g in graphs)}: keep a graph in float with the recipe's graph_precision")
@@ -132,10 +135,17 @@ def export_bundle(
     calibration = feeds = None
     if "int8" in precisions.values():
         say("preparing calibration data")
-        calibration = calibration_set(calib, size, variant.stride, variant.preprocess.resize,
-                                      limit=recipe.quantization.subset_size)
         wanted = [g.name for g in graphs if precisions[g.name] == "int8"]
-        feeds = chained_feeds(graphs, calibration.batches, recipe.eval.seed, wanted)
+        rolled = get_task(variant.task).rollout_feeds(numpy_graphs(graphs), head, size,
+                                                      recipe.quantization.subset_size, recipe.eval.seed, calib, say)
+        if rolled is not None:  # a stateful model: its graphs' inputs recorded while it runs
+            feeds, source = rolled
+            feeds = {g.name: typed_feeds(g, feeds[g.name]) for g in graphs if g.name in wanted}
+            calibration = RecordedCalibration(source, max(len(v) for v in feeds.values()))
+        else:
+            calibration = calibration_set(calib, size, variant.stride, variant.preprocess.resize,
+                                          limit=recipe.quantization.subset_size)
+            feeds = chained_feeds(graphs, calibration.batches, recipe.eval.seed, wanted)
     exporter = importlib.import_module(EXPORTERS[profile.family])
 
     with staging_dir(out, force) as work:
@@ -153,7 +163,6 @@ def export_bundle(
             contexts[g.name] = ctx
             toolchain.update(info.toolchain)
 
-        head = torch_model.head_spec(size)
         meta = BundleMeta(
             edgevision_version=__version__,
             created=now_iso(),
@@ -294,6 +303,42 @@ def chained_feeds(graphs, images: list, seed: int, wanted: list[str] | None = No
     return feeds
 
 
+@dataclass
+class RecordedCalibration:
+    """Calibration inputs recorded while a stateful model ran (``Task.rollout_feeds``), not images."""
+
+    source: str
+    samples: int
+    sha256: str | None = None
+
+    def __len__(self) -> int:
+        return self.samples
+
+
+def numpy_graphs(graphs) -> dict[str, Callable[[dict], dict]]:
+    """The FP32 graphs as callables on NumPy dicts (what a runner's graphs are), for recording roll-outs."""
+    import numpy as np
+    import torch
+
+    def runs(g):
+        def run(feeds: dict) -> dict:
+            with torch.inference_mode():
+                out = g.module(*(torch.from_numpy(np.ascontiguousarray(feeds[t.name], dtype=t.dtype))
+                                 for t in g.inputs))
+            out = out if isinstance(out, (tuple, list)) else (out,)
+            return {n: o.float().numpy() for n, o in zip(g.outputs, out)}
+        return run
+
+    return {g.name: runs(g) for g in graphs}
+
+
+def typed_feeds(g, feeds: list[dict]) -> list[dict]:
+    """Recorded feeds with exactly the graph's inputs, in their dtypes."""
+    import numpy as np
+
+    return [{t.name: np.ascontiguousarray(f[t.name], dtype=t.dtype) for t in g.inputs} for f in feeds]
+
+
 def graph_spec(g, info, ctx, calibration, macs: int) -> GraphSpec:
     """The bundle's record of one exported graph: output shapes from one FP32 run of its module."""
     import torch
@@ -342,8 +387,15 @@ def store_golden(work: Path, graphs, meta: BundleMeta, recipe, count: int) -> di
 
     variant = get_variant(meta.model)
     data = synthetic_eval_set(meta.imgsz, variant.stride, count, recipe.eval.seed, meta.task)
-    images = [prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None] for s in data.samples]
-    feeds = chained_feeds(graphs, images, recipe.eval.seed)
+    rolled = get_task(meta.task).rollout_feeds(numpy_graphs(graphs), meta.head, meta.imgsz, count,
+                                                recipe.eval.seed)
+    if rolled is not None:
+        feeds = {g.name: typed_feeds(g, rolled[0][g.name]) for g in graphs}
+        count = min(len(v) for v in feeds.values())
+        feeds = {name: v[:count] for name, v in feeds.items()}
+    else:
+        images = [prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None] for s in data.samples]
+        feeds = chained_feeds(graphs, images, recipe.eval.seed)
     import torch
 
     per_graph = {}
@@ -351,14 +403,14 @@ def store_golden(work: Path, graphs, meta: BundleMeta, recipe, count: int) -> di
         inputs = {t.name: np.concatenate([f[t.name] for f in feeds[g.name]]) for t in g.inputs}
         outputs = {n: [] for n in g.outputs}
         with torch.inference_mode():
-            for i in range(0, len(images), 16):
+            for i in range(0, count, 16):
                 out = g.module(*(torch.from_numpy(inputs[t.name][i : i + 16]) for t in g.inputs))
                 out = out if isinstance(out, (tuple, list)) else (out,)
                 for n, o in zip(g.outputs, out):
                     outputs[n].append(o.float().numpy())
         per_graph[g.name] = (inputs, {n: np.concatenate(v) for n, v in outputs.items()})
     info = write_golden(work / GOLDEN_FILE, meta.task, per_graph, meta.imgsz)
-    return {**info, "data": data.description}
+    return {**info, "data": rolled[1] if rolled is not None else data.description}
 
 
 def _toolchain(extra: dict[str, str]) -> dict[str, str]:

@@ -31,6 +31,7 @@ IMAGENET_PLAIN = Preprocess(resize="plain", mean=(123.675, 116.28, 103.53), std=
 IMAGENET_INDEX = tuple(str(i) for i in range(1000))  # classes named by index unless --labels names them
 _VIT = "edgevision.models.vit:VisionTransformer"
 _EFFICIENT_SAM = "edgevision.models.efficient_sam:EfficientSam"
+_SAM2 = "edgevision.models.sam2:Sam2"
 # EfficientSAM normalises image / 255 with ImageNet mean/std after a plain (non-letterbox) resize to the square
 SAM_PLAIN = IMAGENET_PLAIN
 
@@ -143,6 +144,17 @@ VARIANTS: tuple[ModelVariant, ...] = (
         "efficient-sam-vits", _EFFICIENT_SAM, "prompt-segment", imgsz=1024, stride=16, labels=("object",),
         preprocess=SAM_PLAIN, config={"embed_dim": 384, "num_heads": 6},
         summary="EfficientSAM ViT-S (official efficient_sam_vits.pt, unzipped; pass --weights)",
+    ),
+    ModelVariant(
+        "sam2.1-hiera-tiny", _SAM2, "track", imgsz=1024, stride=32, labels=("object",), preprocess=IMAGENET_PLAIN,
+        config={"embed_dim": 96, "num_heads": 1, "stages": (1, 2, 7, 2), "global_att_blocks": (5, 7, 9)},
+        summary="SAM 2.1 Hiera-T video tracker: image_encoder, memory_attention, mask_decoder and memory_encoder "
+                "graphs, memory bank on the CPU (official sam2.1_hiera_tiny.pt; pass --weights)",
+    ),
+    ModelVariant(
+        "sam2.1-hiera-small", _SAM2, "track", imgsz=1024, stride=32, labels=("object",), preprocess=IMAGENET_PLAIN,
+        config={"embed_dim": 96, "num_heads": 1, "stages": (1, 2, 11, 2), "global_att_blocks": (7, 10, 13)},
+        summary="SAM 2.1 Hiera-S video tracker (official sam2.1_hiera_small.pt; pass --weights)",
     ),
 )  # fmt: skip
 

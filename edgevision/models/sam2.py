@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevision.models.efficient_sam import LayerNorm2d, PositionEmbeddingRandom, TokenAttention, TwoWayTransformer
+from edgevision.models.registry import get_variant
 from edgevision.models.hiera import MLP, FpnNeck, Hiera, ImageEncoder, sine_position_encoding
 
 NO_OBJ_SCORE = -1024.0  # the mask logit SAM 2 writes where the object score says "absent"
@@ -329,10 +330,20 @@ class Sam2(nn.Module):
     def grid(self) -> int:
         return self.img_size // 16
 
-    def export_graphs(self, imgsz: int, preprocess, **capacity) -> list:
+    def export_graphs(self, imgsz: int, preprocess, *, prompt_slots: int = 8, max_cond_frames: int = 4,
+                      max_ptrs: int = 16) -> list:
+        """The four static tracker graphs; the capacity fixes their shapes and goes in the bundle's head."""
         from edgevision.models.wrappers import tracker_graphs
 
-        return tracker_graphs(self, imgsz, preprocess, **capacity)
+        self.capacity = {"prompt_slots": prompt_slots, "max_cond_frames": max_cond_frames, "max_ptrs": max_ptrs}
+        return tracker_graphs(self, imgsz, preprocess, **self.capacity)
+
+    def head_spec(self, imgsz: int) -> dict:
+        """What ``edgevision.tracker.Tracker`` needs to know of the exported graphs."""
+        capacity = getattr(self, "capacity", {"prompt_slots": 8, "max_cond_frames": 4, "max_ptrs": 16})
+        gm = imgsz // 16 // self.memory_pool
+        return {"kind": "tracker", **capacity, "memory_shape": [self.mem_dim, gm, gm], "ptr_dim": self.dim,
+                "num_maskmem": self.num_maskmem}
 
     def dense_pe(self) -> torch.Tensor:
         return self.sam_prompt_encoder.pe_layer.dense(self.grid).unsqueeze(0)
@@ -404,17 +415,8 @@ class Sam2(nn.Module):
         return memory + absent * self.no_obj_embed_spatial.reshape(1, -1, 1, 1)
 
 
-def sam2_config(embed_dim: int, num_heads: int, stages: tuple[int, ...], global_att_blocks: tuple[int, ...],
-                **extra) -> dict:
-    return {"embed_dim": embed_dim, "num_heads": num_heads, "stages": stages,
-            "global_att_blocks": global_att_blocks, **extra}
-
-
-# the official configs (sam2.1_hiera_t.yaml / sam2.1_hiera_s.yaml); registry variants follow with the export
-SAM2_CONFIGS = {
-    "sam2.1-hiera-tiny": sam2_config(96, 1, (1, 2, 7, 2), (5, 7, 9)),
-    "sam2.1-hiera-small": sam2_config(96, 1, (1, 2, 11, 2), (7, 10, 13)),
-}
+# the official configs (sam2.1_hiera_t.yaml / sam2.1_hiera_s.yaml), as the registry's variants hold them
+SAM2_CONFIGS = {name: dict(get_variant(name).config) for name in ("sam2.1-hiera-tiny", "sam2.1-hiera-small")}
 
 
 IMAGE_MEAN, IMAGE_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # of image / 255

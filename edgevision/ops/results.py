@@ -76,3 +76,52 @@ class PromptMasks:
                         "area": int(np.count_nonzero(mask)), "box": None if box is None else [round(v, 1) for v in box],
                         "score": round(float(score), 4)})
         return out
+
+
+@dataclass
+class ObjectResult:
+    """One tracked object on one frame: ``mask`` (H, W) bool at frame size, the decoder's low-res logits of the
+    kept mask (4g, 4g), the object score logit (> 0: present) and the object pointer (C,)."""
+
+    obj_id: int
+    mask: np.ndarray
+    low_res_logits: np.ndarray
+    score: float
+    obj_ptr: np.ndarray
+
+    @property
+    def present(self) -> bool:
+        return self.score > 0
+
+    @property
+    def area(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+    def box(self) -> tuple[int, int, int, int] | None:
+        """xyxy extent of the mask in pixels, None when empty."""
+        ys = np.flatnonzero(self.mask.any(1))
+        if not ys.size:
+            return None
+        xs = np.flatnonzero(self.mask.any(0))
+        return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
+
+    def to_json(self) -> dict:
+        return {"id": int(self.obj_id), "area": self.area, "box": None if self.box() is None else list(self.box()),
+                "score": round(float(self.score), 4), "present": bool(self.present)}
+
+
+@dataclass
+class TrackedObjects:
+    """Every tracked object on one frame, in the order they were first prompted."""
+
+    objects: list[ObjectResult]
+    frame_index: int = -1
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def by_id(self) -> dict[int, ObjectResult]:
+        return {o.obj_id: o for o in self.objects}
+
+    def to_json(self, labels: list[str] | tuple[str, ...] = ()) -> list[dict]:
+        return [o.to_json() for o in self.objects]

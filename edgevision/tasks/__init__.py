@@ -1,4 +1,4 @@
-"""Task plug-ins: detect, segment, classify and prompt-segment; track next.
+"""Task plug-ins: detect, segment, classify, prompt-segment and track.
 
 A new task is one module with a ``Task`` subclass plus one line in ``TASKS`` (or ``register_task(MyTask())``
 at run time, e.g. from a plug-in package or a test).
@@ -17,6 +17,7 @@ TASKS = {
     "segment": "edgevision.tasks.segment:SegmentTask",
     "classify": "edgevision.tasks.classify:ClassifyTask",
     "prompt-segment": "edgevision.tasks.prompt_segment:PromptSegmentTask",
+    "track": "edgevision.tasks.track:TrackTask",
 }
 _loaded: dict[str, Task] = {}
 _by_result_type: dict[type, Task] = {}

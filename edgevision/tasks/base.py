@@ -62,6 +62,21 @@ class Task(ABC):
         of outputs per image (each with a leading dimension of 1)."""
         return self.infer(runner, batch)
 
+    def evaluate_runners(self, runners: Mapping[str, Any], eval_set, io, progress=None) -> dict | None:
+        """Evaluation of a task whose samples are not single images (a tracker's clips): a dict with ``metrics``
+        (runner -> metric -> value), ``agreement``, ``images`` (samples evaluated) and optionally ``worst`` and
+        ``similarity``. None (the default): images, one at a time, through ``infer_eval`` and the
+        postprocessor."""
+        return None
+
+    def rollout_feeds(self, graphs: Mapping[str, Any], head: dict, imgsz: int, count: int, seed: int, data=None,
+                      say=None) -> tuple[dict[str, list[dict]], str] | None:
+        """Calibration and golden inputs for a model whose graphs do not chain on one image (a tracker's memory
+        attention takes what earlier frames left): per graph up to ``count`` feeds recorded while running
+        ``graphs`` (name -> callable on NumPy dicts) on ``data`` or synthetic data, and a description of the
+        source. None (the default): export feeds each image through the graphs in order."""
+        return None
+
     def similarity_outputs(self, outputs: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """The outputs whose reference/artifact similarity is reported (all by default)."""
         return outputs
