@@ -567,7 +567,13 @@ def distill(
                   "  edgevision run SAM_BUNDLE --source photo.jpg --point 320,240 --point 100,80,0 --out masks.mp4\n\n"
                   "  edgevision run SAM_BUNDLE --source clip.mp4 --box 50,60,300,400 --box 400,50,600,300\n\n"
                   "  edgevision run SAM_BUNDLE --source 0 --prompts-from bundles/fast-yolo-demo-cpu-int8   # detect, "
-                  "then segment each box")
+                  "then segment each box\n\n"
+                  "A tracker (SAM 2-style bundle) follows objects through the stream, with memory; each --box (or the "
+                  "points) starts one object on the first frame, or on --prompt-frame N:\n\n"
+                  "  edgevision run TRACKER --source clip.mp4 --box 50,60,300,400 --box 400,50,600,300 --jsonl "
+                  "tracks.jsonl\n\n"
+                  "  edgevision run TRACKER --source rtsp://127.0.0.1:8554/cam --prompts-from DETECTOR --classes "
+                  "person,dog --max-objects 4")
 def run(
     bundle: Annotated[Path, typer.Argument(help="Bundle directory or .tar.gz archive.")],
     source: Annotated[str, typer.Option("--source", "-s", help="What to read (see above).")],
@@ -599,18 +605,31 @@ def run(
                                                        "(label 1 foreground, the default, or 0 background). All "
                                                        "points form one prompt, with the box if there is one; at "
                                                        "most 6 slots, a box taking 2.")] = None,
-    box: Annotated[Optional[list[str]], typer.Option("--box", help="Promptable bundles: a box x0,y0,x1,y1. Several "
-                                                     "boxes are several prompts, one mask each.")] = None,
+    box: Annotated[Optional[list[str]], typer.Option("--box", help="Promptable bundles and trackers: a box x0,y0,x1,y1. Several "
+                                                     "boxes are several prompts, one mask (or tracked object) each.")] = None,
     prompts_from: Annotated[Optional[Path], typer.Option("--prompts-from", help="Promptable bundles: a detector "
                                                          "bundle run first on each frame; each detection box "
-                                                         "becomes a box prompt (up to 16, best first).")] = None,
+                                                         "becomes a box prompt (up to 16, best first). "
+                                                         "Trackers: a detection that overlaps no live track starts "
+                                                         "one.")] = None,
+    prompt_frame: Annotated[int, typer.Option("--prompt-frame", min=0, help="Trackers: the frame (counting from 0 "
+                                              "among the frames processed) where --box/--point start their "
+                                              "objects.")] = 0,
+    classes: Annotated[Optional[list[str]], typer.Option("--classes", help="Trackers with --prompts-from: only "
+                                                         "detections of these labels start tracks (names, "
+                                                         "comma-separated or repeated).")] = None,
+    max_objects: Annotated[int, typer.Option("--max-objects", min=1, help="Trackers with --prompts-from: at most "
+                                             "this many live tracks.")] = 8,
+    lost_after: Annotated[int, typer.Option("--lost-after", min=1, help="Trackers with --prompts-from: end a track "
+                                            "whose object score stays negative this many frames in a row.")] = 30,
 ) -> None:
     from edgevision.pipeline.runner import run_pipeline
 
     summary = run_pipeline(bundle, source, show=show, out_video=out_video, serve=serve, host=host, jsonl=jsonl,
                            stats=stats, max_frames=max_frames, realtime=realtime, conf=conf, iou=iou,
                            max_reconnects=max_reconnects, runtime=runtime, threads=threads, points=point or (),
-                           boxes=box or (), prompts_from=prompts_from)
+                           boxes=box or (), prompts_from=prompts_from, prompt_frame=prompt_frame,
+                           classes=classes or (), max_objects=max_objects, lost_after=lost_after)
     print_run(summary)
     if summary.get("interrupted"):
         kept = [f"{p} ({summary['frames_processed']} frames)" for p in (out_video, jsonl) if p is not None]

@@ -38,7 +38,7 @@ import numpy as np
 from edgevision.bundle import Bundle, load_bundle
 from edgevision.errors import BadInput
 from edgevision.ops.memory_bank import MemoryBank, select_mask
-from edgevision.ops.results import ObjectResult
+from edgevision.ops.results import ObjectResult, TrackedObjects
 from edgevision.runtime.base import open_runner
 
 log = logging.getLogger(__name__)
@@ -259,3 +259,100 @@ class Tracker:
         h, w = self.frame_size
         mask = cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > self.mask_threshold
         return ObjectResult(obj_id, mask, logits, float(score[0, 0]), ptr)
+
+
+# ------------------------------------------------------------------------------------------------ live stage
+@dataclass(frozen=True)
+class TrackPrompt:
+    """The prompt that starts one object: a box and/or points, in frame pixels."""
+
+    box: tuple[float, float, float, float] | None = None
+    points: tuple[tuple[float, float], ...] = ()
+    labels: tuple[int, ...] = ()
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class TrackStage:
+    """``edgevision run`` on a tracker bundle: one Tracker over the stream.
+
+    Fixed prompts (``--box``/``--point``) start objects 1, 2, ... on frame ``prompt_frame`` of the frames that
+    reach the stage (frames before it are passed through untracked). Or, behind a detector in a Chain
+    (``--prompts-from``): after each frame is tracked, a detection of one of ``classes`` that overlaps no live
+    track (box IoU below ``overlap``) starts a new object, up to ``max_objects`` live; a track whose object score
+    stays negative for ``lost_after`` frames in a row ends. IDs are never reused."""
+
+    stateful = True
+
+    def __init__(self, tracker: Tracker, prompts: Sequence[TrackPrompt] = (), *, prompt_frame: int = 0,
+                 max_objects: int = 8, lost_after: int = 30, classes: Sequence[int] | None = None,
+                 overlap: float = 0.3, labels: Sequence[str] = ("object",)) -> None:
+        self.tracker, self.runner = tracker, tracker.runner
+        self.prompts, self.prompt_frame = list(prompts), prompt_frame
+        self.max_objects, self.lost_after, self.overlap = max_objects, lost_after, overlap
+        self.classes = None if classes is None else set(classes)
+        self.labels = tuple(labels)
+        self.seen = 0
+        self.next_id = 1
+        self.absent_for: dict[int, int] = {}
+
+    def step(self, frame_rgb: np.ndarray, upstream=None) -> TrackedObjects:
+        index = self.seen
+        self.seen += 1
+        if upstream is None and index < self.prompt_frame:
+            return TrackedObjects([], index)
+        if self.tracker.frame_size is not None and frame_rgb.shape[:2] != self.tracker.frame_size:
+            self.absent_for.clear()  # the tracker resets itself (with a warning); its objects are gone
+        results = self.tracker.track(frame_rgb) if self.tracker.object_ids or upstream is None else {}
+        if upstream is None and index == self.prompt_frame:
+            for prompt in self.prompts:
+                obj_id = self._new_id()
+                results[obj_id] = self._add(frame_rgb, obj_id, prompt)
+        elif upstream is not None:
+            self._drop_lost(results)
+            for prompt in self._new_objects(upstream, results, frame_rgb.shape[:2]):
+                obj_id = self._new_id()
+                results[obj_id] = self._add(frame_rgb, obj_id, prompt)
+        return TrackedObjects(list(results.values()), index)
+
+    def _add(self, frame_rgb: np.ndarray, obj_id: int, prompt: TrackPrompt) -> ObjectResult:
+        return self.tracker.add_prompt(frame_rgb, obj_id, box=prompt.box, points=prompt.points or None,
+                                       labels=prompt.labels or None)
+
+    def _new_id(self) -> int:
+        obj_id, self.next_id = self.next_id, self.next_id + 1
+        return obj_id
+
+    def _drop_lost(self, results: dict[int, ObjectResult]) -> None:
+        for obj_id, r in list(results.items()):
+            self.absent_for[obj_id] = 0 if r.present else self.absent_for.get(obj_id, 0) + 1
+            if self.absent_for[obj_id] >= self.lost_after:
+                self.tracker.remove(obj_id)
+                del self.absent_for[obj_id], results[obj_id]
+
+    def _new_objects(self, detections, results: dict[int, ObjectResult], size: tuple[int, int]) -> list[TrackPrompt]:
+        h, w = size
+        live = [r.box() for r in results.values() if r.present and r.box() is not None]
+        room = self.max_objects - len(self.tracker.object_ids)
+        out = []
+        for i in np.argsort(-detections.scores, kind="stable"):
+            if room <= 0:
+                break
+            if self.classes is not None and int(detections.class_ids[i]) not in self.classes:
+                continue
+            x0, y0, x1, y1 = np.clip(detections.boxes[i], 0, [w, h, w, h]).tolist()
+            if x1 - x0 < 2 or y1 - y0 < 2:
+                continue
+            box = (x0, y0, x1, y1)
+            if any(box_iou(box, b) >= self.overlap for b in live):
+                continue
+            out.append(TrackPrompt(box=box))
+            live.append(box)
+            room -= 1
+        return out

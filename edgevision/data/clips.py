@@ -107,6 +107,7 @@ def write_clip(folder: Path, frames: np.ndarray, masks: np.ndarray | None = None
     folder = Path(folder)
     if folder.exists():
         raise BadInput(f"{folder}: already exists; give a new folder")
+    folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         (tmp / "frames").mkdir()

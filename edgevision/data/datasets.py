@@ -137,10 +137,16 @@ def _paint_masks(anns: list[dict], cls: np.ndarray, hw: tuple[int, int]) -> np.n
 
 def load_eval_set(data: str | Path | None, *, imgsz: int, stride: int, task: str, labels: Sequence[str],
                   count: int, seed: int) -> EvalSet:
-    """``--data``: None (synthetic), a directory (unlabelled images) or a COCO .json file."""
+    """``--data``: None (synthetic), a directory (unlabelled images) or a COCO .json file; or what the task
+    reads itself (a tracker's clip folders)."""
     if data is None:
         return synthetic_eval_set(imgsz, stride, count, seed, task, labels)
     path = Path(data)
+    from edgevision.tasks import get_task
+
+    custom = get_task(task).eval_set_from(path)
+    if custom is not None:
+        return custom
     if path.is_dir():
         return image_folder(path)
     if path.suffix.lower() == ".json":

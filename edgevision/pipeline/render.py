@@ -10,7 +10,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from edgevision.ops.results import Classification, Detections, PromptMasks, Segmentation
+from edgevision.ops.results import Classification, Detections, PromptMasks, Segmentation, TrackedObjects
 
 
 # Saturated, evenly spaced hues (BGR), far from the greys and pastels of most scenes and of the synthetic shapes.
@@ -125,6 +125,33 @@ def draw_prompt_masks(frame_bgr: np.ndarray, result: PromptMasks, alpha: float =
             centre = (int(round(x)), int(round(y)))
             cv2.circle(frame_bgr, centre, 3 + thickness, (0, 200, 0) if label == 1 else (0, 0, 220), -1, cv2.LINE_AA)
             cv2.circle(frame_bgr, centre, 3 + thickness, (255, 255, 255), 1, cv2.LINE_AA)
+    return frame_bgr
+
+
+def draw_tracks(frame_bgr: np.ndarray, result: TrackedObjects, alpha: float = 0.45) -> np.ndarray:
+    """Each present object's mask blended in the colour of its ID (the same colour on every frame), outlined,
+    with "#id score" at its top-left corner; absent objects are not drawn."""
+    h, w = frame_bgr.shape[:2]
+    thickness = max(1, round(min(h, w) / 400))
+    placed: list[tuple[int, int, int, int]] = []
+    for obj in result.objects:
+        mask = obj.mask
+        if not obj.present or not mask.any():
+            continue
+        colour = _DISTINCT[obj.obj_id % len(_DISTINCT)]
+        bgr = tuple(int(v) for v in colour)
+        if mask.shape != (h, w):
+            mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        frame_bgr[mask] = (frame_bgr[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(frame_bgr, contours, -1, bgr, thickness, cv2.LINE_AA)
+        ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        text = f"#{obj.obj_id} {obj.score:.1f}"
+        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        x, y = _place_label(placed, int(xs[0]), int(ys[0]), tw + 4, th + 6, (h, w))
+        cv2.rectangle(frame_bgr, (x, y), (x + tw + 4, y + th + 6), bgr, -1)
+        cv2.putText(frame_bgr, text, (x + 2, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                    cv2.LINE_AA)
     return frame_bgr
 
 

@@ -36,7 +36,8 @@ def run_pipeline(bundle, source: str, *, show: bool = False, out_video: Path | N
                  max_frames: int | None = None, realtime: bool | None = None, conf: float | None = None,
                  iou: float | None = None, max_reconnects: int = 5, runtime: str | None = None,
                  threads: int | None = None, processors=(), points: Sequence[str] = (), boxes: Sequence[str] = (),
-                 prompts_from: Path | None = None) -> dict:
+                 prompts_from: Path | None = None, prompt_frame: int = 0, classes: Sequence[str] = (),
+                 max_objects: int = 8, lost_after: int = 30) -> dict:
     if serve is not None and not 1 <= serve <= 65535:
         raise BadInput(f"--serve {serve}: not a TCP port; give one from 1 to 65535 (e.g. --serve 8080)")
     for flag, path in (("--out", out_video), ("--jsonl", jsonl), ("--stats", stats)):
@@ -53,8 +54,10 @@ def run_pipeline(bundle, source: str, *, show: bool = False, out_video: Path | N
             sinks.append(MjpegServer(serve, host))
         if jsonl is not None:
             sinks.append(JsonlSink(jsonl))
+        tracking = {"prompt_frame": prompt_frame, "classes": classes, "max_objects": max_objects,
+                    "lost_after": lost_after}
         predictor = _stage(bundle, runtime, threads or profile.pipeline.inference, conf, iou, points, boxes,
-                           prompts_from)
+                           prompts_from, tracking)
         if out_video is not None:
             src.open()  # learn the source's frame rate for the writer
             sinks.append(VideoFileSink(out_video, src.info.fps or 30.0))
@@ -79,10 +82,18 @@ def run_pipeline(bundle, source: str, *, show: bool = False, out_video: Path | N
     return summary
 
 
-def _stage(bundle, runtime, threads, conf, iou, points: Sequence[str], boxes: Sequence[str], prompts_from):
+def _stage(bundle, runtime, threads, conf, iou, points: Sequence[str], boxes: Sequence[str], prompts_from,
+           tracking: dict | None = None):
     """A Predictor for one-graph tasks; for a promptable bundle, a PromptStage with the prompts given, or
-    chained behind a detector (--prompts-from)."""
-    promptable = bundle.meta.head.get("kind") == "prompt-masks"
+    chained behind a detector (--prompts-from); for a tracker, a TrackStage likewise."""
+    tracking = tracking or {}
+    kind = bundle.meta.head.get("kind")
+    if kind != "tracker" and (tracking.get("prompt_frame") or tracking.get("classes")):
+        raise BadInput(f"--prompt-frame and --classes apply to a tracker bundle; {bundle.path} is a "
+                       f"{bundle.meta.task} bundle ({bundle.meta.model})")
+    if kind == "tracker":
+        return _track_stage(bundle, runtime, threads, conf, iou, points, boxes, prompts_from, tracking)
+    promptable = kind == "prompt-masks"
     if not promptable:
         if points or boxes or prompts_from is not None:
             raise BadInput(f"--point, --box and --prompts-from prompt a promptable segmentation bundle; "
@@ -97,14 +108,52 @@ def _stage(bundle, runtime, threads, conf, iou, points: Sequence[str], boxes: Se
         raise BadInput(f"{bundle.path} is a promptable segmentation bundle: say what to segment with --point x,y "
                        f"or --box x0,y0,x1,y1, or --prompts-from DETECTOR_BUNDLE")
     if prompts_from is not None:
-        detector_bundle = load_bundle(prompts_from)
-        if detector_bundle.meta.task != "detect":
-            raise BadInput(f"--prompts-from {prompts_from}: a {detector_bundle.meta.task} bundle "
-                           f"({detector_bundle.meta.model}); give a detector bundle, whose boxes become box prompts")
-        detector = Predictor(detector_bundle, threads=threads, conf=conf, iou=iou)
+        detector = _detector(prompts_from, threads, conf, iou)
         return Chain(detector, PromptStage(PromptPredictor(bundle, runtime=runtime, threads=threads)))
     slots = int(bundle.meta.head["prompt_slots"])
     return PromptStage(PromptPredictor(bundle, runtime=runtime, threads=threads), cli_prompts(points, boxes, slots))
+
+
+def _detector(path: Path, threads, conf, iou) -> Predictor:
+    detector_bundle = load_bundle(path)
+    if detector_bundle.meta.task != "detect":
+        raise BadInput(f"--prompts-from {path}: a {detector_bundle.meta.task} bundle ({detector_bundle.meta.model}); "
+                       f"give a detector bundle, whose boxes become box prompts")
+    return Predictor(detector_bundle, threads=threads, conf=conf, iou=iou)
+
+
+def _track_stage(bundle, runtime, threads, conf, iou, points: Sequence[str], boxes: Sequence[str], prompts_from,
+                 tracking: dict):
+    """A TrackStage: --box/--point start objects on --prompt-frame, or a detector's boxes start them
+    (--prompts-from, --classes, --max-objects, --lost-after)."""
+    from edgevision.tracker import Tracker, TrackPrompt, TrackStage
+
+    if prompts_from is not None and (points or boxes):
+        raise BadInput("give either --box/--point (objects to track from --prompt-frame) or --prompts-from DETECTOR "
+                       "(its detections start tracks), not both")
+    if prompts_from is None and not (points or boxes):
+        raise BadInput(f"{bundle.path} is a tracker bundle: say what to track with --box x0,y0,x1,y1 or --point x,y "
+                       f"(on the first frame, or --prompt-frame N), or --prompts-from DETECTOR_BUNDLE")
+    if tracking.get("classes") and prompts_from is None:
+        raise BadInput("--classes picks which detections start tracks; it needs --prompts-from DETECTOR_BUNDLE")
+    options = {"max_objects": tracking.get("max_objects", 8), "lost_after": tracking.get("lost_after", 30)}
+    if prompts_from is not None:
+        detector = _detector(prompts_from, threads, conf, iou)
+        names = list(detector.labels)
+        classes = None
+        if tracking.get("classes"):
+            wanted = [c.strip() for text in tracking["classes"] for c in text.split(",") if c.strip()]
+            unknown = [c for c in wanted if c not in names]
+            if unknown:
+                raise BadInput(f"--classes {','.join(unknown)}: not a label of {prompts_from} (its labels: "
+                               f"{', '.join(names)})")
+            classes = [names.index(c) for c in wanted]
+        tracker = Tracker(bundle, runtime=runtime, threads=threads)
+        return Chain(detector, TrackStage(tracker, classes=classes, labels=names, **options))
+    tracker = Tracker(bundle, runtime=runtime, threads=threads)
+    prompts = [TrackPrompt(p.box, tuple(p.points), tuple(p.labels))
+               for p in cli_prompts(points, boxes, tracker.max_prompt_points)]
+    return TrackStage(tracker, prompts, prompt_frame=tracking.get("prompt_frame", 0), **options)
 
 
 def cli_prompts(points: Sequence[str], boxes: Sequence[str], slots: int) -> list[Prompt]:

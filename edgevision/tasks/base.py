@@ -69,6 +69,11 @@ class Task(ABC):
         postprocessor."""
         return None
 
+    def eval_set_from(self, path):
+        """``check --data PATH`` in the task's own format (a tracker's clip folders), or None for the usual
+        image folders and COCO files."""
+        return None
+
     def rollout_feeds(self, graphs: Mapping[str, Any], head: dict, imgsz: int, count: int, seed: int, data=None,
                       say=None) -> tuple[dict[str, list[dict]], str] | None:
         """Calibration and golden inputs for a model whose graphs do not chain on one image (a tracker's memory

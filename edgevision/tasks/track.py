@@ -221,6 +221,11 @@ class TrackTask(Task):
                 "agreement": self.agreement_figures(agreement.result()) if paired else {},
                 "images": count, "worst": worst[:5]}
 
+    def eval_set_from(self, path) -> EvalSet:
+        from edgevision.data.clips import clip_eval_set
+
+        return clip_eval_set(path)
+
     def rollout_feeds(self, graphs: Mapping[str, Callable], head: dict, imgsz: int, count: int, seed: int,
                       data=None, say=None) -> tuple[dict[str, list[dict]], str]:
         """Inputs of every graph recorded while tracking clips: ``data`` (a folder of clips) or synthetic ones."""

@@ -1,0 +1,176 @@
+"""Tracker bundles end to end: export of the four graphs, Tracker(bundle) against the PyTorch tracker, `run` with
+box and point prompts or a detector's boxes, `check` on clip folders, and the bad inputs that exit 2.
+
+The model is the official hiera-tiny layout with seeded random weights at 256 px (what the tests can afford);
+``test_sam2.py`` proves the same code reproduces the official outputs at 1024."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edgevision.cli import main
+from edgevision.data.clips import load_clip, write_clip
+from edgevision.data.tracking_clips import ClipSpec, render_clip
+from edgevision.ops.results import Detections, ObjectResult
+from edgevision.tasks.track import ClipSample, rollout
+from edgevision.tracker import GRAPH_NAMES, Tracker, TrackStage
+
+SIZE = 256
+
+
+@pytest.fixture(scope="module")
+def tracker_bundle(export_once):
+    return export_once("sam2.1-hiera-tiny", "cpu", "fp32", random_weights=True, imgsz=SIZE, golden=4)
+
+
+@pytest.fixture(scope="module")
+def reference_tracker(tracker_bundle):
+    from edgevision.check.reference import reference_runner
+
+    return Tracker.from_runner(reference_runner(tracker_bundle, threads=1), tracker_bundle.meta.head, SIZE)
+
+
+@pytest.fixture(scope="module")
+def clip():
+    c = render_clip(20_000_003, ClipSpec(length=8))
+    return ClipSample("clip", c.frames, c.masks, (0, 1))
+
+
+@pytest.fixture(scope="module")
+def clip_video(clip, tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (SIZE, SIZE))
+    for frame in clip.frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path
+
+
+def test_the_bundle_has_the_four_static_graphs_and_the_bank_capacity(tracker_bundle):
+    meta = tracker_bundle.meta
+    assert list(meta.graphs) == list(GRAPH_NAMES)
+    assert meta.task == "track" and meta.head["kind"] == "tracker"
+    slots = meta.head["max_cond_frames"] + meta.head["num_maskmem"] - 1
+    mem = meta.graph("memory_attention").input("mem_features")
+    assert mem.shape == [1, slots, *meta.head["memory_shape"]]
+    assert meta.graph("memory_attention").input("mem_valid").shape == [1, slots]
+    assert meta.graph("mask_decoder").input("point_labels").shape == [1, meta.head["prompt_slots"]]
+
+
+def test_the_onnx_tracker_follows_the_pytorch_tracker_frame_by_frame(tracker_bundle, reference_tracker, clip):
+    with Tracker(tracker_bundle) as onnx_tracker:
+        ours = rollout(onnx_tracker, clip)
+    theirs = rollout(reference_tracker, clip)
+    assert [len(f.objects) for f in ours] == [2] * len(clip.frames)
+    for a, b in zip(ours, theirs):
+        for x, y in zip(a.objects, b.objects):
+            assert x.obj_id == y.obj_id
+            scale = max(1.0, float(np.abs(y.low_res_logits).max()))
+            assert np.abs(x.low_res_logits - y.low_res_logits).max() <= 2e-3 * scale
+            assert abs(x.score - y.score) <= 2e-3 * max(1.0, abs(y.score))
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_run_tracks_boxes_and_points_from_the_prompt_frame(capsys, tracker_bundle, clip, clip_video, tmp_path):
+    box = ",".join(str(v) for v in clip.box(0))
+    jsonl, video = tmp_path / "t.jsonl", tmp_path / "t.mp4"
+    code = main(["run", str(tracker_bundle.path), "--source", str(clip_video), "--box", box, "--point", "20,30",
+                 "--point", "200,40,0", "--box", "1,1,50,60", "--prompt-frame", "2", "--jsonl", str(jsonl),
+                 "--out", str(video)])
+    assert code == 0, capsys.readouterr().err
+    lines = read_jsonl(jsonl)
+    assert len(lines) == len(clip.frames)
+    assert [len(line["objects"]) for line in lines] == [0, 0] + [3] * (len(clip.frames) - 2)
+    for line in lines[2:]:
+        assert [o["id"] for o in line["objects"]] == [1, 2, 3]  # the points are one object, each box another
+        for o in line["objects"]:
+            assert set(o) == {"id", "area", "box", "score", "present"}
+            assert o["present"] == (o["score"] > 0)
+            assert (o["box"] is None) == (o["area"] == 0)
+    capture = cv2.VideoCapture(str(video))
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == len(clip.frames)
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "is a tracker bundle: say what to track with --box"),
+    (["--box", "10,10,300,40"], "box 10,10,300,40 is not inside the 256x256 frame"),
+    (["--box", "10,10,40"], "--box 10,10,40: expected x0,y0,x1,y1"),
+    (["--box", "10,10,40,40", "--classes", "circle"], "--classes picks which detections start tracks; it needs"),
+])
+def test_bad_tracker_prompts_exit_2_with_one_line(capsys, tracker_bundle, clip_video, args, message):
+    assert main(["run", str(tracker_bundle.path), "--source", str(clip_video), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_prompts_from_a_bundle_that_is_not_a_detector_exits_2(capsys, tracker_bundle, clip_video):
+    assert main(["run", str(tracker_bundle.path), "--source", str(clip_video), "--prompts-from",
+                 str(tracker_bundle.path)]) == 2
+    assert "give a detector bundle" in capsys.readouterr().err
+
+
+def test_detections_start_tracks_and_tracks_end_when_lost(reference_tracker, clip):
+    """TrackStage behind a detector: a detection overlapping no live track starts one, up to max_objects; a
+    detection over a live track does not; a track absent lost_after frames in a row ends."""
+    reference_tracker.reset()
+    stage = TrackStage(reference_tracker, max_objects=2, lost_after=2, classes=[0, 1])
+    h, w = clip.frames.shape[1:3]
+    b0, b1 = clip.box(0), clip.box(1)
+    dets = Detections(np.array([b0, b0, b1, (0, 0, 30, 30)], np.float32), np.array([0.9, 0.8, 0.7, 0.6], np.float32),
+                      np.array([0, 0, 1, 0]))
+    first = stage.step(clip.frames[0], dets)
+    assert [o.obj_id for o in first.objects] == [1, 2]  # the duplicate of b0 overlaps track 1; max_objects 2
+    assert stage.tracker.object_ids == [1, 2]
+    second = stage.step(clip.frames[1], Detections.empty())
+    assert [o.obj_id for o in second.objects] == [1, 2]
+    other = Detections(np.array([(0, 0, 40, 40)], np.float32), np.array([0.9], np.float32), np.array([2]))
+    stage.tracker.remove(2)
+    assert [o.obj_id for o in stage.step(clip.frames[2], other).objects] == [1]  # class 2 is not in classes
+    back = stage.step(clip.frames[3], Detections(np.array([b1], np.float32), np.array([0.9], np.float32),
+                                                 np.array([1])))
+    assert [o.obj_id for o in back.objects] == [1, 3]  # room again: a new track, and ids are never reused
+
+
+def test_a_track_absent_for_lost_after_frames_in_a_row_ends(reference_tracker, clip):
+    reference_tracker.reset()
+    stage = TrackStage(reference_tracker, lost_after=3)
+    stage.step(clip.frames[0], Detections(np.array([clip.box(0)], np.float32), np.array([0.9], np.float32),
+                                          np.array([0])))
+    ptr = np.zeros(256, np.float32)
+    absent = ObjectResult(1, np.zeros((SIZE, SIZE), bool), np.zeros((64, 64), np.float32), -2.0, ptr)
+    present = ObjectResult(1, np.ones((SIZE, SIZE), bool), np.zeros((64, 64), np.float32), 2.0, ptr)
+    for seen in (absent, absent, present, absent, absent):  # a frame present in between restarts the count
+        stage._drop_lost({1: seen})
+        assert stage.tracker.object_ids == [1]
+    results = {1: absent}
+    stage._drop_lost(results)
+    assert stage.tracker.object_ids == [] and results == {}
+
+
+def test_check_on_a_clip_folder_reports_j_and_f_and_agreement(capsys, tracker_bundle, clip, tmp_path):
+    folder = write_clip(tmp_path / "clips" / "one", clip.frames[:6], clip.masks[:6, :2])
+    loaded = load_clip(folder)
+    assert loaded.masks.shape == (6, 2, SIZE, SIZE) and loaded.prompted == (0, 1)
+    assert np.array_equal(loaded.masks, clip.masks[:6, :2])
+    code = main(["check", str(tracker_bundle.path), "--data", str(tmp_path / "clips"), "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    metrics = report["metrics"]
+    assert {"J", "F", "J&F"} <= set(metrics["artifact"]) and {"J", "F", "J&F"} <= set(metrics["reference"])
+    assert abs(metrics["artifact"]["J&F"] - metrics["reference"]["J&F"]) < 0.5
+    assert report["agreement"]["mask_iou"] > 99.0
+
+
+def test_clip_folders_with_bad_masks_exit_2_naming_the_file(capsys, tracker_bundle, clip, tmp_path):
+    folder = write_clip(tmp_path / "c", clip.frames[:3], clip.masks[:3, :1])
+    (folder / "masks" / "00001.png").unlink()
+    assert main(["check", str(tracker_bundle.path), "--data", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "00001.png: missing" in err and len(err.splitlines()) == 1
