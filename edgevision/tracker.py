@@ -243,8 +243,8 @@ class Tracker:
                 "conditioned_features"]
             coords, labels = np.zeros((0, 2), np.float32), np.zeros((0,), np.float32)
         slot_coords, slot_labels = self._decoder_prompt(coords, labels)
-        out = self.graphs["mask_decoder"]({"image_embeddings": features, "high_res_feat0": feats["high_res_feat0"],
-                                           "high_res_feat1": feats["high_res_feat1"], "point_coords": slot_coords,
+        skips = {k: v for k, v in feats.items() if k.startswith("high_res_feat")}  # none from a one-scale encoder
+        out = self.graphs["mask_decoder"]({"image_embeddings": features, **skips, "point_coords": slot_coords,
                                            "point_labels": slot_labels})
         masks, ious = out["low_res_masks"][0], out["iou_predictions"][0]
         mask_index, ptr_index = select_mask(masks, ious, num_points=len(coords))

@@ -4,6 +4,7 @@
     python scripts/train_demo_weights.py mobile-unet         # ~25 min
     python scripts/train_demo_weights.py deit-tiny-demo      # hours; resumable: run the same line again
     python scripts/train_demo_weights.py efficient-sam-demo  # about an hour; resumable the same way
+    python scripts/train_demo_weights.py sam-track-demo      # hours, in resumable stages (--stop-after N)
 
 Writes edgevision/models/weights/<model>.pt as an fp16 state_dict (atomically). Deterministic given the seed
 and step count (same machine and torch build), then prints the FP32 accuracy on the synthetic eval set.
@@ -26,6 +27,7 @@ DEFAULTS = {  # scenes rendered, batch, learning rate, steps
     "mobile-unet": (12000, 16, 3e-3, 1800),
     "deit-tiny-demo": (60000, 64, 5e-4, 4000),
     "efficient-sam-demo": (8000, 8, 2e-4, 2000),  # batch: images; each is decoded with 4 prompts
+    "sam-track-demo": (600, 8, 4e-4, 4000),  # pool: clips of 24 frames; batch: 8-frame windows
 }
 CHECKPOINTS = Path(".train")  # resumable state of long runs (git ignores it)
 
@@ -44,13 +46,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--restart", action="store_true", help="classifiers and SAM: ignore the checkpoint in .train/")
+    ap.add_argument("--stop-after", type=int, help="tracker: stop at this step (a resumable stage of the schedule)")
     ap.add_argument("--int8-aware", action="store_true",
                     help="fine-tune under simulated symmetric INT8 (use with --init and a small --lr)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     variant = get_variant(args.model)
     pool, batch, lr, steps = DEFAULTS[args.model]
-    if variant.task == "prompt-segment":
+    if variant.task == "track":
+        from edgevision.training_track import train_tracker
+
+        model = train_tracker(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
+                              lr=args.lr or lr, seed=args.seed, init=args.init,
+                              checkpoint=CHECKPOINTS / f"{args.model}.pt", resume=not args.restart,
+                              stop_after=args.stop_after)
+    elif variant.task == "prompt-segment":
         from edgevision.training_prompt import train_prompt_segmenter
 
         stage = f".pool{args.pool_seed}" if args.init else ""
@@ -82,6 +92,11 @@ def main() -> None:
 
 def report_accuracy(variant, model) -> None:
     """FP32 accuracy on the recipe's synthetic eval set, the figure README quotes."""
+    if variant.task == "track":
+        from edgevision.training_track import evaluate_tracker
+
+        evaluate_tracker(model, 50)  # the issue's bar: 50 held-out clips
+        return
     from edgevision.check.evaluate import ModelIO, evaluate
     from edgevision.config import load_recipe
     from edgevision.data.datasets import synthetic_eval_set

@@ -146,6 +146,15 @@ VARIANTS: tuple[ModelVariant, ...] = (
         summary="EfficientSAM ViT-S (official efficient_sam_vits.pt, unzipped; pass --weights)",
     ),
     ModelVariant(
+        "sam-track-demo", _SAM2, "track", imgsz=256, stride=16, labels=("object",), preprocess=IMAGENET_PLAIN,
+        weights="sam-track-demo.pt",
+        config={"img_size": 256, "dim": 128, "mem_dim": 64, "memory_layers": 2, "memory_pool": 2,
+                "memory_ffn_dim": 512, "decoder_mlp_dim": 512,
+                "vit": {"embed_dim": 192, "depth": 6, "num_heads": 3, "pos_grid": 16}},
+        summary="EfficientTAM-style tracker: efficient-sam-demo's ViT encoder (6 blocks, dim 192) with SAM 2 "
+                "memory modules (dim 128, 2 memory-attention layers, memory pooled 2x2), trained on synthetic clips",
+    ),
+    ModelVariant(
         "sam2.1-hiera-tiny", _SAM2, "track", imgsz=1024, stride=32, labels=("object",), preprocess=IMAGENET_PLAIN,
         config={"embed_dim": 96, "num_heads": 1, "stages": (1, 2, 7, 2), "global_att_blocks": (5, 7, 9)},
         summary="SAM 2.1 Hiera-T video tracker: image_encoder, memory_attention, mask_decoder and memory_encoder "

@@ -27,7 +27,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgevision.models.efficient_sam import LayerNorm2d, PositionEmbeddingRandom, TokenAttention, TwoWayTransformer
+from edgevision.models.efficient_sam import ImageEncoderViT, LayerNorm2d, PositionEmbeddingRandom, TokenAttention, \
+    TwoWayTransformer
 from edgevision.models.registry import get_variant
 from edgevision.models.hiera import MLP, FpnNeck, Hiera, ImageEncoder, sine_position_encoding
 
@@ -215,11 +216,12 @@ class Sam2PromptEncoder(nn.Module):
 class Sam2MaskDecoder(nn.Module):
     """SAM's two-way transformer with an object-score token and high-res skip features: features (B, C, g, g)
     + sparse (B, N, C) + dense (B, C, g, g) -> mask logits (B, 4, 4g, 4g), IoU (B, 4), mask tokens (B, 4, C)
-    and object score logits (B, 1)."""
+    and object score logits (B, 1). Without ``high_res_features`` the mask is upscaled from the features
+    alone (the skips are None)."""
 
-    def __init__(self, dim: int = 256) -> None:
+    def __init__(self, dim: int = 256, mlp_dim: int = 2048, high_res_features: bool = True) -> None:
         super().__init__()
-        self.transformer = TwoWayTransformer(2, dim, 8, 2048, mlp=lambda d, h: MLP(d, h, d, 2),
+        self.transformer = TwoWayTransformer(2, dim, 8, mlp_dim, mlp=lambda d, h: MLP(d, h, d, 2),
                                               sam_self_attention=True)
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(NUM_MASK_TOKENS, dim)
@@ -227,8 +229,10 @@ class Sam2MaskDecoder(nn.Module):
         self.output_upscaling = nn.Sequential(
             nn.ConvTranspose2d(dim, dim // 4, 2, stride=2), LayerNorm2d(dim // 4), nn.GELU(),
             nn.ConvTranspose2d(dim // 4, dim // 8, 2, stride=2), nn.GELU())
-        self.conv_s0 = nn.Conv2d(dim, dim // 8, 1)
-        self.conv_s1 = nn.Conv2d(dim, dim // 4, 1)
+        self.high_res_features = high_res_features
+        if high_res_features:
+            self.conv_s0 = nn.Conv2d(dim, dim // 8, 1)
+            self.conv_s1 = nn.Conv2d(dim, dim // 4, 1)
         self.output_hypernetworks_mlps = nn.ModuleList(MLP(dim, dim, dim // 8, 3) for _ in range(NUM_MASK_TOKENS))
         self.iou_prediction_head = MLP(dim, 256, NUM_MASK_TOKENS, 3, sigmoid_output=True)
         self.pred_obj_score_head = MLP(dim, dim, 1, 3)
@@ -248,8 +252,11 @@ class Sam2MaskDecoder(nn.Module):
         _, c, g, _ = features.shape
         src = src.transpose(1, 2).reshape(b, c, g, g)
         up1, norm, act1, up2, act2 = self.output_upscaling
-        up = act1(norm(up1(src) + feat_s1))
-        up = act2(up2(up) + feat_s0)
+        if feat_s0 is None:  # a model without the high-res skips (a plain ViT encoder has one scale)
+            up = act2(up2(act1(norm(up1(src)))))
+        else:
+            up = act1(norm(up1(src) + feat_s1))
+            up = act2(up2(up) + feat_s0)
         mask_tokens = hs[:, 2:2 + NUM_MASK_TOKENS]
         hyper = torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], 1)
         _, c, h, w = up.shape
@@ -275,15 +282,22 @@ class Sam2(nn.Module):
                  num_heads: int = 1, stages: tuple[int, ...] = (1, 2, 7, 2),
                  global_att_blocks: tuple[int, ...] = (5, 7, 9), window_pos_embed_bkg: tuple[int, int] = (7, 7),
                  dim: int = 256, mem_dim: int = 64, num_maskmem: int = 7, memory_layers: int = 4,
-                 memory_pool: int = 1) -> None:
+                 memory_pool: int = 1, memory_ffn_dim: int = 2048, decoder_mlp_dim: int = 2048,
+                 vit: dict | None = None) -> None:
         super().__init__()  # num_classes: the registry passes it to every family; tracks have none
-        trunk = Hiera(embed_dim, num_heads, tuple(stages), tuple(global_att_blocks),
-                      window_pos_embed_bkg_spatial_size=tuple(window_pos_embed_bkg))
-        self.image_encoder = ImageEncoder(trunk, FpnNeck(dim, tuple(trunk.channel_list)), scalp=1)
-        self.memory_attention = MemoryAttention(dim, mem_dim, memory_layers)
+        # ``vit``: an EfficientSAM-style ViT image encoder (ImageEncoderViT arguments, its neck giving ``dim``
+        # channels) instead of Hiera: one scale, so the decoder has no high-res skips (EfficientTAM's layout)
+        if vit is None:
+            trunk = Hiera(embed_dim, num_heads, tuple(stages), tuple(global_att_blocks),
+                          window_pos_embed_bkg_spatial_size=tuple(window_pos_embed_bkg))
+            self.image_encoder = ImageEncoder(trunk, FpnNeck(dim, tuple(trunk.channel_list)), scalp=1)
+        else:
+            self.image_encoder = ImageEncoderViT(img_size=img_size, neck_dim=dim, **vit)
+        self.high_res_features = vit is None
+        self.memory_attention = MemoryAttention(dim, mem_dim, memory_layers, memory_ffn_dim)
         self.memory_encoder = MemoryEncoder(dim, mem_dim)
         self.sam_prompt_encoder = Sam2PromptEncoder(dim, img_size)
-        self.sam_mask_decoder = Sam2MaskDecoder(dim)
+        self.sam_mask_decoder = Sam2MaskDecoder(dim, decoder_mlp_dim, self.high_res_features)
         self.obj_ptr_proj = MLP(dim, dim, dim, 3)
         self.obj_ptr_tpos_proj = nn.Linear(dim, mem_dim)
         # SAM 2 turns a mask prompt into the decoder's mask input with it; mask prompts are not taken here yet
@@ -305,6 +319,8 @@ class Sam2(nn.Module):
         if img_size % 32:
             raise ValueError(f"input size {img_size} is not a multiple of 32")
         self.img_size = self.sam_prompt_encoder.img_size = img_size
+        if not self.high_res_features:
+            self.image_encoder.set_input_size(img_size)
         g = img_size // 16
         cos, sin = axial_rope_tables(self.dim, g)
         self.register_buffer("rope_cos", cos, persistent=False)
@@ -348,9 +364,11 @@ class Sam2(nn.Module):
     def dense_pe(self) -> torch.Tensor:
         return self.sam_prompt_encoder.pe_layer.dense(self.grid).unsqueeze(0)
 
-    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(B, 3, S, S) normalised -> ``vision_features`` (B, C, g, g) and the decoder's skip features
-        (B, C/8, 4g, 4g) and (B, C/4, 2g, 2g)."""
+        (B, C/8, 4g, 4g) and (B, C/4, 2g, 2g) (None without high-res features)."""
+        if not self.high_res_features:
+            return self.image_encoder(images), None, None
         feat0, feat1, features = self.image_encoder(images)
         return features, self.sam_mask_decoder.conv_s0(feat0), self.sam_mask_decoder.conv_s1(feat1)
 
@@ -393,9 +411,10 @@ class Sam2(nn.Module):
         sparse = self.sam_prompt_encoder(coords, labels)
         dense = self.sam_prompt_encoder.dense(mask_input, b, self.grid)
         pe = self.dense_pe() if dense_pe is None else dense_pe
-        masks, iou, tokens, score = self.sam_mask_decoder(features.expand(b, -1, -1, -1), pe, sparse,
-                                                          dense, feat_s0.expand(b, -1, -1, -1),
-                                                          feat_s1.expand(b, -1, -1, -1), labels != UNUSED_SLOT)
+        if feat_s0 is not None:
+            feat_s0, feat_s1 = feat_s0.expand(b, -1, -1, -1), feat_s1.expand(b, -1, -1, -1)
+        masks, iou, tokens, score = self.sam_mask_decoder(features.expand(b, -1, -1, -1), pe, sparse, dense,
+                                                          feat_s0, feat_s1, labels != UNUSED_SLOT)
         present = (score > 0).to(masks.dtype)  # (B, 1)
         masks = torch.where(present[:, :, None, None] > 0, masks, torch.full_like(masks, NO_OBJ_SCORE))
         ptrs = self.obj_ptr_proj(tokens)
@@ -443,8 +462,10 @@ def torch_graphs(model: Sam2) -> dict:
     @torch.no_grad()
     def image_encoder(a: dict) -> dict:
         features, s0, s1 = model.encode_image(normalise(tensors(a)["image"]))
-        return {"vision_features": features.numpy(), "no_memory_features": model.without_memory(features).numpy(),
-                "high_res_feat0": s0.numpy(), "high_res_feat1": s1.numpy()}
+        out = {"vision_features": features.numpy(), "no_memory_features": model.without_memory(features).numpy()}
+        if s0 is not None:
+            out.update(high_res_feat0=s0.numpy(), high_res_feat1=s1.numpy())
+        return out
 
     @torch.no_grad()
     def memory_attention(a: dict) -> dict:
@@ -456,8 +477,9 @@ def torch_graphs(model: Sam2) -> dict:
     @torch.no_grad()
     def mask_decoder(a: dict) -> dict:
         t = tensors(a)
-        masks, iou, ptrs, score = model.decode(t["image_embeddings"], t["high_res_feat0"], t["high_res_feat1"],
-                                               t["point_coords"], t["point_labels"], dense_pe=dense_pe)
+        masks, iou, ptrs, score = model.decode(t["image_embeddings"], t.get("high_res_feat0"),
+                                               t.get("high_res_feat1"), t["point_coords"], t["point_labels"],
+                                               dense_pe=dense_pe)
         return {"low_res_masks": masks.numpy(), "iou_predictions": iou.numpy(), "obj_ptrs": ptrs.numpy(),
                 "object_score_logits": score.numpy()}
 

@@ -147,6 +147,8 @@ class _TrackerImageEncoder(nn.Module):
 
     def forward(self, images: torch.Tensor):
         features, feat0, feat1 = self.model.encode_image(images)
+        if feat0 is None:
+            return features, self.model.without_memory(features)
         return features, self.model.without_memory(features), feat0, feat1
 
 
@@ -169,9 +171,10 @@ class _TrackerDecoder(nn.Module):
         with torch.no_grad():
             self.register_buffer("dense_pe", model.dense_pe().contiguous())
 
-    def forward(self, image_embeddings, high_res_feat0, high_res_feat1, point_coords, point_labels):
-        return self.model.decode(image_embeddings, high_res_feat0, high_res_feat1, point_coords, point_labels,
-                                 dense_pe=self.dense_pe)
+    def forward(self, image_embeddings, *rest):
+        """``rest``: high_res_feat0, high_res_feat1 (a model with high-res features), point_coords, point_labels."""
+        skips, (point_coords, point_labels) = rest[:-2] or (None, None), rest[-2:]
+        return self.model.decode(image_embeddings, *skips, point_coords, point_labels, dense_pe=self.dense_pe)
 
 
 class _TrackerMemoryEncoder(nn.Module):
@@ -196,10 +199,11 @@ def tracker_graphs(model: nn.Module, imgsz: int, preprocess, *, prompt_slots: in
         return TensorSpec(name=name, shape=[1, *shape], dtype="float32")
 
     features = f32("vision_features", c, g, g)
-    skips = [f32("high_res_feat0", c // 8, 4 * g, 4 * g), f32("high_res_feat1", c // 4, 2 * g, 2 * g)]
+    skips = [f32("high_res_feat0", c // 8, 4 * g, 4 * g), f32("high_res_feat1", c // 4, 2 * g, 2 * g)] \
+        if model.high_res_features else []
     return [
         GraphDef("image_encoder", UInt8Input(_TrackerImageEncoder(model), preprocess).eval(), [image_spec(imgsz)],
-                 ["vision_features", "no_memory_features", "high_res_feat0", "high_res_feat1"]),
+                 ["vision_features", "no_memory_features", *(t.name for t in skips)]),
         GraphDef("memory_attention", _TrackerMemoryAttention(model).eval(),
                  [features, f32("mem_features", slots, cm, gm, gm),
                   TensorSpec(name="mem_tpos", shape=[1, slots], dtype="int64"), f32("mem_valid", slots),

@@ -1,0 +1,277 @@
+"""Training the demo tracker (``sam-track-demo``) on synthetic clips, SAM 2 style.
+
+A training sample is a window of ``frames`` frames cut from a rendered clip (every other frame or every frame,
+forwards or backwards): one object is prompted on the window's first frame (its box, one point or a few
+points), then tracked through the rest with the memory built from the model's own predictions, as at
+inference. The loss per frame is SAM 2's: 20 x focal + dice on the mask (the best of the multimask outputs
+where SAM 2 asks for several), MSE on the predicted IoU, and binary cross-entropy on the object score.
+
+Stage 1 (``freeze_encoder``) starts the image encoder from ``efficient-sam-demo``'s and keeps it frozen: its
+features are computed once per clip of the pool and cached, so a step costs only the memory modules and the
+decoder. The memory slot layout of every frame is the bank's own (``MemoryBank`` run on frame indices), so
+training and inference see the same memory.
+
+Resumable (every 50 steps, atomically), reproducible by seed on one machine and torch build.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from edgevision.data.tracking_clips import ClipSpec, clip_seeds, render_clip
+from edgevision.models.registry import ModelVariant, get_variant
+from edgevision.models.sam2 import UNUSED_SLOT, normalise
+from edgevision.ops.memory_bank import MemoryBank
+from edgevision.training import set_lr
+from edgevision.training_prompt import focal_dice, sample_prompt
+
+CLIP_LENGTH = 24
+PAD = -1
+MIN_AREA = 30  # pixels of an object on the prompted frame
+
+
+# ------------------------------------------------------------------------------------------------ the pool
+def encode_pool(model, count: int, seed_offset: int, size: int, log: Callable[[str], None],
+                batch: int = 24) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Render ``count`` training clips and encode every frame with the (frozen) image encoder:
+    features (count, T, C, g, g) float16 and per clip its masks (T, K, S, S) packed along the last axis."""
+    seeds = [s + seed_offset for s in clip_seeds("train", count)]
+    feats, masks = None, []
+    start = time.perf_counter()
+    with torch.no_grad():
+        for i, seed in enumerate(seeds):
+            clip = render_clip(seed, ClipSpec(size=size, length=CLIP_LENGTH))
+            f, _, _ = model.encode_image(normalise(torch.from_numpy(clip.frames)))
+            if feats is None:
+                feats = np.zeros((count, *f.shape), np.float16)
+            feats[i] = f.numpy().astype(np.float16)
+            masks.append(np.packbits(clip.masks, axis=-1))
+            if (i + 1) % 100 == 0:
+                log(f"encoded {i + 1}/{count} clips ({(time.perf_counter() - start) / 60:.1f} min)")
+    return feats, masks
+
+
+def load_or_encode_pool(path: Path, model, count: int, seed_offset: int, size: int, log) -> tuple:
+    if path.is_file():
+        with np.load(path) as z:
+            if len(z["features"]) == count:
+                log(f"loaded the encoded pool {path}")
+                return z["features"], [z[f"masks_{i}"] for i in range(count)]
+    feats, masks = encode_pool(model, count, seed_offset, size, log)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, features=feats, **{f"masks_{i}": m for i, m in enumerate(masks)})
+    os.replace(tmp, path)
+    return feats, masks
+
+
+# --------------------------------------------------------------------------------------------- sampling
+def slot_prompt(coords: np.ndarray, labels: np.ndarray, slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points of a prompt in the tracker's slot layout: the points, SAM 2's padding token (two with no
+    points), then masked spare slots."""
+    used = labels >= 0
+    pts, labs = coords[used], labels[used]
+    out_c = np.zeros((slots, 2), np.float32)
+    out_l = np.full(slots, UNUSED_SLOT, np.float32)
+    out_c[: len(pts)], out_l[: len(pts)] = pts, labs
+    pads = 1 if len(pts) else 2
+    out_l[len(pts): len(pts) + pads] = PAD
+    return out_c, out_l
+
+
+def sample_window(rng: np.random.Generator, length: int, frames: int) -> np.ndarray:
+    """Frame indices of a training window: stride 1 or 2, forwards or backwards."""
+    step = int(rng.integers(1, 3)) if length >= 2 * frames else 1
+    span = (frames - 1) * step
+    start = int(rng.integers(0, length - span))
+    idx = start + step * np.arange(frames)
+    return idx[::-1].copy() if rng.random() < 0.5 else idx
+
+
+def memory_layouts(frames: int, num_maskmem: int, max_cond: int, max_ptrs: int) -> list[dict]:
+    """Per frame after the first, which earlier frame fills each memory and pointer slot (-1: empty), with
+    the bank's own temporal encodings: ``MemoryBank`` run on frame indices."""
+    bank = MemoryBank((1,), 1, num_maskmem, max_cond, max_ptrs, bfloat16=False)
+    bank.add(0, np.zeros(1, np.float32), np.zeros(1, np.float32), conditioning=True)
+    layouts = []
+    for t in range(1, frames):
+        g = bank.gather(t)
+        mem_frame = np.where(g["mem_valid"][0] > 0, g["mem_features"][0, :, 0], -1).astype(int)
+        ptr_frame = np.where(g["ptr_valid"][0] > 0, g["obj_ptrs"][0, :, 0], -1).astype(int)
+        layouts.append({"mem_frame": mem_frame, "mem_tpos": g["mem_tpos"][0], "ptr_frame": ptr_frame,
+                        "ptr_tpos": g["ptr_tpos"][0]})
+        bank.add(t, np.full(1, t, np.float32), np.full(1, t, np.float32))
+    return layouts
+
+
+# ------------------------------------------------------------------------------------------------ a step
+def window_loss(model, feats: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor, coords: torch.Tensor,
+                labels: torch.Tensor, num_points: np.ndarray, layouts: list[dict]) -> tuple[torch.Tensor, dict]:
+    """feats (B, T, C, g, g) vision features; targets (B, T, S, S) float masks; visible (B, T) 0/1; the prompt
+    of frame 0 (B, slots, 2) and (B, slots) with its number of points (a box is two) -> loss and stats."""
+    b, t_len = feats.shape[:2]
+    size = targets.shape[-1]
+    dense_pe = model.dense_pe()
+    memories, ptrs = [], []
+    losses, ious_hit = [], []
+    empty_c = torch.zeros_like(coords)
+    empty_l = torch.full_like(labels, UNUSED_SLOT)
+    empty_l[:, :2] = PAD
+    for t in range(t_len):
+        f = feats[:, t]
+        if t == 0:
+            x, c, lab = model.without_memory(f), coords, labels
+            multi = torch.from_numpy(num_points <= 1)
+        else:
+            lay = layouts[t - 1]
+            mem = torch.stack([memories[i] if i >= 0 else torch.zeros_like(memories[0]) for i in lay["mem_frame"]], 1)
+            ptr = torch.stack([ptrs[i] if i >= 0 else torch.zeros_like(ptrs[0]) for i in lay["ptr_frame"]], 1)
+            mem_valid = torch.from_numpy((lay["mem_frame"] >= 0).astype(np.float32)).expand(b, -1)
+            ptr_valid = torch.from_numpy((lay["ptr_frame"] >= 0).astype(np.float32)).expand(b, -1)
+            x = model.condition(f, mem, torch.from_numpy(lay["mem_tpos"]).expand(b, -1), mem_valid, ptr,
+                                torch.from_numpy(lay["ptr_tpos"]).float().expand(b, -1), ptr_valid)
+            c, lab = empty_c, empty_l
+            multi = torch.ones(b, dtype=torch.bool)
+        masks, iou, obj_ptrs, score = model.decode(x, None, None, c, lab, dense_pe=dense_pe)
+        up = F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
+        tgt = targets[:, t]
+        per_mask = focal_dice(up, tgt[:, None].expand_as(up))  # (B, 4)
+        with torch.no_grad():
+            hard = up > 0
+            inter = (hard & (tgt[:, None] > 0.5)).flatten(2).sum(-1).float()
+            union = (hard | (tgt[:, None] > 0.5)).flatten(2).sum(-1).float()
+            actual = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        best_multi = 1 + per_mask[:, 1:].argmin(1)
+        loss_index = torch.where(multi, best_multi, torch.zeros_like(best_multi))
+        mask_loss = per_mask.gather(1, loss_index[:, None])[:, 0]
+        sq = (iou - actual) ** 2
+        iou_loss = torch.where(multi, sq[:, 1:].mean(1), sq[:, 0])
+        vis = visible[:, t]
+        score_loss = F.binary_cross_entropy_with_logits(score[:, 0], vis, reduction="none")
+        losses.append((vis * (mask_loss + iou_loss) + score_loss).mean())
+        # what inference keeps: the best predicted IoU of the multimask outputs, else token 0
+        with torch.no_grad():
+            keep = torch.where(multi, 1 + iou[:, 1:].argmax(1), torch.zeros_like(best_multi))
+            ious_hit.append(float((actual.gather(1, keep[:, None])[:, 0] * vis).sum() / vis.sum().clamp(min=1)))
+        kept = masks.gather(1, keep[:, None, None, None].expand(-1, 1, *masks.shape[-2:]))
+        memories.append(model.encode_memory(f, kept.detach(), torch.full((b, 1), 1.0 if t == 0 else 0.0), score))
+        ptrs.append(obj_ptrs.gather(1, keep[:, None, None].expand(-1, 1, obj_ptrs.shape[-1]))[:, 0])
+    loss = torch.stack(losses).mean()
+    return loss, {"first_iou": ious_hit[0], "tracked_iou": float(np.mean(ious_hit[1:]))}
+
+
+def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float, checkpoint: Path,
+                  frames: int = 8, seed: int = 0, resume: bool = True, warmup: int = 100, init: Path | None = None,
+                  encoder_from: str = "efficient-sam-demo", stop_after: int | None = None,
+                  log: Callable[[str], None] = print) -> torch.nn.Module:
+    """Stage 1: the encoder frozen (from ``encoder_from``'s weights, or ``init``'s), everything else trained."""
+    checkpoint = Path(checkpoint)
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    model = variant.build()
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()})
+    else:
+        donor = get_variant(encoder_from)
+        state = torch.load(donor.weights_path, map_location="cpu", weights_only=True)
+        state = state.get("model", state)
+        enc = {k[len("image_encoder."):]: v.float() for k, v in state.items() if k.startswith("image_encoder.")}
+        model.image_encoder.load_state_dict(enc)
+        log(f"image encoder from {donor.weights_path}")
+    model.set_input_size(variant.imgsz)
+    for p in model.image_encoder.parameters():
+        p.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    rng = np.random.default_rng(seed)
+    step = 0
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        step = state["step"]
+        log(f"resumed from {checkpoint} at step {step}")
+    model.image_encoder.eval()
+    feats, packed = load_or_encode_pool(checkpoint.with_suffix(".pool.npz"), model, pool_size, 0, variant.imgsz, log)
+    head = model.head_spec(variant.imgsz)
+    layouts = memory_layouts(frames, head["num_maskmem"], head["max_cond_frames"], head["max_ptrs"])
+    slots = head["prompt_slots"]
+    size = variant.imgsz
+    model.train()
+    model.image_encoder.eval()
+    start, done_at_start = time.perf_counter(), step
+    window: list[dict] = []
+    while step < min(steps, stop_after or steps):
+        set_lr(opt, lr, step, steps, warmup)
+        f_b, t_b, v_b, c_b, l_b, n_b = [], [], [], [], [], []
+        for _ in range(batch):
+            i = int(rng.integers(len(feats)))
+            masks = np.unpackbits(packed[i], axis=-1, count=size).astype(bool)  # (T, K, S, S)
+            idx = sample_window(rng, len(masks), frames)
+            areas = masks[idx[0]].reshape(masks.shape[1], -1).sum(1)
+            candidates = np.flatnonzero(areas >= MIN_AREA)
+            k = 0 if (areas[0] >= MIN_AREA and rng.random() < 0.5) or not len(candidates) else \
+                int(rng.choice(candidates))
+            c, lab = sample_prompt(masks[idx[0], k], rng, slots - 1)
+            c, lab = slot_prompt(c, lab, slots)
+            f_b.append(feats[i][idx].astype(np.float32))
+            t_b.append(masks[idx, k].astype(np.float32))
+            v_b.append((masks[idx, k].reshape(frames, -1).sum(1) > 0).astype(np.float32))
+            c_b.append(c)
+            l_b.append(lab)
+            n_b.append(int((lab >= 0).sum()))
+        loss, stats = window_loss(model, torch.from_numpy(np.stack(f_b)), torch.from_numpy(np.stack(t_b)),
+                                  torch.from_numpy(np.stack(v_b)), torch.from_numpy(np.stack(c_b)),
+                                  torch.from_numpy(np.stack(l_b)), np.array(n_b), layouts)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        window.append({"loss": loss.item(), **stats})
+        step += 1
+        if step % 50 == 0 or step in (steps, stop_after):
+            tmp = checkpoint.with_name(checkpoint.name + ".tmp")
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step,
+                        "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state()}, tmp)
+            os.replace(tmp, checkpoint)
+            mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
+            elapsed = time.perf_counter() - start
+            log(f"step {step}/{steps} lr {opt.param_groups[0]['lr']:.2e} loss {mean['loss']:.4f} train IoU: "
+                f"prompted frame {100 * mean['first_iou']:.1f}, tracked frames {100 * mean['tracked_iou']:.1f} "
+                f"({(step - done_at_start) / elapsed * 60:.1f} steps/min, {elapsed / 60:.1f} min)")
+            window.clear()
+    model.eval()
+    return model
+
+
+def evaluate_tracker(model, count: int = 50, log: Callable[[str], None] = print) -> dict[str, float]:
+    """J&F (points) on ``count`` held-out clips, each prompted with its target's tight box on frame 0, tracked
+    by the PyTorch model through the same Tracker and memory bank the device runs."""
+    from edgevision.models.sam2 import torch_graphs
+    from edgevision.ops.video_metrics import j_and_f
+    from edgevision.tasks.track import ClipSample, rollout
+    from edgevision.tracker import Tracker
+
+    model.eval()
+    size = model.img_size
+    tracker = Tracker.from_graphs(torch_graphs(model), model.head_spec(size), size)
+    pairs = []
+    for seed in clip_seeds("eval", count):
+        clip = render_clip(seed, ClipSpec(size=size, length=CLIP_LENGTH))
+        results = rollout(tracker, ClipSample(str(seed), clip.frames, clip.masks, (0,)))
+        pairs += [(r.objects[0].mask, clip.masks[r.frame_index, 0]) for r in results[1:]]
+    scores = j_and_f(pairs)
+    log(f"J&F {scores['J&F']:.2f} (J {scores['J']:.2f}, F {scores['F']:.2f}) on {count} held-out clips")
+    return scores
+
+
+__all__ = ["evaluate_tracker", "memory_layouts", "slot_prompt", "train_tracker", "window_loss"]
