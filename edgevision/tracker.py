@@ -13,11 +13,12 @@ A bundle (its directory, archive or ``Bundle``) brings its graphs, input size an
 graphs, or ``edgevision.models.sam2.torch_graphs`` for the PyTorch model):
 
 * ``image_encoder``: ``image`` (1, S, S, 3) uint8 -> ``vision_features`` (1, C, g, g), ``no_memory_features``
-  (the same plus SAM 2's no-memory embedding), ``high_res_feat0``, ``high_res_feat1``;
+  (the same plus SAM 2's no-memory embedding), and for a Hiera encoder ``high_res_feat0``, ``high_res_feat1``;
 * ``memory_attention``: ``vision_features`` and ``MemoryBank.gather``'s arrays -> ``conditioned_features``;
-* ``mask_decoder``: features, the skip features, ``point_coords`` (1, K, 2) in input pixels and
-  ``point_labels`` (1, K) -> ``low_res_masks`` (1, 4, 4g, 4g), ``iou_predictions`` (1, 4), ``obj_ptrs``
-  (1, 4, C) and ``object_score_logits`` (1, 1);
+* ``mask_decoder``: features, the skip features, ``point_coords`` (1, K, 2) in input pixels,
+  ``point_labels`` (1, K), ``mask_prompt`` (1, 1, S, S) and ``mask_weight`` (1, 1) (1 for a mask prompt) ->
+  ``low_res_masks`` (1, 4, 4g, 4g), ``iou_predictions`` (1, 4), ``obj_ptrs`` (1, 4, C) and
+  ``object_score_logits`` (1, 1);
 * ``memory_encoder``: ``vision_features``, ``mask_logits`` (1, 1, 4g, 4g), ``binarize`` (1, 1) and
   ``object_score_logits`` -> ``memory_features`` (1, C_mem, g, g).
 
@@ -98,6 +99,7 @@ class Tracker:
         self.bank_args = {"num_maskmem": num_maskmem, "max_cond_frames": max_cond_frames, "max_ptrs": max_ptrs}
         self.prompt_slots, self.num_frames, self.mask_threshold = prompt_slots, num_frames, mask_threshold
         self.tracks: dict[int, _Track] = {}
+        self._no_mask = np.zeros((1, 1, img_size, img_size), np.float32)
         self.reset()
 
     @classmethod
@@ -168,20 +170,63 @@ class Tracker:
 
     # ------------------------------------------------------------------------------------------- prompts
     def add_prompt(self, frame: np.ndarray, obj_id: int, *, box: Sequence[float] | None = None,
-                   points: Sequence[Sequence[float]] | None = None, labels: Sequence[int] | None = None
-                   ) -> ObjectResult:
+                   points: Sequence[Sequence[float]] | None = None, labels: Sequence[int] | None = None,
+                   mask: np.ndarray | None = None) -> ObjectResult:
         """Prompt ``obj_id`` (new or tracked) on ``frame``: the frame last tracked, or else the next frame (the
         other objects are tracked on it first). ``box`` (x0, y0, x1, y1) and/or ``points`` (x, y) in frame pixels
-        with ``labels`` (1 foreground, 0 background; default all 1). Returns the object's mask on that frame."""
+        with ``labels`` (1 foreground, 0 background; default all 1); or ``mask`` (H, W) bool at frame size, which
+        becomes the object's mask on that frame as given (SAM 2's ``add_new_mask``). Returns the object's mask on
+        that frame."""
         frame = np.asarray(frame)
+        if mask is not None and (box is not None or points is not None):
+            raise BadInput("give a mask prompt alone, or a box and/or points (SAM 2 does not combine them)")
         if not self._is_current(frame):
             self.track(frame)
-        coords, point_labels = self._prompt_points(box, points, labels)
+        if mask is not None:
+            mask = self._prompt_mask(mask)
+        else:
+            coords, point_labels = self._prompt_points(box, points, labels)
         track = self.tracks.get(obj_id)
         if track is None:
             track = self.tracks[obj_id] = _Track(MemoryBank(self.feature_shape, self.ptr_dim, **self.bank_args))
         track.prompted.add(self.frame_idx)
+        if mask is not None:
+            return self._mask_step(obj_id, track, mask)
         return self._step(obj_id, track, coords, point_labels)
+
+    def _prompt_mask(self, mask) -> np.ndarray:
+        """A mask prompt at frame size -> (S, S) float32 in {0, 1} at the network input (area-resized, >= 0.5, as
+        SAM 2 resizes it with antialiasing)."""
+        mask = np.asarray(mask)
+        if mask.shape != self.frame_size:
+            h, w = self.frame_size
+            raise BadInput(f"a mask prompt must be the frame's size {w}x{h}, got {mask.shape[1::-1] if mask.ndim == 2 else mask.shape}")
+        if not mask.any():
+            raise BadInput("the mask prompt is empty; mark the object's pixels (nonzero)")
+        net = cv2.resize((mask > 0).astype(np.float32), (self.img_size, self.img_size), interpolation=cv2.INTER_AREA)
+        return (net >= 0.5).astype(np.float32)
+
+    def _mask_step(self, obj_id: int, track: _Track, mask: np.ndarray) -> ObjectResult:
+        """SAM 2's mask as output: the prompt's mask is the frame's result (logits +-10, downsampled to the
+        decoder's resolution); the decoder runs with it as its mask input only for the object pointer (token 0);
+        the memory encoder encodes the mask itself."""
+        feats = self._features
+        low = self.img_size // 4
+        logits = cv2.resize(mask * 20.0 - 10.0, (low, low), interpolation=cv2.INTER_AREA).astype(np.float32)
+        slot_coords, slot_labels = self._decoder_prompt(np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
+        skips = {k: v for k, v in feats.items() if k.startswith("high_res_feat")}
+        out = self.graphs["mask_decoder"]({"image_embeddings": feats["no_memory_features"], **skips,
+                                           "point_coords": slot_coords, "point_labels": slot_labels,
+                                           "mask_prompt": mask[None, None], "mask_weight": np.ones((1, 1), np.float32)})
+        score = np.full((1, 1), 10.0, np.float32)  # SAM 2: 20 x (mask not empty) - 10
+        memory_features = self.graphs["memory_encoder"]({
+            "vision_features": feats["vision_features"], "mask_logits": logits[None, None],
+            "binarize": np.ones((1, 1), np.float32), "object_score_logits": score})["memory_features"]
+        ptr = out["obj_ptrs"][0, 0]
+        track.bank.add(self.frame_idx, memory_features[0], ptr, conditioning=True)
+        h, w = self.frame_size
+        full = cv2.resize(logits, (w, h), interpolation=cv2.INTER_LINEAR) > self.mask_threshold
+        return ObjectResult(obj_id, full, logits, float(score[0, 0]), ptr)
 
     def _prompt_points(self, box, points, labels) -> tuple[np.ndarray, np.ndarray]:
         h, w = self.frame_size
@@ -245,7 +290,8 @@ class Tracker:
         slot_coords, slot_labels = self._decoder_prompt(coords, labels)
         skips = {k: v for k, v in feats.items() if k.startswith("high_res_feat")}  # none from a one-scale encoder
         out = self.graphs["mask_decoder"]({"image_embeddings": features, **skips, "point_coords": slot_coords,
-                                           "point_labels": slot_labels})
+                                           "point_labels": slot_labels, "mask_prompt": self._no_mask,
+                                           "mask_weight": np.zeros((1, 1), np.float32)})
         masks, ious = out["low_res_masks"][0], out["iou_predictions"][0]
         mask_index, ptr_index = select_mask(masks, ious, num_points=len(coords))
         logits = masks[mask_index]

@@ -1,8 +1,9 @@
 """Tracker bundles end to end: export of the four graphs, Tracker(bundle) against the PyTorch tracker, `run` with
 box and point prompts or a detector's boxes, `check` on clip folders, and the bad inputs that exit 2.
 
-The model is the official hiera-tiny layout with seeded random weights at 256 px (what the tests can afford);
-``test_sam2.py`` proves the same code reproduces the official outputs at 1024."""
+The model is sam-track-demo's architecture (a ViT encoder, SAM 2's memory modules) with seeded random weights:
+what the tests can afford. ``test_sam2.py`` proves the same code, with the Hiera encoder and its high-res skips,
+reproduces the official outputs at 1024."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 
 from edgevision.cli import main
 from edgevision.data.clips import load_clip, write_clip
+from edgevision.errors import BadInput
 from edgevision.data.tracking_clips import ClipSpec, render_clip
 from edgevision.ops.results import Detections, ObjectResult
 from edgevision.tasks.track import ClipSample, rollout
@@ -24,7 +26,7 @@ SIZE = 256
 
 @pytest.fixture(scope="module")
 def tracker_bundle(export_once):
-    return export_once("sam2.1-hiera-tiny", "cpu", "fp32", random_weights=True, imgsz=SIZE, golden=4)
+    return export_once("sam-track-demo", "cpu", "fp32", random_weights=True, golden=4)
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +176,53 @@ def test_clip_folders_with_bad_masks_exit_2_naming_the_file(capsys, tracker_bund
     assert main(["check", str(tracker_bundle.path), "--data", str(folder)]) == 2
     err = capsys.readouterr().err.strip()
     assert "00001.png: missing" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_int8_calibrates_on_tracker_roll_outs_of_a_clip_folder(tmp_path, clip):
+    """The memory attention's inputs are what earlier frames left in the bank: calibration records every graph's
+    inputs while the FP32 tracker runs over the clips given (--calib), and says so in the bundle."""
+    import onnx
+
+    from edgevision.export import export_bundle
+
+    clips = tmp_path / "calib"
+    write_clip(clips / "a", clip.frames, clip.masks[:, :2], every_mask=False)
+    bundle = export_bundle("sam-track-demo", "cpu", "int8", tmp_path / "b", random_weights=True, calib=clips,
+                           golden=0)
+    assert bundle.meta.calibration["source"] == str(clips)
+    for name in GRAPH_NAMES:
+        spec = bundle.meta.graph(name)
+        assert spec.precision == "int8"
+        assert spec.calibration["samples"] > 0
+        ops = {n.op_type for n in onnx.load(str(bundle.graph_path(name))).graph.node}
+        assert "QuantizeLinear" in ops or "QLinearConv" in ops or "MatMulInteger" in ops, ops
+    # one prompted frame and 7 tracked ones, one object: every graph saw each frame it runs on
+    assert bundle.meta.graph("memory_attention").calibration["samples"] == 2 * (len(clip.frames) - 1)
+    with Tracker(bundle) as t:
+        first = t.add_prompt(clip.frames[0], 1, box=clip.box(0))
+        assert first.mask.shape == clip.frames.shape[1:3]
+
+
+def test_a_mask_prompt_is_the_first_mask_and_is_tracked_like_the_reference(tracker_bundle, reference_tracker, clip):
+    """SAM 2's add_new_mask: the given mask is the object's mask on that frame (through the decoder's low-res
+    grid), the decoder takes it as its mask input for the object pointer, and tracking goes on from it."""
+    from edgevision.ops.prompts import mask_iou
+
+    truth = clip.masks[0, 0]
+    runs = []
+    for tracker in (Tracker(tracker_bundle), reference_tracker):
+        tracker.reset()
+        first = tracker.add_prompt(clip.frames[0], 5, mask=truth)
+        assert first.present and mask_iou(first.mask, truth) > 0.9  # through the 64 x 64 low-res grid
+        runs.append([first] + [tracker.track(f)[5] for f in clip.frames[1:4]])
+    for ours, theirs in zip(*runs):
+        scale = max(1.0, float(np.abs(theirs.low_res_logits).max()))
+        assert np.abs(ours.low_res_logits - theirs.low_res_logits).max() <= 2e-3 * scale
+        assert np.allclose(ours.obj_ptr, theirs.obj_ptr, atol=2e-3 * max(1.0, float(np.abs(theirs.obj_ptr).max())))
+    with pytest.raises(BadInput, match="mask prompt is empty"):
+        reference_tracker.add_prompt(clip.frames[3], 6, mask=np.zeros_like(truth))
+    with pytest.raises(BadInput, match="mask prompt must be the frame's size"):
+        reference_tracker.add_prompt(clip.frames[3], 6, mask=truth[:10])
+    with pytest.raises(BadInput, match="alone"):
+        reference_tracker.add_prompt(clip.frames[3], 6, mask=truth, box=(1, 1, 20, 20))

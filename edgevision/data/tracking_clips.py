@@ -29,6 +29,8 @@ class ClipSpec:
     p_occluder: float = 0.5
     p_leave: float = 0.35
     p_distractor: float = 0.5
+    # long clips (drift checks): objects bounce off the frame edges instead of drifting out for good
+    bounce: bool = False
 
 
 @dataclass
@@ -57,10 +59,14 @@ class _Mover:
     phase: float
     size0: float
     size1: float  # diameter at the last frame: scale changes linearly
+    bounds: float = 0.0  # > 0: the drift reflects off [0, bounds] (ClipSpec.bounce)
 
     def at(self, t: int, length: int) -> tuple[float, float, float]:
         sway = self.wobble * math.sin(2 * math.pi * t / self.period + self.phase)
-        cx, cy = self.start + self.velocity * t + sway
+        drift = self.start + self.velocity * t
+        if self.bounds > 0:
+            drift = self.bounds - np.abs(np.mod(drift, 2 * self.bounds) - self.bounds)
+        cx, cy = drift + sway
         size = self.size0 + (self.size1 - self.size0) * t / max(length - 1, 1)
         return float(cx), float(cy), float(size)
 
@@ -113,6 +119,9 @@ def render_clip(seed: int, spec: ClipSpec = ClipSpec()) -> Clip:
         movers.append(_mover(rng, s, target_cls, _similar_colour(rng, target_colour), rng.uniform(0, s, 2),
                              speed(), size0 * rng.uniform(0.8, 1.2), size0 * rng.uniform(0.8, 1.2),
                              wobble=rng.uniform(0, s * 0.08, 2)))
+    if spec.bounce:
+        for m in movers:
+            m.bounds = float(s)
     occluder = rng.random() < spec.p_occluder
     # depth: index 0 drawn first. The target is behind an occluder crossing its path mid-clip; other objects
     # take random depths, but none covers the target on frame 0

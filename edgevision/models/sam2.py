@@ -300,7 +300,7 @@ class Sam2(nn.Module):
         self.sam_mask_decoder = Sam2MaskDecoder(dim, decoder_mlp_dim, self.high_res_features)
         self.obj_ptr_proj = MLP(dim, dim, dim, 3)
         self.obj_ptr_tpos_proj = nn.Linear(dim, mem_dim)
-        # SAM 2 turns a mask prompt into the decoder's mask input with it; mask prompts are not taken here yet
+        # a mask prompt (B, 1, S, S) -> the decoder's mask input (B, 1, 4g, 4g), as SAM 2 turns it
         self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(num_maskmem, 1, 1, mem_dim))
         self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, dim))
@@ -388,7 +388,12 @@ class Sam2(nn.Module):
         split = c // self.mem_dim  # each pointer enters as C/C_mem tokens of C_mem channels
         x = features.flatten(2).transpose(1, 2)
         memory = mem_features.flatten(3).transpose(2, 3).reshape(b, m * n, self.mem_dim)
-        tpos = self.maskmem_tpos_enc.reshape(self.num_maskmem, self.mem_dim)[mem_tpos]  # (B, M, C_mem)
+        # (B, M, C_mem): a one-hot product, not an index, so that a converter that feeds every input as float
+        # (PT2E on LiteRT quantizes graph inputs) still picks the right rows; the rounding undoes the input's
+        # quantization
+        slots = torch.arange(self.num_maskmem, dtype=x.dtype, device=x.device)
+        onehot = (mem_tpos.to(x.dtype).round().unsqueeze(-1) == slots).to(x.dtype)
+        tpos = onehot @ self.maskmem_tpos_enc.reshape(self.num_maskmem, self.mem_dim)
         memory_pos = (self.memory_pos.unsqueeze(1) + tpos.unsqueeze(2)).reshape(b, m * n, self.mem_dim)
         ptr_tokens = obj_ptrs.reshape(b, p * split, self.mem_dim)
         ptr_pos = self.obj_ptr_tpos_proj(sine_1d(ptr_tpos, c)).repeat_interleave(split, dim=1)
@@ -400,16 +405,22 @@ class Sam2(nn.Module):
                                     (self.key_cos, self.key_sin))
         return out.transpose(1, 2).reshape(b, c, g, g)
 
-    def decode(self, features, feat_s0, feat_s1, coords, labels, mask_input=None, dense_pe=None):
+    def decode(self, features, feat_s0, feat_s1, coords, labels, mask_prompt=None, mask_weight=None, dense_pe=None):
         """Conditioned features (B, C, g, g) and skip features, points (B, N, 2) in input pixels with labels
         (B, N) (-1 SAM 2's padding token, ``UNUSED_SLOT`` a masked spare slot) -> mask logits (B, 4, 4g, 4g)
         (NO_OBJ_SCORE where the object is absent), IoU predictions (B, 4), object pointers (B, 4, C), one per
-        mask token, and object score logits (B, 1). ``dense_pe``: ``self.dense_pe()``, computed once by callers
-        that decode every frame."""
+        mask token, and object score logits (B, 1). ``mask_prompt`` (B, 1, S, S) in {0, 1} is a mask prompt
+        where ``mask_weight`` (B, 1) is 1; where it is 0 the decoder sees SAM 2's no-mask embedding (a static
+        graph takes both always). ``dense_pe``: ``self.dense_pe()``, computed once by callers that decode every
+        frame."""
         b = coords.shape[0]
         labels = labels.to(coords.dtype)
         sparse = self.sam_prompt_encoder(coords, labels)
-        dense = self.sam_prompt_encoder.dense(mask_input, b, self.grid)
+        dense = self.sam_prompt_encoder.dense(None, b, self.grid)
+        if mask_prompt is not None:
+            w = (mask_weight if mask_weight is not None else torch.ones(b, 1)).to(dense.dtype)[:, :, None, None]
+            masked = self.sam_prompt_encoder.dense(self.mask_downsample(mask_prompt.to(dense.dtype)), b, self.grid)
+            dense = w * masked + (1 - w) * dense
         pe = self.dense_pe() if dense_pe is None else dense_pe
         if feat_s0 is not None:
             feat_s0, feat_s1 = feat_s0.expand(b, -1, -1, -1), feat_s1.expand(b, -1, -1, -1)
@@ -479,7 +490,7 @@ def torch_graphs(model: Sam2) -> dict:
         t = tensors(a)
         masks, iou, ptrs, score = model.decode(t["image_embeddings"], t.get("high_res_feat0"),
                                                t.get("high_res_feat1"), t["point_coords"], t["point_labels"],
-                                               dense_pe=dense_pe)
+                                               t.get("mask_prompt"), t.get("mask_weight"), dense_pe=dense_pe)
         return {"low_res_masks": masks.numpy(), "iou_predictions": iou.numpy(), "obj_ptrs": ptrs.numpy(),
                 "object_score_logits": score.numpy()}
 
