@@ -19,7 +19,7 @@ from edgevision.errors import BadInput
 from edgevision.data.tracking_clips import ClipSpec, render_clip
 from edgevision.ops.results import Detections, ObjectResult
 from edgevision.tasks.track import ClipSample, rollout
-from edgevision.tracker import GRAPH_NAMES, Tracker, TrackStage
+from edgevision.tracker import GRAPH_NAMES, Tracker, TrackPrompt, TrackStage
 
 SIZE = 256
 
@@ -226,3 +226,39 @@ def test_a_mask_prompt_is_the_first_mask_and_is_tracked_like_the_reference(track
         reference_tracker.add_prompt(clip.frames[3], 6, mask=truth[:10])
     with pytest.raises(BadInput, match="alone"):
         reference_tracker.add_prompt(clip.frames[3], 6, mask=truth, box=(1, 1, 20, 20))
+
+
+def test_tracking_survives_a_camera_that_drops_out_and_comes_back(reference_tracker):
+    """The pipeline's reconnects with a tracker stage: the tracker keeps its objects across the outage (the
+    frames that were never read are simply not there) and every frame read is tracked, in order."""
+    from test_pipeline import flaky_source
+
+    from edgevision.data.video import MovingShapesVideo
+    from edgevision.pipeline import Pipeline
+
+    video = MovingShapesVideo(seed=2)
+    script = {"reads": 0, "fail_at": {6}, "refuse_opens": 2, "dead": False, "total": 10_000, "video": video}
+    reference_tracker.reset()
+    stage = TrackStage(reference_tracker, [TrackPrompt(box=tuple(float(v) for v in video.frame(1)[1][0]))])
+    seen = []
+    pipe = Pipeline(flaky_source(script), stage, [], realtime=False, max_frames=12, max_reconnects=5,
+                    on_frame=lambda f: seen.append((f.index, f.result)))
+    pipe.reconnector.base_delay = 0.01
+    summary = pipe.run(handle_signals=False)
+    assert summary["frames_processed"] == 12 and summary["reconnects"] == 3
+    assert [r.frame_index for _, r in seen] == list(range(12))
+    assert all([o.obj_id for o in r.objects] == [1] for _, r in seen)
+
+
+def test_run_tracks_a_local_mjpeg_stream(capsys, tracker_bundle, tmp_path):
+    """`edgevision run` on a network camera on 127.0.0.1 that streams 20 frames and goes away: the run tracks
+    what it read and ends with exit 3 (lost) after its reconnects, keeping the JSONL it wrote."""
+    from test_pipeline import FiniteMjpegCamera
+
+    camera = FiniteMjpegCamera(frames=20, fps=30)
+    jsonl = tmp_path / "t.jsonl"
+    code = main(["run", str(tracker_bundle.path), "--source", camera.url, "--box", "100,150,220,260",
+                 "--max-reconnects", "0", "--jsonl", str(jsonl), "--every-frame"])
+    assert code == 3, capsys.readouterr().err
+    lines = read_jsonl(jsonl)
+    assert len(lines) >= 10 and all([o["id"] for o in line["objects"]] == [1] for line in lines)
