@@ -214,13 +214,14 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
         set_lr(opt, lr, step, steps, warmup)
         f_b, t_b, v_b, c_b, l_b, n_b = [], [], [], [], [], []
         for _ in range(batch):
-            i = int(rng.integers(len(feats)))
-            masks = np.unpackbits(packed[i], axis=-1, count=size).astype(bool)  # (T, K, S, S)
-            idx = sample_window(rng, len(masks), frames)
-            areas = masks[idx[0]].reshape(masks.shape[1], -1).sum(1)
-            candidates = np.flatnonzero(areas >= MIN_AREA)
-            k = 0 if (areas[0] >= MIN_AREA and rng.random() < 0.5) or not len(candidates) else \
-                int(rng.choice(candidates))
+            candidates = np.zeros(0, int)
+            while not len(candidates):  # a window whose first frame shows some object well enough to prompt
+                i = int(rng.integers(len(feats)))
+                masks = np.unpackbits(packed[i], axis=-1, count=size).astype(bool)  # (T, K, S, S)
+                idx = sample_window(rng, len(masks), frames)
+                areas = masks[idx[0]].reshape(masks.shape[1], -1).sum(1)
+                candidates = np.flatnonzero(areas >= MIN_AREA)
+            k = 0 if areas[0] >= MIN_AREA and rng.random() < 0.5 else int(rng.choice(candidates))
             c, lab = sample_prompt(masks[idx[0], k], rng, slots - 1)
             c, lab = slot_prompt(c, lab, slots)
             f_b.append(feats[i][idx].astype(np.float32))

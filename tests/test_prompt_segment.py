@@ -141,3 +141,13 @@ def test_prompts_from_a_bundle_that_is_not_a_detector_exits_2(capsys, sam_bundle
     assert "a prompt-segment bundle" in err and "give a detector bundle" in err
     assert main(["run", str(yolo_cpu_int8.path), "--source", str(PHOTO), "--point", "1,1"]) == 2
     assert "prompt a promptable segmentation bundle" in capsys.readouterr().err
+
+
+def test_bench_times_an_image_and_a_click(tmp_path, sam_bundle):
+    """`bench` on a promptable bundle: the encoder plus one decoder call, beside the PyTorch model, and the
+    PromptPredictor end to end on a camera-sized frame."""
+    report_path = tmp_path / "bench.json"
+    assert main(["bench", str(sam_bundle.path), "--runs", "3", "--warmup", "1", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert {"artifact", "end_to_end", "pytorch_fp32"} <= set(report["latency"])
+    assert report["latency"]["end_to_end"]["median_ms"] > 0

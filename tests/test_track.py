@@ -262,3 +262,14 @@ def test_run_tracks_a_local_mjpeg_stream(capsys, tracker_bundle, tmp_path):
     assert code == 3, capsys.readouterr().err
     lines = read_jsonl(jsonl)
     assert len(lines) >= 10 and all([o["id"] for o in line["objects"]] == [1] for line in lines)
+
+
+def test_bench_times_a_tracked_frame_against_the_pytorch_tracker(capsys, tracker_bundle, tmp_path):
+    """`bench` on a tracker: one tracked frame with one object over a full memory bank, the artifact beside the
+    PyTorch tracker, and end to end on a camera-sized frame."""
+    report_path = tmp_path / "bench.json"
+    assert main(["bench", str(tracker_bundle.path), "--runs", "3", "--warmup", "1", "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert {"artifact", "end_to_end", "pytorch_fp32"} <= set(report["latency"])
+    assert report["throughput"]["gmac_per_s"] > 0
+    assert sum(g.macs for g in tracker_bundle.meta.graphs.values()) > 1e9  # 1.35 GMAC a frame

@@ -19,6 +19,7 @@ from edgevision.check.peaks import measure_peaks, share_of_peak
 from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.hardware import cpu_info
 from edgevision.ops.preprocess import prepare
+from edgevision.tasks import get_task
 
 BENCH_SCHEMA_VERSION = 2  # 2: cpu, peaks and throughput
 E2E_FRAME = (480, 640)  # a VGA camera frame: what end-to-end latency is quoted for
@@ -121,12 +122,15 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
     bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
     meta = bundle.meta
     artifact = open_runner(bundle, runtime, threads)
-    predictor = Predictor(bundle, runner=artifact)
     frame = render_scene(0, SceneSpec(size=E2E_FRAME)).image
-    batch = np.ascontiguousarray(prepare(frame, meta.imgsz, meta.preprocess.resize)[0][None])
-    task = predictor.task
-    fns: dict[str, Callable[[], object]] = {"artifact": lambda: task.infer(artifact, batch),
-                                            "end_to_end": lambda: predictor.predict(frame)}
+    task = get_task(meta.task)
+    custom = task.bench_calls(artifact, meta, frame)
+    if custom is not None:
+        fns: dict[str, Callable[[], object]] = dict(custom)
+    else:
+        predictor = Predictor(bundle, runner=artifact)
+        batch = np.ascontiguousarray(prepare(frame, meta.imgsz, meta.preprocess.resize)[0][None])
+        fns = {"artifact": lambda: task.infer(artifact, batch), "end_to_end": lambda: predictor.predict(frame)}
     notes = []
     from edgevision.check.reference import reference_runner, torch_available
 
@@ -135,7 +139,8 @@ def bench_bundle(bundle: Bundle | str | Path, *, runs: int = 50, warmup: int = 1
         notes.append("PyTorch is not installed here: no reference timing")
     if reference:
         ref = reference_runner(bundle, weights, artifact.threads)
-        fns["pytorch_fp32"] = lambda: task.infer(ref, batch)
+        fns["pytorch_fp32"] = task.bench_calls(ref, meta, frame)["artifact"] if custom is not None else \
+            (lambda: task.infer(ref, batch))
     times = interleaved(fns, runs, warmup, progress)
     stats = {k: latency_stats(v) for k, v in times.items()}
     peaks = measure_peaks(artifact.threads)

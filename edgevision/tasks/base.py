@@ -69,6 +69,13 @@ class Task(ABC):
         postprocessor."""
         return None
 
+    def bench_calls(self, runner, meta, frame_rgb: np.ndarray) -> dict[str, Any] | None:
+        """What `bench` times for a task whose inference is not one image through one graph: zero-argument
+        callables ``artifact`` (one inference at the network's input size) and ``end_to_end`` (``frame_rgb``, a
+        camera-sized frame, in; the result out). None (the default): the task's graph on the preprocessed frame,
+        and the Predictor end to end."""
+        return None
+
     def eval_set_from(self, path):
         """``check --data PATH`` in the task's own format (a tracker's clip folders), or None for the usual
         image folders and COCO files."""

@@ -145,6 +145,32 @@ class PromptSegmentTask(Task):
             out.append({**stacked, "point_coords": coords[None], "point_labels": labels[None]})
         return out
 
+    def bench_calls(self, runner, meta, frame_rgb: np.ndarray) -> dict:
+        """One image and one click: the encoder then the decoder on one point at the input size; end to end,
+        ``PromptPredictor.set_image`` and ``predict`` (resize, upscaling and threshold included)."""
+        from edgevision.ops.preprocess import prepare
+        from edgevision.prompt_predictor import PromptPredictor
+
+        net = np.ascontiguousarray(prepare(frame_rgb, meta.imgsz, meta.preprocess.resize)[0][None])
+        slots = int(meta.head["prompt_slots"])
+        coords = np.zeros((1, slots, 2), np.float32)
+        coords[0, 0] = meta.imgsz / 2
+        labels = np.full((1, slots), -1.0, np.float32)
+        labels[0, 0] = 1.0
+
+        def artifact():
+            emb = runner.run(ENCODER, {"image": net})["image_embeddings"]
+            return runner.run(DECODER, {"image_embeddings": emb, "point_coords": coords, "point_labels": labels})
+
+        predictor = PromptPredictor(runner.bundle, runner=runner) if runner.bundle is not None else None
+        h, w = frame_rgb.shape[:2]
+
+        def end_to_end():
+            predictor.set_image(frame_rgb)
+            return predictor.predict(points=[(w / 2, h / 2)], labels=[1])
+
+        return {"artifact": artifact, "end_to_end": end_to_end if predictor is not None else artifact}
+
     def similarity_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {k: v for k, v in outputs.items() if k not in ("point_coords", "point_labels")}
 

@@ -221,6 +221,25 @@ class TrackTask(Task):
                 "agreement": self.agreement_figures(agreement.result()) if paired else {},
                 "images": count, "worst": worst[:5]}
 
+    def bench_calls(self, runner, meta, frame_rgb: np.ndarray) -> dict[str, Callable[[], object]]:
+        """One tracked frame with one object (image encoder, memory attention over a full bank, decoder, memory
+        encoder and the bank): at the input size, and on the camera-sized frame (resize and mask upscaling
+        included)."""
+        import cv2
+
+        from edgevision.tracker import Tracker
+
+        calls = {}
+        net = cv2.resize(frame_rgb, (meta.imgsz, meta.imgsz), interpolation=cv2.INTER_LINEAR)
+        for name, frame in (("artifact", net), ("end_to_end", frame_rgb)):
+            tracker = Tracker.from_runner(runner, meta.head, meta.imgsz)
+            h, w = frame.shape[:2]
+            tracker.add_prompt(frame, 1, box=(w * 0.3, h * 0.3, w * 0.7, h * 0.7))
+            for _ in range(8):  # fill the bank: steady-state tracking
+                tracker.track(frame)
+            calls[name] = (lambda t=tracker, f=frame: t.track(f))
+        return calls
+
     def eval_set_from(self, path) -> EvalSet:
         from edgevision.data.clips import clip_eval_set
 
