@@ -273,3 +273,25 @@ def test_bench_times_a_tracked_frame_against_the_pytorch_tracker(capsys, tracker
     assert {"artifact", "end_to_end", "pytorch_fp32"} <= set(report["latency"])
     assert report["throughput"]["gmac_per_s"] > 0
     assert sum(g.macs for g in tracker_bundle.meta.graphs.values()) > 1e9  # 1.35 GMAC a frame
+
+
+def test_detections_start_tracks_through_the_cli(capsys, tracker_bundle, yolo_cpu_int8, tmp_path):
+    """--prompts-from a real detector on a generated video of moving shapes: its detections start tracks (IDs
+    from 1, at most --max-objects), and --classes naming no label of the detector exits 2 with one line."""
+    from edgevision.data.video import write_video
+
+    video = tmp_path / "shapes.mp4"
+    write_video(video, frames=12, seed=4)
+    jsonl = tmp_path / "t.jsonl"
+    labels = list(yolo_cpu_int8.meta.labels)
+    code = main(["run", str(tracker_bundle.path), "--source", str(video), "--prompts-from", str(yolo_cpu_int8.path),
+                 "--classes", ",".join(labels), "--max-objects", "2", "--jsonl", str(jsonl)])
+    assert code == 0, capsys.readouterr().err
+    lines = read_jsonl(jsonl)
+    ids = {o["id"] for line in lines for o in line["objects"]}
+    assert ids and min(ids) == 1
+    assert all(len(line["objects"]) <= 2 for line in lines)
+    assert main(["run", str(tracker_bundle.path), "--source", str(video), "--prompts-from", str(yolo_cpu_int8.path),
+                 "--classes", "giraffe"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--classes giraffe: not a label of" in err and len(err.splitlines()) == 1
