@@ -15,6 +15,17 @@ def test_every_variant_builds_and_has_the_documented_output_shape():
                 masks, iou = m(torch.zeros(1, 3, 256, 256), torch.full((1, 6, 2), 100.0), torch.ones(1, 6))
             assert masks.shape == (1, 3, 64, 64) and iou.shape == (1, 3)
             continue
+        if v.task == "track":  # at 256 px: a frame encoded, a box decoded, the mask encoded as memory
+            m.set_input_size(256)
+            with torch.no_grad():
+                f, s0, s1 = m.encode_image(torch.zeros(1, 3, 256, 256))
+                masks, iou, ptrs, score = m.decode(m.without_memory(f), s0, s1,
+                                                   torch.tensor([[[10.0, 10.0], [100.0, 100.0]]]),
+                                                   torch.tensor([[2.0, 3.0]]))
+                memory = m.encode_memory(f, masks[:, :1], torch.ones(1, 1), score)
+            assert masks.shape == (1, 4, 64, 64) and iou.shape == (1, 4) and score.shape == (1, 1)
+            assert ptrs.shape == (1, 4, m.dim) and memory.shape == (1, m.mem_dim, m.memory_grid, m.memory_grid)
+            continue
         with torch.no_grad():
             y = m(torch.zeros(1, 3, v.imgsz, v.imgsz))
         if v.task == "detect":
