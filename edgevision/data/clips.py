@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,6 +19,24 @@ import numpy as np
 
 from edgevision.data.samples import EvalSet
 from edgevision.errors import BadInput
+
+
+@dataclass
+class ClipSample:
+    """A clip with ground truth: ``frames`` (T, H, W, 3) uint8 RGB, ``masks`` (T, K, H, W) bool (what is visible
+    of each object), and the objects to prompt on frame 0 (indices into K)."""
+
+    name: str
+    frames: np.ndarray
+    masks: np.ndarray | None
+    prompted: tuple[int, ...] = (0,)
+
+    def box(self, k: int, t: int = 0) -> tuple[int, int, int, int] | None:
+        ys, xs = np.nonzero(self.masks[t, k])
+        if not len(xs):
+            return None
+        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
 
 FRAME_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 MAX_OBJECTS = 8
@@ -51,9 +70,7 @@ def _read_index_mask(path: Path) -> np.ndarray:
     return mask.astype(np.int32)
 
 
-def load_clip(folder: Path):
-    from edgevision.tasks.track import ClipSample
-
+def load_clip(folder: Path) -> ClipSample:
     folder = Path(folder)
     frames_dir, masks_dir = folder / "frames", folder / "masks"
     paths = sorted(p for p in frames_dir.iterdir() if p.suffix.lower() in FRAME_SUFFIXES and p.is_file())
@@ -90,7 +107,7 @@ def load_clip(folder: Path):
     return ClipSample(folder.name, np.stack(frames), masks, tuple(range(len(ids))))
 
 
-def load_clips(path: Path) -> list:
+def load_clips(path: Path) -> list[ClipSample]:
     return [load_clip(f) for f in clip_folders(path)]
 
 

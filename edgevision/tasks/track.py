@@ -16,10 +16,10 @@ frames left in the bank, so the graphs do not chain on one image).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from edgevision.data.clips import ClipSample
 from edgevision.data.samples import EvalSet
 from edgevision.ops.prompts import mask_iou
 from edgevision.ops.results import ObjectResult, TrackedObjects
@@ -28,23 +28,6 @@ from edgevision.tasks.base import Accumulator, Task
 DECODER = "mask_decoder"
 CLIP_SIZE, CLIP_LENGTH = 256, 24  # synthetic clips: rendered at 256 px, resized to the model's input by the tracker
 MAX_PROMPTED = 3  # objects prompted per synthetic clip: the target and up to two others
-
-
-@dataclass
-class ClipSample:
-    """A clip with ground truth: ``frames`` (T, H, W, 3) uint8 RGB, ``masks`` (T, K, H, W) bool (what is visible
-    of each object), and the objects to prompt on frame 0 (indices into K)."""
-
-    name: str
-    frames: np.ndarray
-    masks: np.ndarray | None
-    prompted: tuple[int, ...] = (0,)
-
-    def box(self, k: int, t: int = 0) -> tuple[int, int, int, int] | None:
-        ys, xs = np.nonzero(self.masks[t, k])
-        if not len(xs):
-            return None
-        return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
 
 
 class _LazyClips(Sequence):
