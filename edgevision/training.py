@@ -368,12 +368,8 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
     """
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = variant.build()
-    if init is not None:
-        state = torch.load(init, map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()})
-        init_heads = state.get("heads")
+    model, state = seeded_model(variant, seed, init)
+    init_heads = state.get("heads") if state is not None else None
     patch, grid, num_classes = model.patch_size, variant.imgsz // model.patch_size, len(variant.labels)
     heads = DenseTargets(model.head.in_features, num_classes, mid=max(1, len(model.blocks) // 3))
     if init is not None and init_heads is not None:
@@ -417,6 +413,18 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
             window.clear()
     model.eval()
     return model
+
+
+def seeded_model(variant: ModelVariant, seed: int, init: Path | None = None) -> tuple[nn.Module, dict | None]:
+    """``variant`` built after seeding torch with ``seed``, then loaded with the weights of ``init`` (a state_dict,
+    or a checkpoint with a ``model`` entry) when given; and that file's whole content (None without one)."""
+    torch.manual_seed(seed)
+    model = variant.build()
+    state = None
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()})
+    return model, state
 
 
 def set_lr(opt, peak: float, step: int, steps: int, warmup: int) -> None:

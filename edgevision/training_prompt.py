@@ -25,7 +25,7 @@ from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.models.registry import ModelVariant
 from edgevision.ops.prompts import BACKGROUND, BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, FOREGROUND, PAD, point_inside
 from edgevision.training import POOL_SEED_STRIDE, TRAIN_SEED_BASE, _batches, _load_checkpoint, _save_checkpoint, \
-    normalise, set_lr
+    normalise, seeded_model, set_lr
 
 
 def _render_instances(args: tuple[list[int], SceneSpec]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -131,11 +131,7 @@ def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int,
     (every 100 steps, atomically), continuing exactly as an uninterrupted run would."""
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = variant.build()
-    if init is not None:
-        state = torch.load(init, map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()})
+    model, _ = seeded_model(variant, seed, init)
     imgsz, slots = variant.imgsz, 6
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     rng = np.random.default_rng(seed)

@@ -29,7 +29,7 @@ from edgevision.data.tracking_clips import ClipSpec, clip_seeds, render_clip
 from edgevision.models.registry import ModelVariant, get_variant
 from edgevision.models.sam2 import UNUSED_SLOT, normalise
 from edgevision.ops.memory_bank import MemoryBank
-from edgevision.training import set_lr
+from edgevision.training import seeded_model, set_lr
 from edgevision.training_prompt import focal_dice, sample_prompt
 
 CLIP_LENGTH = 24
@@ -173,12 +173,8 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
     """Stage 1: the encoder frozen (from ``encoder_from``'s weights, or ``init``'s), everything else trained."""
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(seed)
-    model = variant.build()
-    if init is not None:
-        state = torch.load(init, map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()})
-    else:
+    model, _ = seeded_model(variant, seed, init)
+    if init is None:
         donor = get_variant(encoder_from)
         state = torch.load(donor.weights_path, map_location="cpu", weights_only=True)
         state = state.get("model", state)

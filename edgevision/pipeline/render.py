@@ -105,19 +105,7 @@ def draw_prompt_masks(frame_bgr: np.ndarray, result: PromptMasks, alpha: float =
     for k, (mask, score, prompt) in enumerate(zip(result.masks, result.scores, result.prompts)):
         colour = colours[k % len(colours)]
         bgr = tuple(int(v) for v in colour)
-        if mask.shape != (h, w):
-            mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-        if mask.any():
-            frame_bgr[mask] = (frame_bgr[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
-            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(frame_bgr, contours, -1, bgr, thickness, cv2.LINE_AA)
-            ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-            text = f"{k}: {float(score):.2f}"
-            (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-            x, y = _place_label(placed, int(xs[0]), int(ys[0]), tw + 4, th + 6, (h, w))
-            cv2.rectangle(frame_bgr, (x, y), (x + tw + 4, y + th + 6), bgr, -1)
-            cv2.putText(frame_bgr, text, (x + 2, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                        cv2.LINE_AA)
+        draw_mask(frame_bgr, mask, colour, f"{k}: {float(score):.2f}", placed, thickness, alpha)
         if prompt.box is not None:
             x0, y0, x1, y1 = (int(round(v)) for v in prompt.box)
             cv2.rectangle(frame_bgr, (x0, y0), (x1, y1), bgr, thickness, cv2.LINE_AA)
@@ -139,20 +127,29 @@ def draw_tracks(frame_bgr: np.ndarray, result: TrackedObjects, alpha: float = 0.
         if not obj.present or not mask.any():
             continue
         colour = _DISTINCT[obj.obj_id % len(_DISTINCT)]
-        bgr = tuple(int(v) for v in colour)
-        if mask.shape != (h, w):
-            mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
-        frame_bgr[mask] = (frame_bgr[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-        cv2.drawContours(frame_bgr, contours, -1, bgr, thickness, cv2.LINE_AA)
-        ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-        text = f"#{obj.obj_id} {obj.score:.1f}"
-        (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-        x, y = _place_label(placed, int(xs[0]), int(ys[0]), tw + 4, th + 6, (h, w))
-        cv2.rectangle(frame_bgr, (x, y), (x + tw + 4, y + th + 6), bgr, -1)
-        cv2.putText(frame_bgr, text, (x + 2, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
-                    cv2.LINE_AA)
+        draw_mask(frame_bgr, mask, colour, f"#{obj.obj_id} {obj.score:.1f}", placed, thickness, alpha)
     return frame_bgr
+
+
+def draw_mask(frame_bgr: np.ndarray, mask: np.ndarray, colour: np.ndarray, text: str,
+              placed: list[tuple[int, int, int, int]], thickness: int, alpha: float) -> None:
+    """One mask blended in ``colour`` and outlined, with ``text`` on a label at its top-left corner, placed
+    clear of the labels already ``placed``. The mask is resized to the frame (nearest) if it differs."""
+    h, w = frame_bgr.shape[:2]
+    if mask.shape != (h, w):
+        mask = cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    if not mask.any():
+        return
+    bgr = tuple(int(v) for v in colour)
+    frame_bgr[mask] = (frame_bgr[mask] * (1 - alpha) + colour * alpha).astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(frame_bgr, contours, -1, bgr, thickness, cv2.LINE_AA)
+    ys, xs = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+    (tw, th), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+    x, y = _place_label(placed, int(xs[0]), int(ys[0]), tw + 4, th + 6, (h, w))
+    cv2.rectangle(frame_bgr, (x, y), (x + tw + 4, y + th + 6), bgr, -1)
+    cv2.putText(frame_bgr, text, (x + 2, y + th + 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                cv2.LINE_AA)
 
 
 def draw_classification(frame_bgr: np.ndarray, result: Classification, labels: Sequence[str],
