@@ -9,6 +9,10 @@ The device-side API needs no PyTorch:
     p.set_image(image_rgb)
     masks, scores = p.predict(points=[(x, y)], labels=[1])
 
+    t = Tracker("bundles/sam-track-demo-cpu-int8")
+    t.add_prompt(first_rgb, obj_id=1, box=(x0, y0, x1, y1))
+    results = t.track(next_rgb)   # {obj_id: ObjectResult}
+
 Host-side export and checks live in ``edgevision.export`` and ``edgevision.check``.
 """
 
@@ -25,6 +29,10 @@ def __getattr__(name: str):
         from edgevision.prompt_predictor import PromptPredictor
 
         return PromptPredictor
+    if name == "Tracker":
+        from edgevision.tracker import Tracker
+
+        return Tracker
     if name == "load_bundle":
         from edgevision.bundle import load_bundle
 
