@@ -44,3 +44,15 @@ def test_seed_splits_are_disjoint():
     assert not (train & val or train & ev or val & ev)
     with pytest.raises(ValueError, match="split"):
         clip_seeds("test", 1)
+
+
+def test_long_clips_bounce_their_objects_off_the_edges():
+    """A 200-frame clip without bounce loses objects off the frame for good; with bounce (the drift check's long
+    clips) every object but the occluder, which crosses once, stays in view nearly all the time."""
+    seed = 20_000_002
+    drifting = render_clip(seed, ClipSpec(length=200))
+    bouncing = render_clip(seed, ClipSpec(length=200, bounce=True))
+    seen = lambda clip: clip.masks.reshape(200, clip.masks.shape[1], -1).any(-1).mean(0)  # noqa: E731
+    assert seen(drifting)[:-1].min() < 0.5
+    assert seen(bouncing)[:-1].min() >= 0.9  # the last object is the occluder
+    assert np.array_equal(bouncing.frames[0], drifting.frames[0])  # the same scene, only the paths differ
