@@ -112,11 +112,13 @@ def memory_layouts(frames: int, num_maskmem: int, max_cond: int, max_ptrs: int) 
 
 # ------------------------------------------------------------------------------------------------ a step
 def window_loss(model, feats: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor, coords: torch.Tensor,
-                labels: torch.Tensor, num_points: np.ndarray, layouts: list[dict]) -> tuple[torch.Tensor, dict]:
+                labels: torch.Tensor, num_points: np.ndarray, layouts: list[dict], extra: tuple | None = None
+                ) -> tuple[torch.Tensor, dict]:
     """feats (B, T, C, g, g) vision features; targets (B, T, S, S) float masks; visible (B, T) 0/1; the prompt
-    of frame 0 (B, slots, 2) and (B, slots) with its number of points (a box is two) -> loss and stats."""
+    of frame 0 (B, slots, 2) and (B, slots) with its number of points (a box is two) -> loss and stats.
+    ``extra``: single-frame prompts (features (N, C, g, g), coords, labels, targets (N, S, S), numbers of points),
+    decoded without memory, their loss one more term of the mean."""
     b, t_len = feats.shape[:2]
-    size = targets.shape[-1]
     dense_pe = model.dense_pe()
     memories, ptrs = [], []
     losses, ious_hit = [], []
@@ -139,38 +141,51 @@ def window_loss(model, feats: torch.Tensor, targets: torch.Tensor, visible: torc
             c, lab = empty_c, empty_l
             multi = torch.ones(b, dtype=torch.bool)
         masks, iou, obj_ptrs, score = model.decode(x, None, None, c, lab, dense_pe=dense_pe)
-        up = F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
-        tgt = targets[:, t]
-        per_mask = focal_dice(up, tgt[:, None].expand_as(up))  # (B, 4)
-        with torch.no_grad():
-            hard = up > 0
-            inter = (hard & (tgt[:, None] > 0.5)).flatten(2).sum(-1).float()
-            union = (hard | (tgt[:, None] > 0.5)).flatten(2).sum(-1).float()
-            actual = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
-        best_multi = 1 + per_mask[:, 1:].argmin(1)
-        loss_index = torch.where(multi, best_multi, torch.zeros_like(best_multi))
-        mask_loss = per_mask.gather(1, loss_index[:, None])[:, 0]
-        sq = (iou - actual) ** 2
-        iou_loss = torch.where(multi, sq[:, 1:].mean(1), sq[:, 0])
         vis = visible[:, t]
-        score_loss = F.binary_cross_entropy_with_logits(score[:, 0], vis, reduction="none")
-        losses.append((vis * (mask_loss + iou_loss) + score_loss).mean())
-        # what inference keeps: the best predicted IoU of the multimask outputs, else token 0
-        with torch.no_grad():
-            keep = torch.where(multi, 1 + iou[:, 1:].argmax(1), torch.zeros_like(best_multi))
-            ious_hit.append(float((actual.gather(1, keep[:, None])[:, 0] * vis).sum() / vis.sum().clamp(min=1)))
+        loss, actual, keep = frame_loss(masks, iou, score, targets[:, t], vis, multi)
+        losses.append(loss.mean())
+        ious_hit.append(float((actual.gather(1, keep[:, None])[:, 0] * vis).sum() / vis.sum().clamp(min=1)))
         kept = masks.gather(1, keep[:, None, None, None].expand(-1, 1, *masks.shape[-2:]))
         memories.append(model.encode_memory(f, kept.detach(), torch.full((b, 1), 1.0 if t == 0 else 0.0), score))
         ptrs.append(obj_ptrs.gather(1, keep[:, None, None].expand(-1, 1, obj_ptrs.shape[-1]))[:, 0])
-    loss = torch.stack(losses).mean()
-    return loss, {"first_iou": ious_hit[0], "tracked_iou": float(np.mean(ious_hit[1:]))}
+    stats = {"first_iou": ious_hit[0], "tracked_iou": float(np.mean(ious_hit[1:]))}
+    if extra is not None:  # single-frame prompts on other frames and objects: the decoder learns prompts faster
+        f_x, c_x, l_x, t_x, n_x = extra
+        masks, iou, _, score = model.decode(model.without_memory(f_x), None, None, c_x, l_x, dense_pe=dense_pe)
+        loss, actual, keep = frame_loss(masks, iou, score, t_x, torch.ones(len(f_x)), torch.from_numpy(n_x <= 1))
+        losses.append(loss.mean())
+        stats["extra_iou"] = float(actual.gather(1, keep[:, None]).mean())
+    return torch.stack(losses).mean(), stats
+
+
+def frame_loss(masks, iou, score, target, visible, multi) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SAM 2's loss for one decoded frame: masks (B, 4, m, m), IoU predictions (B, 4), score (B, 1), the target
+    (B, S, S), whether the object is visible (B,) and whether SAM 2 asks for several masks (B,) -> the loss per
+    sample, each output's actual IoU (B, 4), and the output inference keeps (the best predicted IoU of the
+    multimask outputs, else token 0)."""
+    size = target.shape[-1]
+    up = F.interpolate(masks, size=(size, size), mode="bilinear", align_corners=False)
+    per_mask = focal_dice(up, target[:, None].expand_as(up))  # (B, 4)
+    with torch.no_grad():
+        hard = up > 0
+        inter = (hard & (target[:, None] > 0.5)).flatten(2).sum(-1).float()
+        union = (hard | (target[:, None] > 0.5)).flatten(2).sum(-1).float()
+        actual = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+        keep = torch.where(multi, 1 + iou[:, 1:].argmax(1), torch.zeros(len(iou), dtype=torch.long))
+    loss_index = torch.where(multi, 1 + per_mask[:, 1:].argmin(1), torch.zeros(len(iou), dtype=torch.long))
+    mask_loss = per_mask.gather(1, loss_index[:, None])[:, 0]
+    sq = (iou - actual) ** 2
+    iou_loss = torch.where(multi, sq[:, 1:].mean(1), sq[:, 0])
+    score_loss = F.binary_cross_entropy_with_logits(score[:, 0], visible, reduction="none")
+    return visible * (mask_loss + iou_loss) + score_loss, actual, keep
 
 
 def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float, checkpoint: Path,
                   frames: int = 8, seed: int = 0, resume: bool = True, warmup: int = 100, init: Path | None = None,
-                  encoder_from: str = "efficient-sam-demo", stop_after: int | None = None,
+                  encoder_from: str = "efficient-sam-demo", stop_after: int | None = None, extra_prompts: int = 2,
                   log: Callable[[str], None] = print) -> torch.nn.Module:
-    """Stage 1: the encoder frozen (from ``encoder_from``'s weights, or ``init``'s), everything else trained."""
+    """Stage 1: the encoder frozen (from ``encoder_from``'s weights, or ``init``'s), everything else trained.
+    Each window also gives ``extra_prompts`` single-frame prompts (random frames and objects, no memory)."""
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     model, _ = seeded_model(variant, seed, init)
@@ -209,6 +224,7 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
     while step < min(steps, stop_after or steps):
         set_lr(opt, lr, step, steps, warmup)
         f_b, t_b, v_b, c_b, l_b, n_b = [], [], [], [], [], []
+        x_f, x_c, x_l, x_t, x_n = [], [], [], [], []
         for _ in range(batch):
             candidates = np.zeros(0, int)
             while not len(candidates):  # a window whose first frame shows some object well enough to prompt
@@ -226,9 +242,23 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
             c_b.append(c)
             l_b.append(lab)
             n_b.append(int((lab >= 0).sum()))
+            for _ in range(extra_prompts):
+                t = int(rng.choice(idx))
+                seen = np.flatnonzero(masks[t].reshape(masks.shape[1], -1).sum(1) >= MIN_AREA)
+                if not len(seen):
+                    continue
+                j = int(rng.choice(seen))
+                c, lab = slot_prompt(*sample_prompt(masks[t, j], rng, slots - 1), slots)
+                x_f.append(feats[i][t].astype(np.float32))
+                x_t.append(masks[t, j].astype(np.float32))
+                x_c.append(c)
+                x_l.append(lab)
+                x_n.append(int((lab >= 0).sum()))
+        extra = None if not x_f else tuple(torch.from_numpy(np.stack(a)) for a in (x_f, x_c, x_l, x_t)) + \
+            (np.array(x_n),)
         loss, stats = window_loss(model, torch.from_numpy(np.stack(f_b)), torch.from_numpy(np.stack(t_b)),
                                   torch.from_numpy(np.stack(v_b)), torch.from_numpy(np.stack(c_b)),
-                                  torch.from_numpy(np.stack(l_b)), np.array(n_b), layouts)
+                                  torch.from_numpy(np.stack(l_b)), np.array(n_b), layouts, extra)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -242,8 +272,10 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
             os.replace(tmp, checkpoint)
             mean = {k: float(np.mean([w[k] for w in window])) for k in window[0]}
             elapsed = time.perf_counter() - start
+            extra_iou = f", single-frame prompts {100 * mean['extra_iou']:.1f}" if "extra_iou" in mean else ""
             log(f"step {step}/{steps} lr {opt.param_groups[0]['lr']:.2e} loss {mean['loss']:.4f} train IoU: "
-                f"prompted frame {100 * mean['first_iou']:.1f}, tracked frames {100 * mean['tracked_iou']:.1f} "
+                f"prompted frame {100 * mean['first_iou']:.1f}, tracked frames {100 * mean['tracked_iou']:.1f}"
+                f"{extra_iou} "
                 f"({(step - done_at_start) / elapsed * 60:.1f} steps/min, {elapsed / 60:.1f} min)")
             window.clear()
     model.eval()
