@@ -384,7 +384,7 @@ class TrackStage:
 
     def _new_objects(self, detections, results: dict[int, ObjectResult], size: tuple[int, int]) -> list[TrackPrompt]:
         h, w = size
-        live = [r.box() for r in results.values() if r.present and r.box() is not None]
+        live = [box for box in (r.box() for r in results.values() if r.present) if box is not None]
         room = self.max_objects - len(self.tracker.object_ids)
         out = []
         for i in np.argsort(-detections.scores, kind="stable"):
