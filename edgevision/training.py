@@ -415,15 +415,23 @@ def train_classifier(variant: ModelVariant, *, steps: int, pool_size: int, batch
     return model
 
 
-def seeded_model(variant: ModelVariant, seed: int, init: Path | None = None) -> tuple[nn.Module, dict | None]:
+def seeded_model(variant: ModelVariant, seed: int, init: Path | None = None,
+                 new_modules: tuple[str, ...] = ()) -> tuple[nn.Module, dict | None]:
     """``variant`` built after seeding torch with ``seed``, then loaded with the weights of ``init`` (a state_dict,
-    or a checkpoint with a ``model`` entry) when given; and that file's whole content (None without one)."""
+    or a checkpoint with a ``model`` entry) when given; and that file's whole content (None without one).
+    ``init`` may lack the keys under ``new_modules`` (prefixes of modules added since it was trained), which keep
+    their initialisation; every other key must match."""
     torch.manual_seed(seed)
     model = variant.build()
     state = None
     if init is not None:
         state = torch.load(init, map_location="cpu", weights_only=True)
-        model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()})
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in state.get("model", state).items()},
+                                                    strict=False)
+        missing = [k for k in missing if not k.startswith(new_modules)]
+        if missing or unexpected:
+            raise RuntimeError(f"{init} does not fit {variant.name}: missing {missing[:5]}, unexpected "
+                               f"{unexpected[:5]}")
     return model, state
 
 
@@ -431,7 +439,7 @@ def set_lr(opt, peak: float, step: int, steps: int, warmup: int) -> None:
     """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``steps``."""
     lr = peak * min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
     for g in opt.param_groups:
-        g["lr"] = lr
+        g["lr"] = lr * g.get("lr_scale", 1.0)
 
 
 def _load_checkpoint(path: Path, model, heads, opt, rng: np.random.Generator, log: Callable[[str], None]) -> int:

@@ -38,37 +38,53 @@ MIN_AREA = 30  # pixels of an object on the prompted frame
 
 
 # ------------------------------------------------------------------------------------------------ the pool
-def encode_pool(model, count: int, seed_offset: int, size: int, log: Callable[[str], None],
-                batch: int = 24) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Render ``count`` training clips and encode every frame with the (frozen) image encoder:
-    features (count, T, C, g, g) float16 and per clip its masks (T, K, S, S) packed along the last axis."""
-    seeds = [s + seed_offset for s in clip_seeds("train", count)]
-    feats, masks = None, []
+def encode_pool(model, count: int, seed_offset: int, size: int, log: Callable[[str], None]
+                ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+    """Render ``count`` training clips and encode every frame with the (frozen) image encoder: features
+    (count, T, C, g, g) float16, per clip its masks (T, K, S, S) packed along the last axis, and the frames
+    (count, T, S, S, 3) uint8 (the skip stem, trained, reads them)."""
+    feats, masks, frames = None, [], np.zeros((count, CLIP_LENGTH, size, size, 3), np.uint8)
     start = time.perf_counter()
     with torch.no_grad():
-        for i, seed in enumerate(seeds):
+        for i, seed in enumerate(pool_seeds(count, seed_offset)):
             clip = render_clip(seed, ClipSpec(size=size, length=CLIP_LENGTH))
-            f, _, _ = model.encode_image(normalise(torch.from_numpy(clip.frames)))
+            f = model.image_encoder(normalise(torch.from_numpy(clip.frames)))
             if feats is None:
                 feats = np.zeros((count, *f.shape), np.float16)
             feats[i] = f.numpy().astype(np.float16)
             masks.append(np.packbits(clip.masks, axis=-1))
+            frames[i] = clip.frames
             if (i + 1) % 100 == 0:
                 log(f"encoded {i + 1}/{count} clips ({(time.perf_counter() - start) / 60:.1f} min)")
-    return feats, masks
+    return feats, masks, frames
+
+
+def pool_seeds(count: int, seed_offset: int) -> list[int]:
+    return [s + seed_offset for s in clip_seeds("train", count)]
 
 
 def load_or_encode_pool(path: Path, model, count: int, seed_offset: int, size: int, log) -> tuple:
+    """``encode_pool``'s output, cached in ``path``."""
+    cached = None
     if path.is_file():
         with np.load(path) as z:
             if len(z["features"]) == count:
-                log(f"loaded the encoded pool {path}")
-                return z["features"], [z[f"masks_{i}"] for i in range(count)]
-    feats, masks = encode_pool(model, count, seed_offset, size, log)
+                cached = (z["features"], [z[f"masks_{i}"] for i in range(count)],
+                          z["frames"] if "frames" in z.files else None)
+    if cached is not None and cached[2] is not None:
+        log(f"loaded the encoded pool {path}")
+        return cached
+    if cached is not None:  # cached before the skip stem: the frames are rendered again (deterministic by seed)
+        feats, masks, _ = cached
+        frames = np.stack([render_clip(seed, ClipSpec(size=size, length=CLIP_LENGTH)).frames
+                           for seed in pool_seeds(count, seed_offset)])
+        log(f"rendered the pool's {count} clips again for their frames")
+    else:
+        feats, masks, frames = encode_pool(model, count, seed_offset, size, log)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, features=feats, **{f"masks_{i}": m for i, m in enumerate(masks)})
+    np.savez(tmp, features=feats, frames=frames, **{f"masks_{i}": m for i, m in enumerate(masks)})
     os.replace(tmp, path)
-    return feats, masks
+    return feats, masks, frames
 
 
 # --------------------------------------------------------------------------------------------- sampling
@@ -111,15 +127,28 @@ def memory_layouts(frames: int, num_maskmem: int, max_cond: int, max_ptrs: int) 
 
 
 # ------------------------------------------------------------------------------------------------ a step
-def window_loss(model, feats: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor, coords: torch.Tensor,
-                labels: torch.Tensor, num_points: np.ndarray, layouts: list[dict], extra: tuple | None = None
-                ) -> tuple[torch.Tensor, dict]:
-    """feats (B, T, C, g, g) vision features; targets (B, T, S, S) float masks; visible (B, T) 0/1; the prompt
-    of frame 0 (B, slots, 2) and (B, slots) with its number of points (a box is two) -> loss and stats.
-    ``extra``: single-frame prompts (features (N, C, g, g), coords, labels, targets (N, S, S), numbers of points),
-    decoded without memory, their loss one more term of the mean."""
+def skips_of(model, frames: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The skip stem's features of (..., S, S, 3) uint8 frames, with the leading axes kept (None, None without
+    a stem)."""
+    if model.skip_stem is None:
+        return None, None
+    lead = frames.shape[:-3]
+    # channels-last: these small-channel convs train about twice as fast so on CPU
+    s0, s1 = model.skip_stem(normalise(frames.reshape(-1, *frames.shape[-3:])).contiguous(
+        memory_format=torch.channels_last))
+    return s0.reshape(*lead, *s0.shape[1:]), s1.reshape(*lead, *s1.shape[1:])
+
+
+def window_loss(model, feats: torch.Tensor, frames: torch.Tensor, targets: torch.Tensor, visible: torch.Tensor,
+                coords: torch.Tensor, labels: torch.Tensor, num_points: np.ndarray, layouts: list[dict],
+                extra: tuple | None = None) -> tuple[torch.Tensor, dict]:
+    """feats (B, T, C, g, g) vision features of frames (B, T, S, S, 3) uint8; targets (B, T, S, S) float masks;
+    visible (B, T) 0/1; the prompt of frame 0 (B, slots, 2) and (B, slots) with its number of points (a box is
+    two) -> loss and stats. ``extra``: single-frame prompts (features (N, C, g, g), frames (N, S, S, 3), coords,
+    labels, targets (N, S, S), numbers of points), decoded without memory, their loss one more term of the mean."""
     b, t_len = feats.shape[:2]
     dense_pe = model.dense_pe()
+    s0, s1 = skips_of(model, frames)
     memories, ptrs = [], []
     losses, ious_hit = [], []
     empty_c = torch.zeros_like(coords)
@@ -140,7 +169,8 @@ def window_loss(model, feats: torch.Tensor, targets: torch.Tensor, visible: torc
                                 torch.from_numpy(lay["ptr_tpos"]).float().expand(b, -1), ptr_valid)
             c, lab = empty_c, empty_l
             multi = torch.ones(b, dtype=torch.bool)
-        masks, iou, obj_ptrs, score = model.decode(x, None, None, c, lab, dense_pe=dense_pe)
+        masks, iou, obj_ptrs, score = model.decode(x, None if s0 is None else s0[:, t], None if s1 is None else
+                                                   s1[:, t], c, lab, dense_pe=dense_pe)
         vis = visible[:, t]
         loss, actual, keep = frame_loss(masks, iou, score, targets[:, t], vis, multi)
         losses.append(loss.mean())
@@ -150,8 +180,9 @@ def window_loss(model, feats: torch.Tensor, targets: torch.Tensor, visible: torc
         ptrs.append(obj_ptrs.gather(1, keep[:, None, None].expand(-1, 1, obj_ptrs.shape[-1]))[:, 0])
     stats = {"first_iou": ious_hit[0], "tracked_iou": float(np.mean(ious_hit[1:]))}
     if extra is not None:  # single-frame prompts on other frames and objects: the decoder learns prompts faster
-        f_x, c_x, l_x, t_x, n_x = extra
-        masks, iou, _, score = model.decode(model.without_memory(f_x), None, None, c_x, l_x, dense_pe=dense_pe)
+        f_x, i_x, c_x, l_x, t_x, n_x = extra
+        masks, iou, _, score = model.decode(model.without_memory(f_x), *skips_of(model, i_x), c_x, l_x,
+                                            dense_pe=dense_pe)
         loss, actual, keep = frame_loss(masks, iou, score, t_x, torch.ones(len(f_x)), torch.from_numpy(n_x <= 1))
         losses.append(loss.mean())
         stats["extra_iou"] = float(actual.gather(1, keep[:, None]).mean())
@@ -188,7 +219,11 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
     Each window also gives ``extra_prompts`` single-frame prompts (random frames and objects, no memory)."""
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    model, _ = seeded_model(variant, seed, init)
+    model, state = seeded_model(variant, seed, init, new_modules=("skip_stem.",))
+    # a skip stem added to trained weights starts at zero output; at the common LR it stayed near zero for
+    # hundreds of steps, so a new stem learns 10x faster
+    fresh_stem = state is not None and model.skip_stem is not None and \
+        not any(k.startswith("skip_stem.") for k in state.get("model", state))
     if init is None:
         donor = get_variant(encoder_from)
         state = torch.load(donor.weights_path, map_location="cpu", weights_only=True)
@@ -200,7 +235,10 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
     for p in model.image_encoder.parameters():
         p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    stem = {id(p) for p in model.skip_stem.parameters()} if fresh_stem else set()
+    opt = torch.optim.AdamW([{"params": [p for p in params if id(p) not in stem]},
+                             {"params": [p for p in params if id(p) in stem], "lr_scale": 10.0}],
+                            lr=lr, weight_decay=0.01)
     rng = np.random.default_rng(seed)
     step = 0
     if resume and checkpoint.is_file():
@@ -212,7 +250,7 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
         step = state["step"]
         log(f"resumed from {checkpoint} at step {step}")
     model.image_encoder.eval()
-    feats, packed = load_or_encode_pool(checkpoint.with_suffix(".pool.npz"), model, pool_size, 0, variant.imgsz, log)
+    feats, packed, images = load_or_encode_pool(checkpoint.with_suffix(".pool.npz"), model, pool_size, 0, variant.imgsz, log)
     head = model.head_spec(variant.imgsz)
     layouts = memory_layouts(frames, head["num_maskmem"], head["max_cond_frames"], head["max_ptrs"])
     slots = head["prompt_slots"]
@@ -223,8 +261,8 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
     window: list[dict] = []
     while step < min(steps, stop_after or steps):
         set_lr(opt, lr, step, steps, warmup)
-        f_b, t_b, v_b, c_b, l_b, n_b = [], [], [], [], [], []
-        x_f, x_c, x_l, x_t, x_n = [], [], [], [], []
+        f_b, i_b, t_b, v_b, c_b, l_b, n_b = [], [], [], [], [], [], []
+        x_f, x_i, x_c, x_l, x_t, x_n = [], [], [], [], [], []
         for _ in range(batch):
             candidates = np.zeros(0, int)
             while not len(candidates):  # a window whose first frame shows some object well enough to prompt
@@ -237,6 +275,7 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
             c, lab = sample_prompt(masks[idx[0], k], rng, slots - 1)
             c, lab = slot_prompt(c, lab, slots)
             f_b.append(feats[i][idx].astype(np.float32))
+            i_b.append(images[i][idx])
             t_b.append(masks[idx, k].astype(np.float32))
             v_b.append((masks[idx, k].reshape(frames, -1).sum(1) > 0).astype(np.float32))
             c_b.append(c)
@@ -250,13 +289,15 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
                 j = int(rng.choice(seen))
                 c, lab = slot_prompt(*sample_prompt(masks[t, j], rng, slots - 1), slots)
                 x_f.append(feats[i][t].astype(np.float32))
+                x_i.append(images[i][t])
                 x_t.append(masks[t, j].astype(np.float32))
                 x_c.append(c)
                 x_l.append(lab)
                 x_n.append(int((lab >= 0).sum()))
-        extra = None if not x_f else tuple(torch.from_numpy(np.stack(a)) for a in (x_f, x_c, x_l, x_t)) + \
+        extra = None if not x_f else tuple(torch.from_numpy(np.stack(a)) for a in (x_f, x_i, x_c, x_l, x_t)) + \
             (np.array(x_n),)
-        loss, stats = window_loss(model, torch.from_numpy(np.stack(f_b)), torch.from_numpy(np.stack(t_b)),
+        loss, stats = window_loss(model, torch.from_numpy(np.stack(f_b)), torch.from_numpy(np.stack(i_b)),
+                                  torch.from_numpy(np.stack(t_b)),
                                   torch.from_numpy(np.stack(v_b)), torch.from_numpy(np.stack(c_b)),
                                   torch.from_numpy(np.stack(l_b)), np.array(n_b), layouts, extra)
         opt.zero_grad(set_to_none=True)

@@ -189,6 +189,28 @@ def test_export_warns_when_int8_will_be_slow_on_this_host(monkeypatch, caplog):
         cpu_info.cache_clear()
 
 
+def test_a_bad_input_stays_a_one_line_error_where_int8_would_be_slow(monkeypatch, capsys, tmp_path):
+    """On an AVX2-only CPU the slow-INT8 warning used to come before the error for a bad --calib or --weights,
+    so the error was no longer one line. The warning now waits until the inputs are read."""
+    from edgevision.cli import main
+    from test_cli import one_line_error
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    cpu_info.cache_clear()
+    try:
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        bad_weights = tmp_path / "corrupt.pt"
+        bad_weights.write_bytes(b"\x00garbage" * 100)
+        for extra in (["--calib", str(empty), "--random-weights"], ["--weights", str(bad_weights)]):
+            code = main(["export", "fast-yolo-demo", "--target", "intel-npu", "--precision", "int8",
+                         "--out", str(tmp_path / "b"), *extra])
+            err = capsys.readouterr().err
+            assert code == 2 and "INT8 is likely slower" not in err and str(tmp_path) in one_line_error(err)
+    finally:
+        cpu_info.cache_clear()
+
+
 def test_bench_names_the_cpu_and_reports_the_share_of_the_same_run_peak(yolo_cpu_int8):
     from edgevision.check.bench import bench_bundle
 

@@ -110,11 +110,6 @@ def export_bundle(
     from edgevision.bundle import check_output_dir
 
     check_output_dir(out, force)  # before any slow work
-    if precision == "int8":
-        warn_if_int8_is_slow_here(profile)
-        if profile.family == "jetson" and recipe.quantization.model_type == "transformer":
-            say("note: on many Jetson GPUs a ViT runs as fast in FP16 as in INT8, with no calibration and no "
-                "accuracy risk: compare with --precision fp16 (edgevision bench on the device)")
 
     from edgevision.data.datasets import calibration_set
     from edgevision.export.base import ExportContext
@@ -147,6 +142,11 @@ def export_bundle(
                                           limit=recipe.quantization.subset_size)
             feeds = chained_feeds(graphs, calibration.batches, recipe.eval.seed, wanted)
     exporter = importlib.import_module(EXPORTERS[profile.family])
+    if precision == "int8":  # after the weights and calibration data are read: a bad input stays one line
+        warn_if_int8_is_slow_here(profile)
+        if profile.family == "jetson" and recipe.quantization.model_type == "transformer":
+            say("note: on many Jetson GPUs a ViT runs as fast in FP16 as in INT8, with no calibration and no "
+                "accuracy risk: compare with --precision fp16 (edgevision bench on the device)")
 
     with staging_dir(out, force) as work:
         specs, contexts, toolchain = {}, {}, {}

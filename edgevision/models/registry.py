@@ -150,9 +150,10 @@ VARIANTS: tuple[ModelVariant, ...] = (
         weights="sam-track-demo.pt",
         config={"img_size": 256, "dim": 128, "mem_dim": 64, "memory_layers": 2, "memory_pool": 2,
                 "memory_ffn_dim": 512, "decoder_mlp_dim": 512,
-                "vit": {"embed_dim": 192, "depth": 6, "num_heads": 3, "pos_grid": 16}},
+                "vit": {"embed_dim": 192, "depth": 6, "num_heads": 3, "pos_grid": 16}, "skip_stem": True},
         summary="EfficientTAM-style tracker: efficient-sam-demo's ViT encoder (6 blocks, dim 192) with SAM 2 "
-                "memory modules (dim 128, 2 memory-attention layers, memory pooled 2x2), trained on synthetic clips",
+                "memory modules (dim 128, 2 memory-attention layers, memory pooled 2x2) and a conv stem for the "
+                "decoder's high-res skips, trained on synthetic clips",
     ),
     ModelVariant(
         "sam2.1-hiera-tiny", _SAM2, "track", imgsz=1024, stride=32, labels=("object",), preprocess=IMAGENET_PLAIN,

@@ -216,10 +216,11 @@ class Sam2PromptEncoder(nn.Module):
 class Sam2MaskDecoder(nn.Module):
     """SAM's two-way transformer with an object-score token and high-res skip features: features (B, C, g, g)
     + sparse (B, N, C) + dense (B, C, g, g) -> mask logits (B, 4, 4g, 4g), IoU (B, 4), mask tokens (B, 4, C)
-    and object score logits (B, 1). Without ``high_res_features`` the mask is upscaled from the features
-    alone (the skips are None)."""
+    and object score logits (B, 1). ``project_skips``: the model projects Hiera's skip features with this
+    decoder's ``conv_s0``/``conv_s1`` (the official layout); given skips None, the mask is upscaled from the
+    features alone."""
 
-    def __init__(self, dim: int = 256, mlp_dim: int = 2048, high_res_features: bool = True) -> None:
+    def __init__(self, dim: int = 256, mlp_dim: int = 2048, project_skips: bool = True) -> None:
         super().__init__()
         self.transformer = TwoWayTransformer(2, dim, 8, mlp_dim, mlp=lambda d, h: MLP(d, h, d, 2),
                                               sam_self_attention=True)
@@ -229,8 +230,7 @@ class Sam2MaskDecoder(nn.Module):
         self.output_upscaling = nn.Sequential(
             nn.ConvTranspose2d(dim, dim // 4, 2, stride=2), LayerNorm2d(dim // 4), nn.GELU(),
             nn.ConvTranspose2d(dim // 4, dim // 8, 2, stride=2), nn.GELU())
-        self.high_res_features = high_res_features
-        if high_res_features:
+        if project_skips:
             self.conv_s0 = nn.Conv2d(dim, dim // 8, 1)
             self.conv_s1 = nn.Conv2d(dim, dim // 4, 1)
         self.output_hypernetworks_mlps = nn.ModuleList(MLP(dim, dim, dim // 8, 3) for _ in range(NUM_MASK_TOKENS))
@@ -264,6 +264,28 @@ class Sam2MaskDecoder(nn.Module):
         return masks, self.iou_prediction_head(hs[:, 1]), mask_tokens, self.pred_obj_score_head(hs[:, 0])
 
 
+class SkipStem(nn.Module):
+    """The decoder's high-res skips for a one-scale ViT encoder, from the image: a 4 x 4 patch conv and a 2 x 2
+    one, (B, 3, S, S) -> (B, C/8, S/4, S/4) and (B, C/4, S/8, S/8), the shapes Hiera's skips have after
+    ``conv_s0``/``conv_s1``. A 16-pixel token grid alone cannot place a small object's edge; these carry the
+    edges at 4 and 8 pixels, for about 1.5 % of the demo's MACs. The projections start at zero, so adding the
+    stem to a decoder trained without skips starts from that decoder's output."""
+
+    def __init__(self, dim: int = 128) -> None:
+        super().__init__()
+        self.patch = nn.Sequential(nn.Conv2d(3, dim // 4, 4, stride=4), nn.GELU())
+        self.down = nn.Sequential(nn.Conv2d(dim // 4, dim // 2, 2, stride=2), nn.GELU())
+        self.proj_s0 = nn.Conv2d(dim // 4, dim // 8, 1)
+        self.proj_s1 = nn.Conv2d(dim // 2, dim // 4, 1)
+        for proj in (self.proj_s0, self.proj_s1):
+            nn.init.zeros_(proj.weight)
+            nn.init.zeros_(proj.bias)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.patch(images)
+        return self.proj_s0(x), self.proj_s1(self.down(x))
+
+
 def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
     """(...,) -> (..., dim): sin features then cos features (SAM 2's ``get_1d_sine_pe``)."""
     half = dim // 2
@@ -283,21 +305,26 @@ class Sam2(nn.Module):
                  global_att_blocks: tuple[int, ...] = (5, 7, 9), window_pos_embed_bkg: tuple[int, int] = (7, 7),
                  dim: int = 256, mem_dim: int = 64, num_maskmem: int = 7, memory_layers: int = 4,
                  memory_pool: int = 1, memory_ffn_dim: int = 2048, decoder_mlp_dim: int = 2048,
-                 vit: dict | None = None) -> None:
+                 vit: dict | None = None, skip_stem: bool = False) -> None:
         super().__init__()  # num_classes: the registry passes it to every family; tracks have none
         # ``vit``: an EfficientSAM-style ViT image encoder (ImageEncoderViT arguments, its neck giving ``dim``
         # channels) instead of Hiera: one scale, so the decoder has no high-res skips (EfficientTAM's layout)
+        # unless ``skip_stem`` adds a small conv stem that makes them from the image
+        if vit is None and skip_stem:
+            raise ValueError("skip_stem is for a ViT encoder: Hiera has its own high-res features")
         if vit is None:
             trunk = Hiera(embed_dim, num_heads, tuple(stages), tuple(global_att_blocks),
                           window_pos_embed_bkg_spatial_size=tuple(window_pos_embed_bkg))
             self.image_encoder = ImageEncoder(trunk, FpnNeck(dim, tuple(trunk.channel_list)), scalp=1)
         else:
             self.image_encoder = ImageEncoderViT(img_size=img_size, neck_dim=dim, **vit)
-        self.high_res_features = vit is None
+        self.one_scale = vit is not None
+        self.skip_stem = SkipStem(dim) if skip_stem else None
+        self.high_res_features = vit is None or skip_stem
         self.memory_attention = MemoryAttention(dim, mem_dim, memory_layers, memory_ffn_dim)
         self.memory_encoder = MemoryEncoder(dim, mem_dim)
         self.sam_prompt_encoder = Sam2PromptEncoder(dim, img_size)
-        self.sam_mask_decoder = Sam2MaskDecoder(dim, decoder_mlp_dim, self.high_res_features)
+        self.sam_mask_decoder = Sam2MaskDecoder(dim, decoder_mlp_dim, vit is None)
         self.obj_ptr_proj = MLP(dim, dim, dim, 3)
         self.obj_ptr_tpos_proj = nn.Linear(dim, mem_dim)
         # a mask prompt (B, 1, S, S) -> the decoder's mask input (B, 1, 4g, 4g), as SAM 2 turns it
@@ -319,7 +346,7 @@ class Sam2(nn.Module):
         if img_size % 32:
             raise ValueError(f"input size {img_size} is not a multiple of 32")
         self.img_size = self.sam_prompt_encoder.img_size = img_size
-        if not self.high_res_features:
+        if self.one_scale:
             self.image_encoder.set_input_size(img_size)
         g = img_size // 16
         cos, sin = axial_rope_tables(self.dim, g)
@@ -367,8 +394,9 @@ class Sam2(nn.Module):
     def encode_image(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(B, 3, S, S) normalised -> ``vision_features`` (B, C, g, g) and the decoder's skip features
         (B, C/8, 4g, 4g) and (B, C/4, 2g, 2g) (None without high-res features)."""
-        if not self.high_res_features:
-            return self.image_encoder(images), None, None
+        if self.one_scale:
+            skips = self.skip_stem(images) if self.skip_stem is not None else (None, None)
+            return self.image_encoder(images), *skips
         feat0, feat1, features = self.image_encoder(images)
         return features, self.sam_mask_decoder.conv_s0(feat0), self.sam_mask_decoder.conv_s1(feat1)
 
