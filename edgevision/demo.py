@@ -20,7 +20,7 @@ from edgevision.ops.results import Detections
 from edgevision.predictor import Predictor
 from edgevision.resources import resource_dir
 
-DEMO_MODELS = ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo", "sam-track-demo")
+DEMO_MODELS = ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo")
 
 
 def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int = 30,
@@ -63,7 +63,7 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
     write_truth(video_in.with_suffix(".json"), truth)
     written["generated video"] = str(video_in)
 
-    say("running detection, segmentation and tracking (its objects started by the detector) on the video")
+    say("running detection and segmentation on the video")
     video_stats = annotate_video(video_in, out_dir, bundles, truth)
     written.update(video_stats.pop("written"))
 
@@ -79,51 +79,25 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
 
 
 def annotate_video(video_in: Path, out_dir: Path, bundles: dict, truth) -> dict:
-    """The models through the real camera pipeline (every frame): the detector, the U-Net, and the tracker with
-    its objects started by the detector's boxes (``run --prompts-from``); plus the detector's mAP against the
-    exact boxes of the generated video (at the drawn score threshold) and what the tracker followed."""
+    """Both models through the real camera pipeline (every frame), plus the detector's mAP against the exact
+    boxes of the generated video (at the drawn score threshold)."""
     from edgevision.check.metrics import detection_map
-    from edgevision.pipeline import Chain, Pipeline, VideoFileSink, open_source
-    from edgevision.tracker import Tracker, TrackStage
+    from edgevision.pipeline import Pipeline, VideoFileSink, open_source
 
     written, stats = {}, {}
     detections: list[Detections] = []
-    tracked: list = []
-    for model, kind in (("fast-yolo-demo", "detections"), ("mobile-unet", "segmentation"),
-                        ("sam-track-demo", "tracks")):
+    for model, kind in (("fast-yolo-demo", "detections"), ("mobile-unet", "segmentation")):
         out = out_dir / f"{kind}.mp4"
         source = open_source(str(video_in))
-        if kind == "tracks":
-            detector = Predictor(bundles["fast-yolo-demo"])
-            stage = Chain(detector, TrackStage(Tracker(bundles[model]), labels=list(detector.labels)))
-        else:
-            stage = Predictor(bundles[model])
-        collect = {"detections": lambda f: detections.append(f.result),
-                   "tracks": lambda f: tracked.append([(o.obj_id, o.box()) for o in f.result.objects
-                                                       if o.present])}.get(kind)
-        summary = Pipeline(source, stage, [VideoFileSink(out, 15.0)], realtime=False,
+        collect = (lambda f: detections.append(f.result)) if kind == "detections" else None
+        summary = Pipeline(source, Predictor(bundles[model]), [VideoFileSink(out, 15.0)], realtime=False,
                            on_frame=collect).run(handle_signals=False)
         stats[kind] = {"frames": summary["frames_processed"], "fps": summary["fps"],
                        "capture_to_output_p50_ms": summary["latency_ms"]["end_to_end"].get("p50_ms")}
         written[f"annotated video ({kind})"] = str(out)
     n = len(detections)
     scores = detection_map(truth.boxes[:n], truth.labels[:n], detections, len(bundles["fast-yolo-demo"].meta.labels))
-    return {"frames": n, "detection_vs_truth": scores, "tracks": track_stats(tracked, truth), "pipeline": stats,
-            "written": written}
-
-
-def track_stats(tracked: list[list[tuple]], truth) -> dict:
-    """How many tracks started, how many were present per frame, and the share of present tracks whose mask's
-    box lies on a true object (box IoU >= 0.5) -- ``tracked``: per frame, (id, box) of each present track."""
-    from edgevision.tracker import box_iou
-
-    on_target = [any(box_iou(box, t) >= 0.5 for t in truth.boxes[i]) for i, frame in enumerate(tracked)
-                 for _, box in frame if box is not None]
-    present = [len(frame) for frame in tracked]
-    return {"started": len({obj_id for frame in tracked for obj_id, _ in frame}),
-            "objects_per_frame": round(float(np.mean(present)), 2) if present else 0.0,
-            "objects_in_truth_per_frame": round(float(np.mean([len(b) for b in truth.boxes[:len(tracked)]])), 2),
-            "on_target": round(100 * float(np.mean(on_target)), 1) if on_target else 0.0}
+    return {"frames": n, "detection_vs_truth": scores, "pipeline": stats, "written": written}
 
 
 REFERENCE_BGR = (60, 200, 60)  # FP32 PyTorch: green
