@@ -46,7 +46,7 @@ def encode_pool(model, count: int, seed_offset: int, size: int, log: Callable[[s
     feats, masks, frames = None, [], np.zeros((count, CLIP_LENGTH, size, size, 3), np.uint8)
     start = time.perf_counter()
     with torch.no_grad():
-        for i, seed in enumerate(pool_seeds(count, seed_offset)):
+        for i, seed in enumerate(s + seed_offset for s in clip_seeds("train", count)):
             clip = render_clip(seed, ClipSpec(size=size, length=CLIP_LENGTH))
             f = model.image_encoder(normalise(torch.from_numpy(clip.frames)))
             if feats is None:
@@ -59,28 +59,15 @@ def encode_pool(model, count: int, seed_offset: int, size: int, log: Callable[[s
     return feats, masks, frames
 
 
-def pool_seeds(count: int, seed_offset: int) -> list[int]:
-    return [s + seed_offset for s in clip_seeds("train", count)]
-
-
 def load_or_encode_pool(path: Path, model, count: int, seed_offset: int, size: int, log) -> tuple:
-    """``encode_pool``'s output, cached in ``path``."""
-    cached = None
+    """``encode_pool``'s output, cached in ``path`` (a cache without frames, from before the skip stem, is
+    encoded again)."""
     if path.is_file():
         with np.load(path) as z:
-            if len(z["features"]) == count:
-                cached = (z["features"], [z[f"masks_{i}"] for i in range(count)],
-                          z["frames"] if "frames" in z.files else None)
-    if cached is not None and cached[2] is not None:
-        log(f"loaded the encoded pool {path}")
-        return cached
-    if cached is not None:  # cached before the skip stem: the frames are rendered again (deterministic by seed)
-        feats, masks, _ = cached
-        frames = np.stack([render_clip(seed, ClipSpec(size=size, length=CLIP_LENGTH)).frames
-                           for seed in pool_seeds(count, seed_offset)])
-        log(f"rendered the pool's {count} clips again for their frames")
-    else:
-        feats, masks, frames = encode_pool(model, count, seed_offset, size, log)
+            if len(z["features"]) == count and "frames" in z.files:
+                log(f"loaded the encoded pool {path}")
+                return z["features"], [z[f"masks_{i}"] for i in range(count)], z["frames"]
+    feats, masks, frames = encode_pool(model, count, seed_offset, size, log)
     tmp = path.with_name(path.name + ".tmp.npz")
     np.savez(tmp, features=feats, frames=frames, **{f"masks_{i}": m for i, m in enumerate(masks)})
     os.replace(tmp, path)
