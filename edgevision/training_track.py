@@ -120,7 +120,7 @@ def skips_of(model, frames: torch.Tensor) -> tuple[torch.Tensor | None, torch.Te
     if model.skip_stem is None:
         return None, None
     lead = frames.shape[:-3]
-    # channels-last: these small-channel convs train about twice as fast so on CPU
+    # channels-last: on CPU these small-channel convs train about twice as fast in it
     s0, s1 = model.skip_stem(normalise(frames.reshape(-1, *frames.shape[-3:])).contiguous(
         memory_format=torch.channels_last))
     return s0.reshape(*lead, *s0.shape[1:]), s1.reshape(*lead, *s1.shape[1:])
@@ -156,8 +156,8 @@ def window_loss(model, feats: torch.Tensor, frames: torch.Tensor, targets: torch
                                 torch.from_numpy(lay["ptr_tpos"]).float().expand(b, -1), ptr_valid)
             c, lab = empty_c, empty_l
             multi = torch.ones(b, dtype=torch.bool)
-        masks, iou, obj_ptrs, score = model.decode(x, None if s0 is None else s0[:, t], None if s1 is None else
-                                                   s1[:, t], c, lab, dense_pe=dense_pe)
+        skips = (None, None) if s0 is None else (s0[:, t], s1[:, t])
+        masks, iou, obj_ptrs, score = model.decode(x, *skips, c, lab, dense_pe=dense_pe)
         vis = visible[:, t]
         loss, actual, keep = frame_loss(masks, iou, score, targets[:, t], vis, multi)
         losses.append(loss.mean())
@@ -237,7 +237,8 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
         step = state["step"]
         log(f"resumed from {checkpoint} at step {step}")
     model.image_encoder.eval()
-    feats, packed, images = load_or_encode_pool(checkpoint.with_suffix(".pool.npz"), model, pool_size, 0, variant.imgsz, log)
+    feats, packed, images = load_or_encode_pool(checkpoint.with_suffix(".pool.npz"), model, pool_size, 0,
+                                                variant.imgsz, log)
     head = model.head_spec(variant.imgsz)
     layouts = memory_layouts(frames, head["num_maskmem"], head["max_cond_frames"], head["max_ptrs"])
     slots = head["prompt_slots"]
