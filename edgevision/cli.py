@@ -652,8 +652,10 @@ def print_run(s: dict) -> None:
 
 # ----------------------------------------------------------------------------------------------------- demo
 @app.command(help="The whole job on built-in data, no camera and no download: export the demo detector, "
-                  "the U-Net and the DeiT-Tiny classifier to INT8 for this host, check each against FP32 PyTorch, run detection on a "
-                  "generated video and on the bundled real photos, and print a summary.\n\n"
+                  "the U-Net, the DeiT-Tiny classifier and the promptable segmenter to INT8 for this host, check each "
+                  "against FP32 PyTorch, run detection, segmentation and promptable segmentation (prompted by the "
+                  "detector's boxes) on a generated video and detection on the bundled real photos, and print a "
+                  "summary.\n\n"
                   "Example:  edgevision demo --out demo-output")
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where everything is written.")] = Path("demo-output"),
@@ -691,6 +693,11 @@ def print_demo(summary: dict) -> None:
     vs = video["detection_vs_truth"]
     out.print(f"generated video ({video['frames']} frames): detector mAP@0.5 {_fmt(vs['map50'])} against the exact "
               f"boxes; pipeline " + ", ".join(f"{k} {_fmt(v['fps'])} FPS" for k, v in video["pipeline"].items()))
+    if "prompted_masks" in video:
+        pm = video["prompted_masks"]
+        out.print(f"promptable segmentation, prompted by the detector's boxes: {_fmt(pm['masks_per_frame'])} masks per "
+                  f"frame (the video has {_fmt(pm['objects_in_truth_per_frame'])} objects per frame), "
+                  f"{_fmt(pm['on_object'])} % of them on a true object (mask extent IoU >= 0.5)")
     found = sum(len(p["reference_detections"]) for p in summary["photos"])
     kept = sum(p["kept"] for p in summary["photos"])
     agreement = f"{100 * kept / found:.0f} %" if found else "-"

@@ -133,8 +133,12 @@ class Recipe(_Strict):
     # graph name -> precision, for a graph kept more precise than --precision (e.g. mask_decoder: fp16 beside an
     # int8 image_encoder); graphs not named take --precision
     graph_precision: dict[str, Precision] = {}
+    target_graph_precision: dict[str, dict[str, Precision]] = {}  # per target family, merged over graph_precision
     tolerances: dict[Precision, Tolerances] = {}
     target_tolerances: dict[str, dict[Precision, Tolerances]] = {}  # per target family, overrides
+
+    def graph_precision_for(self, family: str) -> dict[str, Precision]:
+        return {**self.graph_precision, **self.target_graph_precision.get(family, {})}
 
     def tolerances_for(self, family: str, precision: str) -> Tolerances:
         merged = dict(self.tolerances.get(precision, {}))  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from edgevision.ops.results import Detections
 from edgevision.predictor import Predictor
 from edgevision.resources import resource_dir
 
-DEMO_MODELS = ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo")
+DEMO_MODELS = ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo", "efficient-sam-demo")
 
 
 def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int = 30,
@@ -63,7 +63,7 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
     write_truth(video_in.with_suffix(".json"), truth)
     written["generated video"] = str(video_in)
 
-    say("running detection and segmentation on the video")
+    say("running detection, segmentation and promptable segmentation (prompted by the detector) on the video")
     video_stats = annotate_video(video_in, out_dir, bundles, truth)
     written.update(video_stats.pop("written"))
 
@@ -79,25 +79,48 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
 
 
 def annotate_video(video_in: Path, out_dir: Path, bundles: dict, truth) -> dict:
-    """Both models through the real camera pipeline (every frame), plus the detector's mAP against the exact
-    boxes of the generated video (at the drawn score threshold)."""
+    """The models through the real camera pipeline (every frame): the detector, the U-Net, and the promptable
+    segmenter with the detector's boxes as its prompts (``run --prompts-from``); plus the detector's mAP against
+    the exact boxes of the generated video (at the drawn score threshold) and where the prompted masks landed."""
     from edgevision.check.metrics import detection_map
     from edgevision.pipeline import Pipeline, VideoFileSink, open_source
+    from edgevision.pipeline.core import Chain
+    from edgevision.prompt_predictor import PromptPredictor, PromptStage
 
     written, stats = {}, {}
     detections: list[Detections] = []
-    for model, kind in (("fast-yolo-demo", "detections"), ("mobile-unet", "segmentation")):
+    mask_boxes: list[list] = []
+    for model, kind in (("fast-yolo-demo", "detections"), ("mobile-unet", "segmentation"),
+                        ("efficient-sam-demo", "prompted-masks")):
         out = out_dir / f"{kind}.mp4"
         source = open_source(str(video_in))
-        collect = (lambda f: detections.append(f.result)) if kind == "detections" else None
-        summary = Pipeline(source, Predictor(bundles[model]), [VideoFileSink(out, 15.0)], realtime=False,
+        if kind == "prompted-masks":
+            stage = Chain(Predictor(bundles["fast-yolo-demo"]), PromptStage(PromptPredictor(bundles[model])))
+        else:
+            stage = Predictor(bundles[model])
+        collect = {"detections": lambda f: detections.append(f.result),
+                   "prompted-masks": lambda f: mask_boxes.append(f.result.boxes())}.get(kind)
+        summary = Pipeline(source, stage, [VideoFileSink(out, 15.0)], realtime=False,
                            on_frame=collect).run(handle_signals=False)
         stats[kind] = {"frames": summary["frames_processed"], "fps": summary["fps"],
                        "capture_to_output_p50_ms": summary["latency_ms"]["end_to_end"].get("p50_ms")}
         written[f"annotated video ({kind})"] = str(out)
     n = len(detections)
     scores = detection_map(truth.boxes[:n], truth.labels[:n], detections, len(bundles["fast-yolo-demo"].meta.labels))
-    return {"frames": n, "detection_vs_truth": scores, "pipeline": stats, "written": written}
+    return {"frames": n, "detection_vs_truth": scores, "prompted_masks": mask_stats(mask_boxes, truth),
+            "pipeline": stats, "written": written}
+
+
+def mask_stats(mask_boxes: list[list], truth, iou: float = 0.5) -> dict:
+    """Masks per frame and the share of them whose extent matches a true object's box (IoU >= ``iou``):
+    ``mask_boxes`` holds, per frame, each mask's box (None for an empty mask)."""
+    from edgevision.tracker import box_iou
+
+    on_object = [any(box_iou(box, t) >= iou for t in truth.boxes[i]) if box is not None else False
+                 for i, frame in enumerate(mask_boxes) for box in frame]
+    return {"masks_per_frame": round(float(np.mean([len(f) for f in mask_boxes])), 2) if mask_boxes else 0.0,
+            "objects_in_truth_per_frame": round(float(np.mean([len(b) for b in truth.boxes[:len(mask_boxes)]])), 2),
+            "on_object": round(100 * float(np.mean(on_object)), 1) if on_object else 0.0}
 
 
 REFERENCE_BGR = (60, 200, 60)  # FP32 PyTorch: green

@@ -18,10 +18,11 @@ def test_demo_runs_end_to_end(tmp_path):
                          text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     text = res.stdout
-    for word in ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo", "map50", "miou", "top1", "speed-up", "written:"):
+    for word in ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo", "efficient-sam-demo", "map50", "miou", "top1",
+                 "miou_box", "mask_iou", "speed-up", "masks per frame", "written:"):
         assert word in text
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["schema_version"] == 1 and len(summary["rows"]) == 3
+    assert summary["schema_version"] == 1 and len(summary["rows"]) == 4
     for row in summary["rows"]:
         assert row["passed"] and row["speedup"] > 1 and row["reference_ms"] > 0 and row["artifact_ms"] > 0
         assert len(row["gated"]) >= 3 and all(g["passed"] for g in row["gated"])
@@ -29,11 +30,14 @@ def test_demo_runs_end_to_end(tmp_path):
             if "max_drop" in g:
                 assert -g["delta"] <= g["max_drop"] - 0.3, g
     assert summary["video"]["frames"] == 16 and summary["video"]["detection_vs_truth"]["map50"] > 70
-    for name in ("detections.mp4", "segmentation.mp4"):
+    masks = summary["video"]["prompted_masks"]  # each detection box prompts a mask on the object it boxes
+    assert masks["masks_per_frame"] > 0 and masks["on_object"] > 70
+    for name in ("detections.mp4", "segmentation.mp4", "prompted-masks.mp4"):
         cap = cv2.VideoCapture(str(out / name))
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
     assert len(list((out / "photos").glob("*.jpg"))) == 7
     assert (out / "bundles" / "fast-yolo-demo-cpu-int8" / "report.json").is_file()
+    assert (out / "bundles" / "efficient-sam-demo-cpu-int8" / "report.json").is_file()
 
 
 def test_demo_table_shows_every_gated_metric_and_marks_the_failing_one(capsys):

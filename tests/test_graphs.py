@@ -216,6 +216,14 @@ def test_two_graphs_export_calibrate_check_pack_and_run(spot_model, tmp_path, ca
     assert mixed.meta.graphs["mask_decoder"].quantization is None
     assert main(["check", str(mixed.path), "--no-reference"]) == 0
 
+    # ... or do so on one target family only
+    per_target = {"target_graph_precision": {"rpi": {"mask_decoder": "fp32"}, "cpu": {"image_encoder": "fp32"}}}
+    plain = {k: v for k, v in task.default_recipe.items() if k != "graph_precision"}
+    monkeypatch.setattr(task, "default_recipe", {**plain, **per_target})
+    on_cpu = load_bundle(_export_and_return(variant, weights, tmp_path / "per-target"))
+    assert on_cpu.meta.graphs["image_encoder"].precision == "fp32"
+    assert on_cpu.meta.graphs["mask_decoder"].precision == "int8"
+
 
 def _export_and_return(variant, weights, out):
     _export(variant, weights, out)

@@ -250,13 +250,14 @@ def graph_precisions(graphs, precision: str, recipe, profile) -> dict[str, str]:
     higher precision (a decoder in fp16 beside an int8 encoder, say)."""
     order = {"int8": 0, "fp16": 1, "fp32": 2}
     names = [g.name for g in graphs]
-    unknown = sorted(set(recipe.graph_precision) - set(names))
+    kept = recipe.graph_precision_for(profile.family)
+    unknown = sorted(set(kept) - set(names))
     if unknown:
         raise BadInput(f"recipe graph_precision names graph(s) {', '.join(unknown)}; this model's graphs are "
                        f"{', '.join(names)}")
     out = {}
     for name in names:
-        wanted = recipe.graph_precision.get(name, precision)
+        wanted = kept.get(name, precision)
         out[name] = wanted if order[wanted] > order[precision] else precision
         if out[name] not in profile.precisions:
             raise BadInput(f"recipe graph_precision {name}: {out[name]}: target {profile.name} can do "
