@@ -21,6 +21,7 @@ import torch
 
 from edgevision.models.registry import get_variant
 from edgevision.training import train
+from eval_synthetic import report_accuracy  # scripts/ is on sys.path when run as a script
 
 DEFAULTS = {  # scenes rendered, batch, learning rate, steps
     "fast-yolo-demo": (30000, 32, 2e-3, 2400),
@@ -88,27 +89,6 @@ def main() -> None:
     os.replace(tmp, out)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
     report_accuracy(variant, model)
-
-
-def report_accuracy(variant, model) -> None:
-    """FP32 accuracy on the recipe's synthetic eval set, the figure README quotes."""
-    if variant.task == "track":
-        from edgevision.training_track import evaluate_tracker
-
-        evaluate_tracker(model, 50)  # the issue's bar: 50 held-out clips
-        return
-    from edgevision.check.evaluate import ModelIO, evaluate
-    from edgevision.config import load_recipe
-    from edgevision.data.datasets import synthetic_eval_set
-    from edgevision.check.reference import PyTorchRunner
-
-    recipe = load_recipe(variant.name, variant.task)
-    count = 500 if variant.task == "prompt-segment" else recipe.eval.count  # the issue's bar: 500 held-out scenes
-    data = synthetic_eval_set(variant.imgsz, variant.stride, count, recipe.eval.seed, variant.task)
-    io = ModelIO(variant.task, variant.imgsz, variant.preprocess.resize, model.head_spec(variant.imgsz),
-                 variant.labels, recipe)
-    outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess, imgsz=variant.imgsz)}, data, io)
-    print(f"{variant.name} FP32 on {data.description}: {outcome.metrics['fp32']}")
 
 
 if __name__ == "__main__":
