@@ -166,6 +166,10 @@ def export(
     max_float_layers: Annotated[int, typer.Option("--max-float-layers", min=0, help="Layer limit for "
                                                   "--max-drop: no bundle keeps more layers in float (an NNCF "
                                                   "result over it is refused).")] = 6,
+    golden: Annotated[Optional[int], typer.Option("--golden", min=0, help="Inputs whose FP32 outputs the bundle "
+                                                  "stores, so that `check` works on a device without PyTorch "
+                                                  "[default: 32]; 0 stores none (a 1024 px tracker takes "
+                                                  "minutes for them).")] = None,
 ) -> None:
     from edgevision.export import export_bundle
 
@@ -175,7 +179,7 @@ def export(
         bundle = export_bundle(model, target, precision, out_dir, weights=weights, calib=calib, imgsz=imgsz,
                                labels=labels, random_weights=random_weights, seed=seed, force=force,
                                dynamic_batch=dynamic_batch, max_drop=max_drop,
-                               max_float_layers=max_float_layers, progress=step)
+                               max_float_layers=max_float_layers, golden=golden, progress=step)
     m = bundle.meta
     formats = sorted({g.artifact_format for g in m.graphs.values()})
     out.print(f"bundle: {bundle.path}  ({m.model}, {m.target}, {m.precision}, {', '.join(formats)}, "

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from conftest import damaged_copy
 from edgevision.check.golden import GOLDEN_BUDGET_BYTES, load_golden
@@ -80,3 +81,21 @@ def test_golden_check_catches_a_damaged_artifact(capsys, export_once, tmp_path):
     assert main(["check", str(bad), "--no-reference"]) == 1
     err = capsys.readouterr().err
     assert "agreement_miou" in err and "floor" in err
+
+
+@pytest.mark.slow
+def test_export_golden_option_sets_how_many_inputs_are_stored(capsys, tmp_path):
+    """--golden N stores N inputs; --golden 0 none, and a check without PyTorch then says what is missing."""
+    from edgevision.bundle import load_bundle
+    from edgevision.cli import main
+
+    few, none = tmp_path / "few", tmp_path / "none"
+    for out, n in ((few, "3"), (none, "0")):
+        assert main(["export", "mobile-unet", "--target", "cpu", "--precision", "fp32", "--random-weights",
+                     "--golden", n, "--out", str(out)]) == 0
+    assert load_bundle(few).meta.golden["samples"] == 3
+    assert load_bundle(none).meta.golden is None and not (none / "golden.npz").exists()
+    capsys.readouterr()
+    assert main(["check", str(none), "--no-reference"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no golden data" in err and len(err.splitlines()) == 1
