@@ -25,6 +25,11 @@ TRAIN_SEED_BASE = 10_000_000  # eval sets use small base seeds, training never o
 POOL_SEED_STRIDE = 1_000_000  # pools of different training seeds are disjoint up to this many scenes
 
 
+def pool_seed_base(pool_seed: int) -> int:
+    """The first scene seed of training pool ``pool_seed``: disjoint from every eval set and every other pool."""
+    return TRAIN_SEED_BASE + pool_seed * POOL_SEED_STRIDE
+
+
 def _render_batch(args: tuple[list[int], SceneSpec, bool]) -> tuple[np.ndarray, list, list, np.ndarray | None]:
     seeds, spec, want_semantic = args
     images, boxes, labels, sem = [], [], [], []
@@ -235,7 +240,7 @@ def train(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: 
     t0 = time.perf_counter()
     # a fine-tuning stage with a new pool_seed sees scenes no earlier stage saw
     images, boxes, labels, sems = render_pool(pool_size, spec, semantic=segment,
-                                              seed_base=TRAIN_SEED_BASE + pool_seed * POOL_SEED_STRIDE)
+                                              seed_base=pool_seed_base(pool_seed))
     log(f"rendered {pool_size} scenes in {time.perf_counter() - t0:.0f}s")
 
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=5e-4)
@@ -342,7 +347,7 @@ def _load_or_render_pool(pool_file: Path, pool_size: int, size: int, patch: int,
                 return z["images"], z["labels"], z["mix"], z["fg"]
     t0 = time.perf_counter()
     images, _, labels_list, semantic = render_pool(pool_size, classification_spec(size), semantic=True,
-                                                   seed_base=TRAIN_SEED_BASE + pool_seed * POOL_SEED_STRIDE)
+                                                   seed_base=pool_seed_base(pool_seed))
     labels = np.array([int(lb[0]) for lb in labels_list], np.int64)
     mix, fg = dense_targets(semantic, patch, num_classes)
     tmp = pool_file.with_name(pool_file.name + ".tmp.npz")

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from edgevision.data.synthetic import SceneSpec, render_scene
 from edgevision.models.registry import ModelVariant
 from edgevision.ops.prompts import BACKGROUND, BOX_BOTTOM_RIGHT, BOX_TOP_LEFT, FOREGROUND, PAD, point_inside
-from edgevision.training import POOL_SEED_STRIDE, TRAIN_SEED_BASE, _batches, _load_checkpoint, _save_checkpoint, \
-    normalise, seeded_model, set_lr
+from edgevision.training import _batches, _load_checkpoint, _save_checkpoint, normalise, pool_seed_base, \
+    seeded_model, set_lr
 
 
 def _render_instances(args: tuple[list[int], SceneSpec]) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -42,7 +42,7 @@ def render_instance_pool(count: int, imgsz: int, stride: int, pool_seed: int = 0
                          workers: int = 2) -> tuple[np.ndarray, list[np.ndarray]]:
     """``count`` training scenes at ``imgsz`` with bit-packed instance masks; seeds disjoint from every eval set."""
     spec = SceneSpec(size=(imgsz, imgsz), grid=max(1, imgsz // stride))
-    base = TRAIN_SEED_BASE + pool_seed * POOL_SEED_STRIDE
+    base = pool_seed_base(pool_seed)
     chunks = [list(range(base + i, base + min(i + 128, count))) for i in range(0, count, 128)]
     images, masks = [], []
     with ProcessPoolExecutor(workers) as pool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 
 from edgevision.data.synthetic import SceneSpec, render_scene
-from edgevision.training import POOL_SEED_STRIDE, TRAIN_SEED_BASE
+from edgevision.training import pool_seed_base
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
         ap.error("--count must be at least 1 and --size at least 16")
     args.out.mkdir(parents=True, exist_ok=True)
     spec = SceneSpec(size=(args.size, args.size), grid=max(1, args.size // 16))
-    base = TRAIN_SEED_BASE + args.pool_seed * POOL_SEED_STRIDE
+    base = pool_seed_base(args.pool_seed)
     for i in range(args.count):
         path = args.out / f"scene-{base + i}.jpg"
         if path.is_file():
