@@ -69,3 +69,18 @@ def test_calibration_method_per_target_family():
 
     with pytest.raises(pydantic.ValidationError):
         Recipe(model="m", primary_metric="map50", quantization={"calibration_method": "kl"})
+
+
+def test_intel_npu_leaves_float_the_weighted_op_types_a_recipe_does_not_list():
+    from edgevision.export.nncf_quantize import openvino_ignored_types
+
+    def ignored(quantization):
+        return openvino_ignored_types(Recipe.model_validate(
+            {"model": "m", "primary_metric": "miou", "quantization": quantization}).quantization)
+
+    assert ignored({}) == []  # no op_types: NNCF decides everything
+    assert ignored({"op_types": ["MatMul", "Gemm", "Conv"], "ignored_types": ["Softmax"]}) == ["Softmax", "SoftMax"]
+    assert ignored({"op_types": ["Gemm"]}) == ["Convolution", "GroupConvolution"]  # linears are MatMul in OpenVINO
+    assert ignored({"op_types": ["Conv"]}) == ["MatMul"]
+    assert ignored({"op_types": ["MatMul", "Gemm", "Conv"], "target_op_types": {"intel-npu": ["Gemm"]}}) == \
+        ["Convolution", "GroupConvolution"]

@@ -40,7 +40,15 @@ def test_demo_runs_end_to_end(tmp_path):
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 16
     assert len(list((out / "photos").glob("*.jpg"))) == 7
     assert (out / "bundles" / "fast-yolo-demo-cpu-int8" / "report.json").is_file()
-    assert (out / "bundles" / "efficient-sam-demo-cpu-int8" / "report.json").is_file()
+    sam = out / "bundles" / "efficient-sam-demo-cpu-int8"
+    assert (sam / "report.json").is_file()
+    # the INT8 floor holds on real photos too (an 8 x 8 grid of point prompts on each of the 7 photos):
+    # 98.05 here; with int8 attention matmuls and convolutions it was 83.6 (benchmarks/RESULTS.md)
+    from edgevision.check.compare import check_bundle
+    from edgevision.config import resource_dir
+
+    photos = check_bundle(sam, data=resource_dir("calibration") / "images")
+    assert photos["data"]["images"] == 7 and photos["agreement"]["mask_iou"] >= 97, photos["agreement"]
 
 
 def test_demo_table_shows_every_gated_metric_and_marks_the_failing_one(capsys):

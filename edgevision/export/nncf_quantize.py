@@ -51,9 +51,21 @@ def nncf_model_type(ctx: ExportContext):
     return nncf.ModelType.TRANSFORMER if ctx.recipe.quantization.model_type == "transformer" else None
 
 
+# The weighted ONNX op types a recipe's op_types choose from -> the OpenVINO ops NNCF quantizes for them.
+_OV_WEIGHTED = {"Conv": ["Convolution", "GroupConvolution"], "MatMul": ["MatMul"], "Gemm": ["MatMul"]}
+
+
 def openvino_ignored_types(quantization) -> list[str]:
-    """The recipe's ``ignored_types`` as OpenVINO op type names."""
-    return [t for name in quantization.ignored_types for t in _OV_TYPES.get(name, [name])]
+    """The recipe's ``ignored_types`` as OpenVINO op type names, plus the weighted op types that the recipe's
+    ``op_types`` for intel-npu leave out (NNCF has no allow-list, only an ignored scope)."""
+    types = [t for name in quantization.ignored_types for t in _OV_TYPES.get(name, [name])]
+    listed = quantization.op_types_for("intel-npu")
+    if listed is not None:
+        kept = {t for name in listed for t in _OV_WEIGHTED.get(name, [])}
+        for t in dict.fromkeys(t for ts in _OV_WEIGHTED.values() for t in ts):
+            if t not in kept and t not in types:
+                types.append(t)
+    return types
 
 
 def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: str, max_drop: float, *,
