@@ -656,10 +656,10 @@ def print_run(s: dict) -> None:
 
 # ----------------------------------------------------------------------------------------------------- demo
 @app.command(help="The whole job on built-in data, no camera and no download: export the demo detector, "
-                  "the U-Net, the DeiT-Tiny classifier and the promptable segmenter to INT8 for this host, check each "
-                  "against FP32 PyTorch, run detection, segmentation and promptable segmentation (prompted by the "
-                  "detector's boxes) on a generated video and detection on the bundled real photos, and print a "
-                  "summary.\n\n"
+                  "the U-Net, the DeiT-Tiny classifier, the promptable segmenter and the video tracker to INT8 for "
+                  "this host, check each against FP32 PyTorch, run detection, segmentation, promptable "
+                  "segmentation and tracking (both started by the detector's boxes) on a generated video and "
+                  "detection on the bundled real photos, and print a summary.\n\n"
                   "Example:  edgevision demo --out demo-output")
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Where everything is written.")] = Path("demo-output"),
@@ -702,6 +702,11 @@ def print_demo(summary: dict) -> None:
         out.print(f"promptable segmentation, prompted by the detector's boxes: {_fmt(pm['masks_per_frame'])} masks per "
                   f"frame (the video has {_fmt(pm['objects_in_truth_per_frame'])} objects per frame), "
                   f"{_fmt(pm['on_object'])} % of them on a true object (mask extent IoU >= 0.5)")
+    if "tracks" in video:
+        t = video["tracks"]
+        out.print(f"tracking, started by the detector's boxes: {t['started']} tracks, {_fmt(t['masks_per_frame'])} "
+                  f"present per frame (the video has {_fmt(t['objects_in_truth_per_frame'])} objects per frame), "
+                  f"{_fmt(t['on_object'])} % of them on a true object (mask extent IoU >= 0.5)")
     found = sum(len(p["reference_detections"]) for p in summary["photos"])
     kept = sum(p["kept"] for p in summary["photos"])
     agreement = f"{100 * kept / found:.0f} %" if found else "-"

@@ -20,7 +20,7 @@ from edgevision.ops.results import Detections
 from edgevision.predictor import Predictor
 from edgevision.resources import resource_dir
 
-DEMO_MODELS = ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo", "efficient-sam-demo")
+DEMO_MODELS = ("fast-yolo-demo", "mobile-unet", "deit-tiny-demo", "efficient-sam-demo", "sam-track-demo")
 
 
 def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int = 30,
@@ -79,27 +79,36 @@ def run_demo(out_dir: Path, *, target: str = "cpu", frames: int = 90, runs: int 
 
 
 def annotate_video(video_in: Path, out_dir: Path, bundles: dict, truth) -> dict:
-    """The models through the real camera pipeline (every frame): the detector, the U-Net, and the promptable
-    segmenter with the detector's boxes as its prompts (``run --prompts-from``); plus the detector's mAP against
-    the exact boxes of the generated video (at the drawn score threshold) and where the prompted masks landed."""
+    """The models through the real camera pipeline (every frame): the detector, the U-Net, the promptable
+    segmenter with the detector's boxes as its prompts, and the tracker with its objects started by the
+    detector's boxes (both ``run --prompts-from``); plus the detector's mAP against the exact boxes of the
+    generated video (at the drawn score threshold), where the prompted masks landed and what the tracker
+    followed."""
     from edgevision.check.metrics import detection_map
     from edgevision.pipeline import Pipeline, VideoFileSink, open_source
     from edgevision.pipeline.core import Chain
     from edgevision.prompt_predictor import PromptPredictor, PromptStage
+    from edgevision.tracker import Tracker, TrackStage
 
     written, stats = {}, {}
     detections: list[Detections] = []
     mask_boxes: list[list] = []
+    tracked: list[list] = []  # per frame, (id, box) of each present track
     for model, kind in (("fast-yolo-demo", "detections"), ("mobile-unet", "segmentation"),
-                        ("efficient-sam-demo", "prompted-masks")):
+                        ("efficient-sam-demo", "prompted-masks"), ("sam-track-demo", "tracks")):
         out = out_dir / f"{kind}.mp4"
         source = open_source(str(video_in))
         if kind == "prompted-masks":
             stage = Chain(Predictor(bundles["fast-yolo-demo"]), PromptStage(PromptPredictor(bundles[model])))
+        elif kind == "tracks":
+            detector = Predictor(bundles["fast-yolo-demo"])
+            stage = Chain(detector, TrackStage(Tracker(bundles[model]), labels=list(detector.labels)))
         else:
             stage = Predictor(bundles[model])
         collect = {"detections": lambda f: detections.append(f.result),
-                   "prompted-masks": lambda f: mask_boxes.append(f.result.boxes())}.get(kind)
+                   "prompted-masks": lambda f: mask_boxes.append(f.result.boxes()),
+                   "tracks": lambda f: tracked.append([(o.obj_id, o.box()) for o in f.result.objects
+                                                       if o.present])}.get(kind)
         summary = Pipeline(source, stage, [VideoFileSink(out, 15.0)], realtime=False,
                            on_frame=collect).run(handle_signals=False)
         stats[kind] = {"frames": summary["frames_processed"], "fps": summary["fps"],
@@ -107,8 +116,10 @@ def annotate_video(video_in: Path, out_dir: Path, bundles: dict, truth) -> dict:
         written[f"annotated video ({kind})"] = str(out)
     n = len(detections)
     scores = detection_map(truth.boxes[:n], truth.labels[:n], detections, len(bundles["fast-yolo-demo"].meta.labels))
+    tracks = {"started": len({obj_id for frame in tracked for obj_id, _ in frame}),
+              **mask_stats([[box for _, box in frame] for frame in tracked], truth)}
     return {"frames": n, "detection_vs_truth": scores, "prompted_masks": mask_stats(mask_boxes, truth),
-            "pipeline": stats, "written": written}
+            "tracks": tracks, "pipeline": stats, "written": written}
 
 
 def mask_stats(mask_boxes: list[list], truth, iou: float = 0.5) -> dict:

@@ -80,7 +80,34 @@ def test_intel_npu_leaves_float_the_weighted_op_types_a_recipe_does_not_list():
 
     assert ignored({}) == []  # no op_types: NNCF decides everything
     assert ignored({"op_types": ["MatMul", "Gemm", "Conv"], "ignored_types": ["Softmax"]}) == ["Softmax", "SoftMax"]
-    assert ignored({"op_types": ["Gemm"]}) == ["Convolution", "GroupConvolution"]  # linears are MatMul in OpenVINO
-    assert ignored({"op_types": ["Conv"]}) == ["MatMul"]
-    assert ignored({"op_types": ["MatMul", "Gemm", "Conv"], "target_op_types": {"intel-npu": ["Gemm"]}}) == \
-        ["Convolution", "GroupConvolution"]
+    # linear layers only: convolutions and fused attention float (attention as plain MatMuls: by name, below)
+    assert ignored({"op_types": ["Gemm"]}) == ["Convolution", "GroupConvolution", "ScaledDotProductAttention"]
+    assert ignored({"op_types": ["Conv"]}) == ["ScaledDotProductAttention", "MatMul"]
+    assert ignored({"op_types": ["MatMul", "Gemm", "Conv"], "target_op_types": {"intel-npu": ["MatMul", "Gemm"]}}) \
+        == ["Convolution", "GroupConvolution"]
+
+
+def test_intel_npu_finds_the_matmuls_of_two_activations_by_name():
+    import openvino as ov
+    import torch
+
+    from edgevision.export.nncf_quantize import activation_matmuls, openvino_ignored_names
+
+    class Scores(torch.nn.Module):  # OpenVINO fuses softmax(q k^T) v into ScaledDotProductAttention; q k^T stays
+        def __init__(self):
+            super().__init__()
+            self.qk = torch.nn.Linear(8, 16)
+
+        def forward(self, x):  # (1, 4, 8) -> (1, 4, 4)
+            q, k = self.qk(x).chunk(2, dim=-1)
+            return q @ k.transpose(-1, -2)
+
+    model = ov.convert_model(Scores().eval(), example_input=torch.randn(1, 4, 8))
+    matmuls = [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+    found = activation_matmuls(model)
+    assert len(matmuls) == 2 and len(found) == 1 and set(found) < set(matmuls)  # not the linear, with its weights
+    recipe = Recipe.model_validate({"model": "m", "primary_metric": "miou", "quantization": {"op_types": ["Gemm"]}})
+    assert openvino_ignored_names(model, recipe.quantization) == found
+    recipe = Recipe.model_validate({"model": "m", "primary_metric": "miou",
+                                    "quantization": {"op_types": ["MatMul", "Gemm"]}})
+    assert openvino_ignored_names(model, recipe.quantization) == []

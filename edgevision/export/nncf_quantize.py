@@ -51,21 +51,48 @@ def nncf_model_type(ctx: ExportContext):
     return nncf.ModelType.TRANSFORMER if ctx.recipe.quantization.model_type == "transformer" else None
 
 
-# The weighted ONNX op types a recipe's op_types choose from -> the OpenVINO ops NNCF quantizes for them.
-_OV_WEIGHTED = {"Conv": ["Convolution", "GroupConvolution"], "MatMul": ["MatMul"], "Gemm": ["MatMul"]}
+# The weighted ONNX op types a recipe's op_types choose from -> the OpenVINO ops NNCF quantizes for them. ONNX
+# "MatMul" without "Gemm" means every matmul; "Gemm" without "MatMul" the linear layers only (ONNX Runtime's
+# pre-processing fuses MatMul+Add into Gemm), so attention stays float.
+_OV_CONV = ["Convolution", "GroupConvolution"]
+_OV_ATTENTION = ["ScaledDotProductAttention"]
 
 
 def openvino_ignored_types(quantization) -> list[str]:
-    """The recipe's ``ignored_types`` as OpenVINO op type names, plus the weighted op types that the recipe's
-    ``op_types`` for intel-npu leave out (NNCF has no allow-list, only an ignored scope)."""
+    """The recipe's ``ignored_types`` as OpenVINO op type names, plus the op types that the recipe's ``op_types``
+    for intel-npu leave out (NNCF has no allow-list, only an ignored scope). Attention written as plain
+    MatMuls is left out by name: ``activation_matmuls``."""
     types = [t for name in quantization.ignored_types for t in _OV_TYPES.get(name, [name])]
     listed = quantization.op_types_for("intel-npu")
     if listed is not None:
-        kept = {t for name in listed for t in _OV_WEIGHTED.get(name, [])}
-        for t in dict.fromkeys(t for ts in _OV_WEIGHTED.values() for t in ts):
-            if t not in kept and t not in types:
-                types.append(t)
+        left_out = ([] if "Conv" in listed else _OV_CONV) + ([] if "MatMul" in listed else _OV_ATTENTION) + \
+            ([] if {"MatMul", "Gemm"} & set(listed) else ["MatMul"])
+        types += [t for t in left_out if t not in types]
     return types
+
+
+def openvino_ignored_names(model, quantization) -> list[str]:
+    """The OpenVINO MatMuls of two activations (attention not fused into ScaledDotProductAttention), when the
+    recipe's ``op_types`` for intel-npu list linear layers (Gemm) but not MatMul."""
+    listed = quantization.op_types_for("intel-npu")
+    if listed is None or "MatMul" in listed or "Gemm" not in listed:
+        return []
+    return activation_matmuls(model)
+
+
+def activation_matmuls(model) -> list[str]:
+    """Friendly names of the MatMuls of an ov.Model with no constant operand (through weight decompression
+    and reshapes)."""
+    passthrough = {"Convert", "Multiply", "Subtract", "Reshape", "Transpose", "Unsqueeze", "FakeQuantize"}
+
+    def constant(node, depth: int = 0) -> bool:
+        if node.get_type_name() == "Constant":
+            return True
+        return (depth < 5 and node.get_type_name() in passthrough and node.get_input_size() > 0
+                and constant(node.input_value(0).get_node(), depth + 1))
+
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
+            and not any(constant(op.input_value(i).get_node()) for i in range(2))]
 
 
 def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: str, max_drop: float, *,
@@ -88,8 +115,10 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     from edgevision.ops.preprocess import prepare
 
     q = ctx.recipe.quantization
+    ignored_names = list(q.ignored_names)
     if backend == "openvino":
         types = openvino_ignored_types(q)
+        ignored_names += openvino_ignored_names(model, q)
     else:
         types = list(q.ignored_types)
     inputs = [{IMAGE: np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None])} for s in eval_set.samples]
@@ -140,6 +169,6 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
         validate, max_drop=max_drop, drop_type=nncf.DropType.ABSOLUTE,
         preset=nncf_preset(ctx), model_type=nncf_model_type(ctx),
         subset_size=min(q.subset_size, len(calibration)),
-        ignored_scope=nncf.IgnoredScope(types=types, names=list(q.ignored_names), validate=False),
+        ignored_scope=nncf.IgnoredScope(types=types, names=ignored_names, validate=False),
         advanced_quantization_parameters=nncf_advanced_parameters(ctx),
         advanced_accuracy_restorer_parameters=AdvancedAccuracyRestorerParameters(max_num_iterations=max_layers))
