@@ -51,9 +51,9 @@ def nncf_model_type(ctx: ExportContext):
     return nncf.ModelType.TRANSFORMER if ctx.recipe.quantization.model_type == "transformer" else None
 
 
-# The weighted ONNX op types a recipe's op_types choose from -> the OpenVINO ops NNCF quantizes for them. ONNX
-# "MatMul" without "Gemm" means every matmul; "Gemm" without "MatMul" the linear layers only (ONNX Runtime's
-# pre-processing fuses MatMul+Add into Gemm), so attention stays float.
+# What a recipe's ONNX op_types leave out, in OpenVINO terms: no "Conv" -> convolutions float; no "MatMul" ->
+# attention float ("Gemm" alone means the linear layers: ONNX Runtime's pre-processing fuses MatMul+Add into
+# Gemm, and OpenVINO fuses attention into ScaledDotProductAttention); neither "MatMul" nor "Gemm" -> every MatMul.
 _OV_CONV = ["Convolution", "GroupConvolution"]
 _OV_ATTENTION = ["ScaledDotProductAttention"]
 
