@@ -179,15 +179,21 @@ def test_clip_folders_with_bad_masks_exit_2_naming_the_file(capsys, tracker_bund
 
 
 @pytest.mark.slow
-def test_int8_calibrates_on_tracker_roll_outs_of_a_clip_folder(tmp_path, clip):
+def test_int8_calibrates_on_tracker_roll_outs_of_a_clip_folder(tmp_path, clip, monkeypatch):
     """The memory attention's inputs are what earlier frames left in the bank: calibration records every graph's
-    inputs while the FP32 tracker runs over the clips given (--calib), and says so in the bundle."""
+    inputs while the FP32 tracker runs over the clips given (--calib), and says so in the bundle. The shipped
+    recipe keeps three graphs float, so every graph is made int8 here to see each one calibrated."""
     import onnx
 
+    from edgevision.config import load_recipe
     from edgevision.export import export_bundle
+    from edgevision.tasks import get_task
 
+    shipped = load_recipe("sam-track-demo", "track")
     clips = tmp_path / "calib"
     write_clip(clips / "a", clip.frames, clip.masks[:, :2], every_mask=False)
+    all_int8 = {**shipped.model_dump(mode="json"), "graph_precision": {}, "target_graph_precision": {}}
+    monkeypatch.setattr(get_task("track"), "default_recipe", all_int8)
     bundle = export_bundle("sam-track-demo", "cpu", "int8", tmp_path / "b", random_weights=True, calib=clips,
                            golden=0)
     assert bundle.meta.calibration["source"] == str(clips)
