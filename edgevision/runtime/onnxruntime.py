@@ -47,9 +47,14 @@ def session_options(threads: int, *, exact_int8: bool = False, spinning: bool = 
 class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
 
-    def __init__(self, bundle, threads=None, *, spinning: bool = True) -> None:
+    def __init__(self, bundle, threads=None, *, spinning: bool | None = None) -> None:
         super().__init__(bundle, threads)
         self.exact_int8 = emulates_exact_int8(bundle)
+        if spinning is None:
+            # A bundle of several graphs runs them one after another: each session's pool, still spinning after
+            # its graph, stole the cores from the next (sam-track-demo's tracker step, 2 cores: 118 ms spinning,
+            # 30 ms not; benchmarks/RESULTS.md)
+            spinning = len(bundle.meta.graphs) == 1
         opts = session_options(self.threads, exact_int8=self.exact_int8, spinning=spinning)
         self.sessions = open_graphs(bundle, lambda name, spec, path: ort.InferenceSession(
             str(path), opts, providers=["CPUExecutionProvider"]))
