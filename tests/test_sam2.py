@@ -209,13 +209,16 @@ def test_fp32_onnx_graphs_reproduce_the_official_video_run(tiny, reference, tmp_
 
     from edgevision.graphs import export_onnx
     from edgevision.models.registry import IMAGENET_PLAIN
+    from edgevision.runtime.onnxruntime import session_options
 
     graphs = {}
     # one conditioning slot: the reference prompts each object once, so more slots would only stay empty
     for graph in tiny.export_graphs(1024, IMAGENET_PLAIN, max_cond_frames=1):
         path = tmp_path / f"{graph.name}.onnx"
         export_onnx(graph.module, path, inputs=graph.inputs, output_names=graph.outputs)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # one thread like the rest of the suite, and no spinning pools between the four graphs
+        session = ort.InferenceSession(str(path), session_options(1, spinning=False),
+                                       providers=["CPUExecutionProvider"])
         graphs[graph.name] = (lambda s, names: lambda feeds: dict(zip(names, s.run(names, feeds))))(
             session, graph.outputs)
     tracker = Tracker(graphs, 1024, feature_shape=(64, 64, 64), num_frames=4, max_cond_frames=1)
@@ -276,7 +279,9 @@ def test_pooled_graphs_export_and_match_pytorch_on_onnxruntime(small_pooled, tmp
     for graph in small_pooled.export_graphs(256, IMAGENET_PLAIN):
         path = tmp_path / f"{graph.name}.onnx"
         export_onnx(graph.module, path, inputs=graph.inputs, output_names=graph.outputs)
-        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        # one thread like the rest of the suite, and no spinning pools between the four graphs
+        session = ort.InferenceSession(str(path), session_options(1, spinning=False),
+                                       providers=["CPUExecutionProvider"])
         onnx_graphs[graph.name] = (lambda s, names: lambda feeds: dict(zip(names, s.run(names, feeds))))(
             session, graph.outputs)
     clip = render_clip(2)
