@@ -357,7 +357,8 @@ def _check_matrix(spec: Path, report_dir: Optional[Path], jobs: int) -> None:
             bar.update(tasks[stage], completed=done, total=total)
 
         summary = run_matrix(spec, report_dir, jobs=min(jobs, os.cpu_count() or 1), progress=progress)
-    out.print(f"{summary['cells']} cells: {summary['passed']} passed, {summary['failed']} failed "
+    cells = f"{summary['cells']} cell" + ("" if summary["cells"] == 1 else "s")
+    out.print(f"{cells}: {summary['passed']} passed, {summary['failed']} failed "
               f"({summary['exported']} exported, {summary['reused']} reused)")
     rd = Path(summary["report_dir"])
     out.print(f"report: {rd / 'report.md'}, {rd / 'report.html'}, {rd / 'junit.xml'}")

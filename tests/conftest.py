@@ -57,6 +57,16 @@ def bundle_root(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def suite_cache(bundle_root) -> Path:
+    """The suite's cache folder (unpacked archives, cached FP32 reference outputs), shared by the workers and
+    the subprocesses they start, and new every run: nothing is reused from an earlier run or from ~/.cache."""
+    root = bundle_root.parent / "edgevision-cache"
+    root.mkdir(exist_ok=True)
+    os.environ["EDGEVISION_CACHE"] = str(root)
+    return root
+
+
 def _export(root: Path, model: str, target: str, precision: str, **kw):
     import fcntl
 

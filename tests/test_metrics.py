@@ -124,3 +124,42 @@ def test_a_drop_next_to_its_tolerance_prints_enough_decimals_to_tell_them_apart(
     failures, _ = gate({"reference": {"map50_95": 44.403}, "artifact": {"map50_95": 42.9}}, {},
                        {"map50_95": MetricTolerance(max_drop=1.5)})
     assert "dropped 1.503 points" in failures[0]["message"]
+
+
+def test_the_reference_cache_returns_the_same_outputs_and_misses_on_other_weights(tmp_path, monkeypatch):
+    """Cached FP32 outputs are the computed ones, bit for bit; other weights, another input or the switch
+    EDGEVISION_REFERENCE_CACHE=0 compute afresh."""
+    import torch
+
+    from edgevision.check.reference import PyTorchRunner
+    from edgevision.models.loading import build_model
+    from edgevision.models.registry import get_variant
+
+    monkeypatch.setenv("EDGEVISION_CACHE", str(tmp_path))
+    variant = get_variant("fast-yolo-demo")
+    model = build_model(variant)
+    images = np.random.default_rng(0).integers(0, 256, (3, variant.imgsz, variant.imgsz, 3), dtype=np.uint8)
+    graph = next(iter(PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz).graphs))
+    feeds = {"image": images}
+    plain = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz).run(graph, feeds)
+
+    first = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz, cache=True)
+    stored = first.run(graph, feeds)
+    assert (first.cache_hits, first.cache_misses) == (0, 1) and list((tmp_path / "edgevision").rglob("*.npz"))
+    again = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz, cache=True)
+    reused = again.run(graph, feeds)
+    assert (again.cache_hits, again.cache_misses) == (1, 0)
+    for name, value in plain.items():
+        assert np.array_equal(stored[name], value) and np.array_equal(reused[name], value)
+    other_input = again.run(graph, {"image": images[::-1].copy()})
+    assert again.cache_misses == 1 and not np.array_equal(other_input[next(iter(plain))], plain[next(iter(plain))])
+
+    with torch.no_grad():
+        next(model.parameters()).mul_(0.5)
+    changed = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz, cache=True)
+    changed.run(graph, feeds)
+    assert (changed.cache_hits, changed.cache_misses) == (0, 1)
+    monkeypatch.setenv("EDGEVISION_REFERENCE_CACHE", "0")
+    off = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz, cache=True)
+    off.run(graph, feeds)
+    assert (off.cache_hits, off.cache_misses) == (0, 0)

@@ -16,6 +16,7 @@ import torch
 from conftest import SHARED
 from edgevision.errors import BadInput
 from edgevision.models.sam2 import SAM2_CONFIGS, UNUSED_SLOT, Sam2, normalise, torch_graphs
+from edgevision.runtime.onnxruntime import session_options
 from edgevision.ops.memory_bank import MemoryBank, from_bfloat16_bits, select_mask, to_bfloat16_bits
 from edgevision.tracker import Tracker
 from test_efficient_sam import stand_in_weights
@@ -209,7 +210,6 @@ def test_fp32_onnx_graphs_reproduce_the_official_video_run(tiny, reference, tmp_
 
     from edgevision.graphs import export_onnx
     from edgevision.models.registry import IMAGENET_PLAIN
-    from edgevision.runtime.onnxruntime import session_options
 
     graphs = {}
     # one conditioning slot: the reference prompts each object once, so more slots would only stay empty

@@ -155,11 +155,15 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
     if use_torch:
         eval_set, more = _eval_set_for(bundle, data, recipe)
         notes += more
-        ref_runner = reference_runner(bundle, weights, artifact.threads)
+        ref_runner = reference_runner(bundle, weights, artifact.threads, cache=True)
         total = len(eval_set)
         outcome = evaluate({"reference": ref_runner, "artifact": artifact}, eval_set,
                            ModelIO.from_bundle(meta, recipe),
                            progress=(lambda n: progress(n, total)) if progress else None)
+        if ref_runner.cache_hits:
+            notes.append(f"the FP32 PyTorch outputs of {ref_runner.cache_hits} of "
+                         f"{ref_runner.cache_hits + ref_runner.cache_misses} reference calls came from the cache "
+                         f"(same weights, code, torch and CPU); EDGEVISION_REFERENCE_CACHE=0 recomputes them")
         metrics: dict[str, Any] = dict(outcome.metrics)
         if outcome.metrics:
             metrics["delta"] = {k: round(outcome.metrics["artifact"][k] - v, 3)
