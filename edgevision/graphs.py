@@ -39,6 +39,11 @@ def export_onnx(module, path: Path, *, inputs: list, output_names: list[str], dy
                                         dynamic_shapes=dynamic, verbose=False)
             program.save(str(path))
     except Exception as e:  # the exporter raises many types; all mean the same to a user
+        cause = e
+        while cause is not None:  # torch.export wraps a Ctrl-C in its own error: it must still read as Ctrl-C
+            if isinstance(cause, KeyboardInterrupt):
+                raise KeyboardInterrupt from e
+            cause = cause.__cause__ or cause.__context__
         raise EdgevisionError(f"ONNX export failed: {str(e).strip().splitlines()[0][:300]}") from e
 
 
