@@ -372,9 +372,8 @@ def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:
     if not data.labelled:  # the synthetic set's ground truth is not in the model's classes
         return {"data": data.description, "metrics": None, "note": "the model's classes are not the synthetic "
                                                                    "shapes': no accuracy, agreement only"}
-    outcome = evaluate({"reference": PyTorchRunner(torch_model, meta.preprocess, imgsz=meta.imgsz,
-                                                            cache=True)}, data,
-                       ModelIO.from_bundle(meta, recipe))
+    reference = PyTorchRunner(torch_model, meta.preprocess, imgsz=meta.imgsz, cache=True)
+    outcome = evaluate({"reference": reference}, data, ModelIO.from_bundle(meta, recipe))
     return {"data": data.description, "metrics": outcome.metrics["reference"]}
 
 
