@@ -163,3 +163,28 @@ def test_the_reference_cache_returns_the_same_outputs_and_misses_on_other_weight
     off = PyTorchRunner(model, variant.preprocess, imgsz=variant.imgsz, cache=True)
     off.run(graph, feeds)
     assert (off.cache_hits, off.cache_misses) == (0, 0)
+
+
+def test_the_reference_cache_keeps_to_its_budget_dropping_the_least_recently_used_models(tmp_path, monkeypatch):
+    import os
+
+    from edgevision.check.reference import prune_reference_cache
+    from edgevision.errors import BadInput
+
+    folders = []
+    for age, name in enumerate(("newest", "middle", "oldest", "in-use")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "graph-0.npz").write_bytes(b"x" * 1000)
+        stamp = 1_000_000 - 1000 * age
+        os.utime(folder / "graph-0.npz", (stamp, stamp))
+        os.utime(folder, (stamp, stamp))
+        folders.append(folder)
+    # 4000 bytes against a budget of 2500: the two oldest go; the model in use stays although it is the oldest
+    removed = prune_reference_cache(tmp_path, keep=tmp_path / "in-use", budget=2500)
+    assert sorted(p.name for p in removed) == ["middle", "oldest"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in-use", "newest"]
+    assert prune_reference_cache(tmp_path, budget=10_000) == []
+    monkeypatch.setenv("EDGEVISION_REFERENCE_CACHE_MB", "lots")
+    with pytest.raises(BadInput, match="EDGEVISION_REFERENCE_CACHE_MB='lots'"):
+        prune_reference_cache(tmp_path)

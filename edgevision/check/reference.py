@@ -19,9 +19,12 @@ from edgevision.models.registry import get_variant
 from edgevision.runtime.base import Runner, checked_feeds
 
 
-# Reference outputs up to this size a sample are kept on disk (a detector's 800-scene eval set: 2.4 MB);
-# larger ones (feature maps, U-Net masks) are recomputed rather than fill the cache.
-CACHE_MAX_BYTES_PER_SAMPLE = 64 * 1024
+# Reference outputs up to this size a sample are kept on disk: every graph of the demo models (the tracker's
+# 24-frame clips: 237 MB in all), not the feature maps of 1024 px models, which are recomputed rather than
+# fill the disk. The whole reference cache keeps to a budget (EDGEVISION_REFERENCE_CACHE_MB), the models used
+# longest ago dropped first.
+CACHE_MAX_BYTES_PER_SAMPLE = 1024 * 1024
+CACHE_BUDGET_MB = 2048
 
 
 class PyTorchRunner(Runner):
@@ -50,6 +53,7 @@ class PyTorchRunner(Runner):
         self._cache = None
         if cache and os.environ.get("EDGEVISION_REFERENCE_CACHE", "1") != "0":
             self._cache = cache_dir() / "reference" / model_digest(model, preprocess, imgsz)
+            prune_reference_cache(self._cache.parent, keep=self._cache)
 
     @property
     def graphs(self) -> dict:
@@ -97,6 +101,49 @@ class PyTorchRunner(Runner):
             out = g.module(*(torch.from_numpy(feeds[t.name]) for t in g.inputs))
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return {name: o.float().numpy() for name, o in zip(g.outputs, outs)}
+
+
+def cache_budget_bytes() -> int:
+    value = os.environ.get("EDGEVISION_REFERENCE_CACHE_MB", "").strip() or str(CACHE_BUDGET_MB)
+    try:
+        mb = float(value)
+    except ValueError:
+        mb = -1
+    if mb < 0:
+        raise BadInput(f"EDGEVISION_REFERENCE_CACHE_MB={value!r}: give the reference cache's size in MB (0 keeps "
+                       f"nothing but the model in use), or EDGEVISION_REFERENCE_CACHE=0 to turn it off")
+    return int(mb * 1024 * 1024)
+
+
+def prune_reference_cache(root: Path, keep: Path | None = None, budget: int | None = None) -> list[Path]:
+    """Drop whole models' reference outputs, least recently used first, until the cache fits its budget.
+    ``keep`` (the model about to be used) is marked used now and never dropped. Returns what was removed."""
+    import shutil
+
+    budget = cache_budget_bytes() if budget is None else budget
+    if keep is not None and keep.is_dir():
+        os.utime(keep)
+    entries = []
+    try:
+        folders = [d for d in root.iterdir() if d.is_dir()]
+    except OSError:
+        return []
+    for folder in folders:
+        try:
+            files = [f.stat() for f in folder.iterdir()]
+            used = max([folder.stat().st_mtime] + [f.st_mtime for f in files])
+        except OSError:  # another process removed it meanwhile
+            continue
+        entries.append((folder == keep, used, sum(f.st_size for f in files), folder))
+    total = sum(size for _, _, size, _ in entries)
+    removed = []
+    for is_kept, _, size, folder in sorted(entries):  # others first, the oldest first
+        if total <= budget or is_kept:
+            break
+        shutil.rmtree(folder, ignore_errors=True)
+        total -= size
+        removed.append(folder)
+    return removed
 
 
 @lru_cache(maxsize=1)
