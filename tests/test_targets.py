@@ -356,7 +356,7 @@ def test_an_rpi_export_prints_only_edgevision_lines(tmp_path):
     """litert-torch, torchao, absl and TFLite printed about a dozen lines of their own into every rpi export;
     they are silenced unless --debug."""
     res = subprocess.run([sys.executable, "-m", "edgevision", "export", "mobile-unet", "--target", "rpi",
-                          "--precision", "fp32", "--random-weights", "--out", str(tmp_path / "b")],
+                          "--precision", "fp32", "--random-weights", "--imgsz", "128", "--out", str(tmp_path / "b")],
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     lines = (res.stdout + res.stderr).strip().splitlines()
