@@ -40,10 +40,22 @@ EXPORTING_FIXTURES = {"export_once", "yolo_cpu_int8", "yolo_npu_int8", "unet_cpu
                       "rpi_checks", "jetson_checks", "slow_bundle", "yolo_jetson_int8"}
 
 
+# Session fixtures whose result (check reports, not files) each xdist worker would compute for itself: the tests
+# that use one run on one worker (`--dist loadgroup`), so the checks run once. Spread over both workers, the rpi
+# and jetson checks ran twice (103-177 s and 80 s more, session 19). pytest 9.2 silently stopped xdist's grouping
+# (pytest-dev/pytest-xdist#1386), hence pytest < 9.2 in the dev extra.
+PER_WORKER_FIXTURES = ("checked", "rpi_checks", "jetson_checks")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist turns the groups into node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if EXPORTING_FIXTURES & set(getattr(item, "fixturenames", ())):
+        names = set(getattr(item, "fixturenames", ()))
+        if EXPORTING_FIXTURES & names:
             item.add_marker(pytest.mark.slow)
+        group = next((name for name in PER_WORKER_FIXTURES if name in names), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
