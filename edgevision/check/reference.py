@@ -21,8 +21,8 @@ from edgevision.runtime.base import Runner, checked_feeds
 
 # Reference outputs up to this size a sample are kept on disk: every graph of the demo models (the U-Net's
 # 6-class logits at 256 px, 1.6 MB; the tracker's 24-frame clips, 237 MB in all), not the feature maps of
-# 1024 px models, which are recomputed rather than fill the disk. The whole reference cache keeps to a budget (EDGEVISION_REFERENCE_CACHE_MB), the models used
-# longest ago dropped first.
+# 1024 px models, which are recomputed rather than fill the disk. The whole reference cache keeps to a budget
+# (EDGEVISION_REFERENCE_CACHE_MB), the models used longest ago dropped first.
 CACHE_MAX_BYTES_PER_SAMPLE = 2 * 1024 * 1024
 CACHE_BUDGET_MB = 2048
 
