@@ -38,7 +38,7 @@ import numpy as np
 
 from edgevision.bundle import Bundle, load_bundle
 from edgevision.errors import BadInput
-from edgevision.ops.memory_bank import MemoryBank, select_mask
+from edgevision.ops.memory_bank import MemoryBank, choice_margin, select_mask
 from edgevision.ops.results import ObjectResult, TrackedObjects
 from edgevision.runtime.base import open_runner
 
@@ -294,6 +294,7 @@ class Tracker:
                                            "mask_weight": np.zeros((1, 1), np.float32)})
         masks, ious = out["low_res_masks"][0], out["iou_predictions"][0]
         mask_index, ptr_index = select_mask(masks, ious, num_points=len(coords))
+        margin = choice_margin(ious, num_points=len(coords))
         logits = masks[mask_index]
         score = out["object_score_logits"].reshape(1, 1).astype(np.float32)
         memory_features = self.graphs["memory_encoder"]({
@@ -304,7 +305,7 @@ class Tracker:
         track.bank.add(self.frame_idx, memory_features[0], ptr, conditioning=prompted)
         h, w = self.frame_size
         mask = cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > self.mask_threshold
-        return ObjectResult(obj_id, mask, logits, float(score[0, 0]), ptr)
+        return ObjectResult(obj_id, mask, logits, float(score[0, 0]), ptr, margin)
 
 
 # ------------------------------------------------------------------------------------------------ live stage

@@ -17,7 +17,7 @@ from conftest import SHARED
 from edgevision.errors import BadInput
 from edgevision.models.sam2 import SAM2_CONFIGS, UNUSED_SLOT, Sam2, normalise, torch_graphs
 from edgevision.runtime.onnxruntime import session_options
-from edgevision.ops.memory_bank import MemoryBank, from_bfloat16_bits, select_mask, to_bfloat16_bits
+from edgevision.ops.memory_bank import MemoryBank, choice_margin, from_bfloat16_bits, select_mask, to_bfloat16_bits
 from edgevision.tracker import Tracker
 from test_efficient_sam import stand_in_weights
 
@@ -183,6 +183,14 @@ def test_select_mask_follows_sam2():
     assert select_mask(masks, ious, num_points=2) == (0, 0)  # a box: single mask, token 0
     masks[0] = 0.01  # unstable: every logit inside (-0.05, 0.05)
     assert select_mask(masks, ious, num_points=2) == (2, 0)  # the best multimask, still token 0's pointer
+
+
+def test_choice_margin_is_how_narrowly_the_multimask_rule_chose():
+    ious = np.array([0.498, 0.380, 0.200, 0.379], np.float32)  # a tie seen on a real clip
+    masks = np.zeros((4, 8, 8), np.float32)
+    assert select_mask(masks, ious, num_points=0)[0] == 1
+    assert choice_margin(ious, num_points=0) == pytest.approx(0.001, abs=1e-6)
+    assert choice_margin(ious, num_points=2) is None  # a box: the single mask, decided by stability instead
 
 
 def test_tracker_rejects_bad_prompts_in_one_line(tiny):

@@ -17,8 +17,8 @@ from edgevision.cli import main
 from edgevision.data.clips import load_clip, write_clip
 from edgevision.errors import BadInput
 from edgevision.data.tracking_clips import ClipSpec, render_clip
-from edgevision.ops.results import Detections, ObjectResult
-from edgevision.tasks.track import ClipSample, rollout
+from edgevision.ops.results import Detections, ObjectResult, TrackedObjects
+from edgevision.tasks.track import ClipSample, TrackAccumulator, rollout, tie_notes
 from edgevision.tracker import GRAPH_NAMES, Tracker, TrackPrompt, TrackStage
 
 SIZE = 256
@@ -168,6 +168,33 @@ def test_check_on_a_clip_folder_reports_j_and_f_and_agreement(capsys, tracker_bu
     assert {"J", "F", "J&F"} <= set(metrics["artifact"]) and {"J", "F", "J&F"} <= set(metrics["reference"])
     assert abs(metrics["artifact"]["J&F"] - metrics["reference"]["J&F"]) < 0.5
     assert report["agreement"]["mask_iou"] > 99.0
+    worst = report["worst_images"][0]  # where on the clip the artifact agreed least, and how its masks were chosen
+    assert worst["clip"] == "one" and 1 <= worst["frame"] < 6 and worst["object"] in (0, 1)
+    assert worst["reference_choice_margin"] >= 0 and worst["artifact_choice_margin"] >= 0
+
+
+def _objects(frame: int, *masks_and_margins) -> TrackedObjects:
+    return TrackedObjects([ObjectResult(k, m, m.astype(np.float32), 1.0, np.zeros(4, np.float32), margin)
+                           for k, (m, margin) in enumerate(masks_and_margins)], frame)
+
+
+def test_a_worst_frame_that_is_a_mask_choice_tie_in_fp32_is_named_as_one():
+    left, right = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
+    left[:, :4], right[:, 4:] = True, True
+    ref = [_objects(0, (left, None), (right, None)), _objects(1, (left, 0.2), (right, 0.2)),
+           _objects(2, (left, 0.003), (right, 0.3))]
+    art = [_objects(0, (left, None), (right, None)), _objects(1, (left, 0.2), (right, 0.2)),
+           _objects(2, (right, 0.004), (right, 0.3))]  # object 0 jumps onto object 1 on frame 2
+    acc = TrackAccumulator()
+    acc.add(ref, art)
+    assert acc.result()["min_frame_iou"] == 50.0
+    assert acc.worst_frame == {"frame": 2, "frame_iou": 0.5, "object": 0, "object_iou": 0.0,
+                               "reference_choice_margin": 0.003, "artifact_choice_margin": 0.004}
+    worst = {"clip": "c", "min_frame_iou": 0.5, **acc.worst_frame}
+    (note,) = tie_notes([worst])
+    assert "c frame 2, object 0" in note and "0.0030 apart" in note
+    assert tie_notes([{**worst, "reference_choice_margin": 0.05}]) == []  # a clear choice: quantization's fault
+    assert tie_notes([{**worst, "object_iou": 0.9}]) == []  # the same object, only a rougher edge
 
 
 def test_clip_folders_with_bad_masks_exit_2_naming_the_file(capsys, tracker_bundle, clip, tmp_path):

@@ -170,6 +170,7 @@ def check_bundle(bundle: Bundle | str | Path, *, data: str | Path | None = None,
                                 for k, v in outcome.metrics["reference"].items()
                                 if _finite(v) and _finite(outcome.metrics["artifact"].get(k))}
         agreement, similarity, worst = outcome.agreement, outcome.similarity, outcome.worst
+        notes += outcome.notes
         data_info = {"description": eval_set.description, "images": outcome.images, "labelled": eval_set.labelled}
         gated = outcome.metrics
     else:

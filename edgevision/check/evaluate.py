@@ -43,6 +43,7 @@ class EvalOutcome:
     similarity: dict[str, dict[str, float]]  # output name -> cosine / max_abs_error / sqnr_db
     images: int
     worst: list[dict]  # images where artifact and reference disagree most
+    notes: tuple[str, ...] = ()  # what the task can say about the disagreement
 
 
 def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *,
@@ -53,7 +54,7 @@ def evaluate(runners: Mapping[str, Runner], eval_set: EvalSet, io: ModelIO, *,
     custom = task.evaluate_runners(runners, eval_set, io, progress)
     if custom is not None:  # a task that evaluates sequences, not images
         return EvalOutcome(custom["metrics"], custom["agreement"], custom.get("similarity", {}), custom["images"],
-                           custom.get("worst", []))
+                           custom.get("worst", []), tuple(custom.get("notes", ())))
     post = task.make_postprocessor(io.head, io.imgsz, **task.eval_options(io.recipe))
     acc = {name: task.accumulator(io.labels, io.recipe) for name in runners} if eval_set.labelled else {}
     paired = "reference" in runners and "artifact" in runners

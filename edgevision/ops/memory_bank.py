@@ -155,3 +155,13 @@ def select_mask(masks: np.ndarray, ious: np.ndarray, num_points: int, stability_
     if num_points <= multimask_max_points:
         return best, best
     return (0 if stability_score(masks[0]) >= stability_thresh else best), 0
+
+
+def choice_margin(ious: np.ndarray, num_points: int, multimask_max_points: int = 1) -> float | None:
+    """How far the kept multimask candidate's predicted IoU is ahead of the runner-up's (``select_mask``'s
+    argmax rule), or None where that rule does not decide. Under about 0.01 any rounding can swap the two
+    candidates, and they can be different objects: the check names such ties."""
+    if num_points > multimask_max_points:
+        return None
+    top = np.sort(np.asarray(ious, np.float64)[1:])
+    return float(top[-1] - top[-2])

@@ -81,13 +81,15 @@ class PromptMasks:
 @dataclass
 class ObjectResult:
     """One tracked object on one frame: ``mask`` (H, W) bool at frame size, the decoder's low-res logits of the
-    kept mask (4g, 4g), the object score logit (> 0: present) and the object pointer (C,)."""
+    kept mask (4g, 4g), the object score logit (> 0: present) and the object pointer (C,); ``choice_margin``:
+    how narrowly the kept mask won among the decoder's candidates (``ops.memory_bank.choice_margin``)."""
 
     obj_id: int
     mask: np.ndarray
     low_res_logits: np.ndarray
     score: float
     obj_ptr: np.ndarray
+    choice_margin: float | None = None
 
     @property
     def present(self) -> bool:
