@@ -26,7 +26,8 @@ def test_demo_runs_end_to_end(tmp_path):
     res = subprocess.run([exe, "demo", "--out", str(out), "--frames", "16", "--runs", "5"], capture_output=True,
                          text=True, timeout=1200)
     assert (out / "summary.json").is_file(), res.stderr[-3000:]
-    tracker_report = json.loads((out / "bundles" / "sam-track-demo-cpu-int8" / "report.json").read_text())
+    tracker = out / "bundles" / "sam-track-demo-cpu-int8"
+    tracker_report = json.loads((tracker / "report.json").read_text())
     tracker_tie = tracker_fails_only_on_a_mask_choice_tie(tracker_report)
     # the demo exits 1 when any model misses its budget, and says which
     assert res.returncode == (1 if tracker_tie else 0), res.stderr[-3000:]

@@ -115,8 +115,8 @@ def tie_notes(worst: Sequence[dict]) -> list[str]:
     for w in worst:
         margin = w.get("reference_choice_margin")
         if margin is not None and margin < TIE_MARGIN and w.get("object_iou", 1.0) < 0.5:
-            notes.append(f"worst frame: {w['clip']} frame {w['frame']}, object {w['object']} (IoU {w['object_iou']:.3f} "
-                         f"against FP32): a mask-choice tie in the FP32 tracker itself, whose best two candidate "
+            notes.append(f"worst frame: {w['clip']} frame {w['frame']}, object {w['object']} "
+                         f"(IoU {w['object_iou']:.3f} against FP32): a mask-choice tie in the FP32 tracker itself, whose best two candidate "
                          f"masks were predicted {margin:.4f} apart (under {TIE_MARGIN}), so any rounding can swap "
                          f"them; a better-trained model widens such margins, a different quantization scheme only "
                          f"moves the tie")
@@ -226,7 +226,7 @@ class TrackTask(Task):
                 if one.frame_ious:
                     w = one.worst_frame
                     worst.append({"clip": clip.name, "mean_mask_iou": round(float(np.mean(one.frame_ious)), 4),
-                                  "min_frame_iou": round(float(np.min(one.frame_ious)), 4), "frame": w["frame"],
+                                  "min_frame_iou": round(w["frame_iou"], 4), "frame": w["frame"],
                                   "object": w["object"], "object_iou": round(w["object_iou"], 4),
                                   **{k: None if w[k] is None else round(w[k], 4)
                                      for k in ("reference_choice_margin", "artifact_choice_margin")}})
