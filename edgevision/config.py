@@ -92,7 +92,10 @@ CalibrationMethod = Literal["mean-minmax", "minmax", "percentile", "entropy", "h
 class QuantizationSpec(_Strict):
     preset: NNCFPreset | None = None  # None: the target profile's nncf_preset
     ignored_types: list[str] = []  # op types kept in float (e.g. Sigmoid, Softmax of a detection head)
+    # Layers kept in float by name: ONNX node names on cpu and jetson, OpenVINO names on intel-npu, PyTorch
+    # module paths of the traced graph on rpi ("model.model.image_encoder.blocks.0"); so per target family too.
     ignored_names: list[str] = []
+    target_ignored_names: dict[str, list[str]] = {}
     subset_size: int = Field(300, ge=1)
     # How ONNX Runtime's quantizer (cpu, jetson) chooses activation ranges from the calibration set: the mean over
     # calibration images of each image's min and max ("mean-minmax", ORT's CalibMovingAverage), the extremes over
@@ -114,6 +117,9 @@ class QuantizationSpec(_Strict):
 
     def op_types_for(self, family: str) -> list[str] | None:
         return self.target_op_types.get(family, self.op_types)
+
+    def ignored_names_for(self, family: str) -> list[str]:
+        return self.ignored_names + [n for n in self.target_ignored_names.get(family, []) if n not in self.ignored_names]
 
     def method_for(self, family: str) -> str:
         return self.target_calibration_method.get(family, self.calibration_method)

@@ -87,6 +87,17 @@ def test_intel_npu_leaves_float_the_weighted_op_types_a_recipe_does_not_list():
         == ["Convolution", "GroupConvolution"]
 
 
+def test_layers_kept_float_by_name_add_per_target_family_to_the_common_list():
+    q = Recipe.model_validate({"model": "m", "primary_metric": "miou", "quantization": {
+        "ignored_names": ["/head/Conv"], "target_ignored_names": {"rpi": ["model.blocks.0", "/head/Conv"]}}}).quantization
+    assert q.ignored_names_for("rpi") == ["/head/Conv", "model.blocks.0"]
+    assert q.ignored_names_for("jetson") == ["/head/Conv"]
+    assert q.ignored_names_for("rpi") is not q.ignored_names  # callers extend the result
+    prompt = load_recipe("efficient-sam-demo", "prompt-segment").quantization
+    assert prompt.ignored_names_for("rpi") == ["model.model.image_encoder.blocks.0"]
+    assert prompt.method_for("rpi") == "histogram" and prompt.method_for("jetson") == "minmax"
+
+
 def test_intel_npu_finds_the_matmuls_of_two_activations_by_name():
     import openvino as ov
     import torch

@@ -152,6 +152,9 @@ def test_demo_int8_keeps_the_mask_budget_on_every_target(export_once, target):
     assert encoder.precision == "int8"
     if target == "intel-npu":  # the recipe quantizes the linear layers only
         assert "Convolution" in encoder.quantization["ignored_types"]
+    if target == "rpi":  # the recipe keeps the first block float there, with histogram ranges
+        assert encoder.quantization["ignored_names"] == ["model.model.image_encoder.blocks.0"]
+        assert encoder.quantization["activations"] == "int8, histogram ranges"
     report = check_bundle(bundle)
     assert report["passed"], report["failures"]
     assert report["agreement"]["mask_iou"] >= 97 and report["data"]["images"] == 100

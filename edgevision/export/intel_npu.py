@@ -45,7 +45,8 @@ def quantize_nncf(model, ctx: ExportContext):
                 "float_layers": _float_ops(quantized)}
         return quantized, info, nncf.__version__
     types = openvino_ignored_types(q)
-    names = list(q.ignored_names) + list(ctx.options.get("exclude", [])) + openvino_ignored_names(model, q)
+    names = q.ignored_names_for(ctx.profile.family) + list(ctx.options.get("exclude", []))
+    names += openvino_ignored_names(model, q)
     scope = nncf.IgnoredScope(types=types, names=names, validate=False)
     feeds = ctx.calibration_feeds  # dicts keyed by input name, as OpenVINO's compiled model takes them
     with quiet_progress():

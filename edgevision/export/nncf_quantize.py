@@ -115,7 +115,7 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     from edgevision.ops.preprocess import prepare
 
     q = ctx.recipe.quantization
-    ignored_names = list(q.ignored_names)
+    ignored_names = q.ignored_names_for(ctx.profile.family)
     if backend == "openvino":
         types = openvino_ignored_types(q)
         ignored_names += openvino_ignored_names(model, q)

@@ -51,7 +51,8 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     simplify_input_stem(model)
     onnx.save(model, str(pre))
     excluded = input_stem_nodes(model) + tail_nodes(model, ctx.recipe.quantization.ignored_types)
-    excluded += [n for n in ctx.recipe.quantization.ignored_names + ctx.options.get("exclude", []) if n not in excluded]
+    by_name = ctx.recipe.quantization.ignored_names_for(ctx.profile.family) + ctx.options.get("exclude", [])
+    excluded += [n for n in by_name if n not in excluded]
     feeds = ctx.calibration_feeds  # keyed by the graph's input names, which the ONNX graph carries
 
     class Reader(CalibrationDataReader):

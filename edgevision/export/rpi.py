@@ -108,7 +108,7 @@ def _convert_int8(ctx: ExportContext, out: Path) -> dict:
     # PT2E quantizes the graph inputs too, so the traced graph takes float pixels (0-255); the runtime feeds
     # them through the input's int8 scale and zero point recorded in the bundle.
     example = tuple(x.float() for x in ctx.graph.example())
-    ignored = set(ctx.recipe.quantization.ignored_names) | set(ctx.options.get("exclude", []))
+    ignored = set(ctx.recipe.quantization.ignored_names_for("rpi")) | set(ctx.options.get("exclude", []))
     batches = ctx.calibration_feeds
     inputs = [tuple(torch.from_numpy(feed[t.name]).float() for t in ctx.graph.inputs) for feed in batches]
     with torch.no_grad():
