@@ -16,6 +16,7 @@ Resumable (every 50 steps, atomically), reproducible by seed on one machine and 
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from collections.abc import Callable
@@ -59,17 +60,30 @@ def encode_pool(model, count: int, seed_offset: int, size: int, log: Callable[[s
     return feats, masks, frames
 
 
+def encoder_fingerprint(encoder: torch.nn.Module) -> str:
+    """A digest of the encoder's weights: a cached pool is only valid for the encoder that made it."""
+    digest = hashlib.sha1()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_or_encode_pool(path: Path, model, count: int, seed_offset: int, size: int, log) -> tuple:
-    """``encode_pool``'s output, cached in ``path`` (a cache without frames, from before the skip stem, is
-    encoded again)."""
+    """``encode_pool``'s output, cached in ``path``. A cache made by other encoder weights, or without frames
+    (from before the skip stem), is encoded again."""
+    fingerprint = encoder_fingerprint(model.image_encoder)
     if path.is_file():
         with np.load(path) as z:
-            if len(z["features"]) == count and "frames" in z.files:
+            if len(z["features"]) == count and "frames" in z.files and \
+                    "encoder" in z.files and str(z["encoder"]) == fingerprint:
                 log(f"loaded the encoded pool {path}")
                 return z["features"], [z[f"masks_{i}"] for i in range(count)], z["frames"]
+        log(f"{path} was encoded by other weights: encoding the pool again")
     feats, masks, frames = encode_pool(model, count, seed_offset, size, log)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, features=feats, frames=frames, **{f"masks_{i}": m for i, m in enumerate(masks)})
+    np.savez(tmp, features=feats, frames=frames, encoder=np.array(fingerprint),
+             **{f"masks_{i}": m for i, m in enumerate(masks)})
     os.replace(tmp, path)
     return feats, masks, frames
 
@@ -200,10 +214,12 @@ def frame_loss(masks, iou, score, target, visible, multi) -> tuple[torch.Tensor,
 
 def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float, checkpoint: Path,
                   frames: int = 8, seed: int = 0, resume: bool = True, warmup: int = 100, init: Path | None = None,
-                  encoder_from: str = "efficient-sam-demo", stop_after: int | None = None, extra_prompts: int = 2,
+                  encoder_from: Path | None = None, stop_after: int | None = None, extra_prompts: int = 2,
                   log: Callable[[str], None] = print) -> torch.nn.Module:
-    """Stage 1: the encoder frozen (from ``encoder_from``'s weights, or ``init``'s), everything else trained.
-    Each window also gives ``extra_prompts`` single-frame prompts (random frames and objects, no memory)."""
+    """The encoder stays frozen, everything else is trained. The encoder's weights come from ``encoder_from``
+    (a prompt segmenter's weights file) when given, else from ``init``, else from the bundled
+    ``efficient-sam-demo``. Each window also gives ``extra_prompts`` single-frame prompts (random frames and
+    objects, no memory)."""
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     model, state = seeded_model(variant, seed, init, new_modules=("skip_stem.",))
@@ -211,13 +227,14 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
     # hundreds of steps, so a new stem learns 10x faster
     fresh_stem = state is not None and model.skip_stem is not None and \
         not any(k.startswith("skip_stem.") for k in state.get("model", state))
-    if init is None:
-        donor = get_variant(encoder_from)
-        state = torch.load(donor.weights_path, map_location="cpu", weights_only=True)
-        state = state.get("model", state)
-        enc = {k[len("image_encoder."):]: v.float() for k, v in state.items() if k.startswith("image_encoder.")}
+    if init is None or encoder_from is not None:
+        donor = Path(encoder_from or get_variant("efficient-sam-demo").weights_path)
+        donor_state = torch.load(donor, map_location="cpu", weights_only=True)
+        donor_state = donor_state.get("model", donor_state)
+        enc = {k[len("image_encoder."):]: v.float() for k, v in donor_state.items()
+               if k.startswith("image_encoder.")}
         model.image_encoder.load_state_dict(enc)
-        log(f"image encoder from {donor.weights_path}")
+        log(f"image encoder from {donor}")
     model.set_input_size(variant.imgsz)
     for p in model.image_encoder.parameters():
         p.requires_grad_(False)

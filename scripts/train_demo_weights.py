@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--restart", action="store_true", help="classifiers and SAM: ignore the checkpoint in .train/")
     ap.add_argument("--stop-after", type=int, help="tracker: stop at this step (a resumable stage of the schedule)")
+    ap.add_argument("--encoder-from", type=Path,
+                    help="tracker: take the frozen image encoder from these efficient-sam weights")
     ap.add_argument("--int8-aware", action="store_true",
                     help="fine-tune under simulated symmetric INT8 (use with --init and a small --lr)")
     args = ap.parse_args()
@@ -60,7 +62,7 @@ def main() -> None:
         model = train_tracker(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
                               lr=args.lr or lr, seed=args.seed, init=args.init,
                               checkpoint=CHECKPOINTS / f"{args.model}.pt", resume=not args.restart,
-                              stop_after=args.stop_after)
+                              stop_after=args.stop_after, encoder_from=args.encoder_from)
     elif variant.task == "prompt-segment":
         from edgevision.training_prompt import train_prompt_segmenter
 

@@ -201,23 +201,79 @@ class TokenAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
 
+class FewKeyAttention(TokenAttention):
+    """``TokenAttention`` for many queries over a few keys (the image attending to the prompt tokens), with the
+    same weights and arithmetic: q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C).
+
+    The keys and values of all heads are laid out block-diagonally, (inner, heads * Nk) and (heads * Nk, inner),
+    and folded into the query and output projections. The Nq rows then pass through two matmuls of width
+    heads * Nk instead of four of width ``inner`` plus the moves of every row between head layout and back,
+    which is most of the decoder's time at 1024 px when Nk is the 11 prompt tokens."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias`` (B, 1, 1, Nk), added to the logits, masks keys out."""
+        b, nk, _ = k.shape
+        h = self.num_heads
+        eye = torch.eye(h, dtype=q.dtype, device=q.device)
+        keys = self.k_proj(k).reshape(b, nk, h, -1).permute(0, 2, 3, 1)  # (B, h, d, Nk)
+        keys = (keys.unsqueeze(3) * eye[:, None, :, None]).reshape(b, -1, h * nk)  # (B, h*d, h*Nk)
+        values = self.v_proj(v).reshape(b, nk, h, -1).transpose(1, 2)  # (B, h, Nk, d)
+        values = (values.unsqueeze(3) * eye[:, None, :, None]).reshape(b, h * nk, -1)  # (B, h*Nk, h*d)
+        w_q = self.q_proj.weight.t() @ keys * self.scale  # (B, C, h*Nk)
+        logits = q @ w_q + (self.q_proj.bias @ keys * self.scale).unsqueeze(1)
+        logits = logits.reshape(b, -1, h, nk)
+        if bias is not None:
+            logits = logits + bias.reshape(b, 1, 1, nk)
+        attn = torch.softmax(logits, dim=-1).reshape(b, -1, h * nk)
+        return attn @ (values @ self.out_proj.weight.t()) + self.out_proj.bias
+
+
+class FewQueryAttention(TokenAttention):
+    """``TokenAttention`` for a few queries over many keys (the prompt tokens attending to the image), with the
+    same weights and arithmetic: q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C).
+
+    The queries of all heads, laid out block-diagonally (heads * Nq, inner), are folded into the key
+    projection, and the value projection is applied after the attention (softmax rows sum to one, so the bias
+    passes through). The Nk rows are then read by two matmuls of width heads * Nq instead of being projected
+    twice to width ``inner`` and moved into head layout."""
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``bias`` (B, 1, 1, Nk), added to the logits, masks keys out."""
+        b, nq, _ = q.shape
+        h = self.num_heads
+        eye = torch.eye(h, dtype=q.dtype, device=q.device)
+        queries = self.q_proj(q).reshape(b, nq, h, -1).transpose(1, 2)  # (B, h, Nq, d)
+        queries = (queries.unsqueeze(3) * eye[:, None, :, None]).reshape(b, h * nq, -1)  # (B, h*Nq, h*d)
+        logits = (queries @ self.k_proj.weight) @ k.transpose(1, 2) + (queries @ self.k_proj.bias).unsqueeze(-1)
+        logits = (logits * self.scale).reshape(b, h, nq, -1)
+        if bias is not None:
+            logits = logits + bias
+        attn = torch.softmax(logits, dim=-1).reshape(b, h * nq, -1)
+        mixed = (attn @ v) @ self.v_proj.weight.t()  # (B, h*Nq, h*d): every head's mix through every head's rows
+        out = (mixed.reshape(b, h, nq, h, -1) * eye[:, None, :, None]).sum(3)  # each head's own block
+        return self.out_proj(out.transpose(1, 2).reshape(b, nq, -1) + self.v_proj.bias)
+
+
 class TwoWayAttentionBlock(nn.Module):
     """Tokens attend to themselves, then to the image; an MLP on the tokens; then the image attends to the
     tokens. Post-norm, as SAM."""
 
     def __init__(self, dim: int, num_heads: int, mlp_dim: int, downsample: int = 2,
                  skip_first_layer_pe: bool = False, mlp: Callable[[int, int], nn.Module] | None = None,
-                 sam_self_attention: bool = False) -> None:
+                 sam_self_attention: bool = False, folded: bool = False) -> None:
         super().__init__()
         self.sam_self_attention = sam_self_attention
         self.self_attn = TokenAttention(dim, num_heads)
         self.norm1 = nn.LayerNorm(dim)
-        self.cross_attn_token_to_image = TokenAttention(dim, num_heads, downsample)
+        to_image, to_tokens = (FewQueryAttention, FewKeyAttention) if folded else (TokenAttention, TokenAttention)
+        self.cross_attn_token_to_image = to_image(dim, num_heads, downsample)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = mlp(dim, mlp_dim) if mlp else MLPBlock(dim, mlp_dim, dim, 1)
         self.norm3 = nn.LayerNorm(dim)
         self.norm4 = nn.LayerNorm(dim)
-        self.cross_attn_image_to_token = TokenAttention(dim, num_heads, downsample)
+        self.cross_attn_image_to_token = to_tokens(dim, num_heads, downsample)
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(self, queries, keys, query_pe, key_pe, token_bias=None):
@@ -248,13 +304,17 @@ class TwoWayTransformer(nn.Module):
 
     def __init__(self, depth: int = 2, dim: int = 256, num_heads: int = 8, mlp_dim: int = 2048,
                  downsample: int = 2, mlp: Callable[[int, int], nn.Module] | None = None,
-                 sam_self_attention: bool = False) -> None:
+                 sam_self_attention: bool = False, folded: bool = False) -> None:
         super().__init__()
         # EfficientSAM's and SAM 2's blocks differ in their MLP (``mlp(dim, mlp_dim)``: keys and activation) and
-        # in the self-attention's residual (``sam_self_attention``)
+        # in the self-attention's residual (``sam_self_attention``). ``folded`` computes the image/token
+        # attentions as FewQueryAttention and FewKeyAttention: the same arithmetic in another order, a fifth less
+        # of the decoder's time at 1024 px. SAM 2 keeps the plain order: its memory path binarises mask logits,
+        # and the last-bit differences of a reordering flipped pixels near 0 against the official video run.
         self.layers = nn.ModuleList([TwoWayAttentionBlock(dim, num_heads, mlp_dim, downsample, i == 0, mlp,
-                                                          sam_self_attention) for i in range(depth)])
-        self.final_attn_token_to_image = TokenAttention(dim, num_heads, downsample)
+                                                          sam_self_attention, folded) for i in range(depth)])
+        self.final_attn_token_to_image = (FewQueryAttention if folded else TokenAttention)(dim, num_heads,
+                                                                                            downsample)
         self.norm_final_attn = nn.LayerNorm(dim)
 
     def forward(self, image: torch.Tensor, image_pe: torch.Tensor, tokens: torch.Tensor,
@@ -275,7 +335,7 @@ class MaskDecoder(nn.Module):
     def __init__(self, dim: int = 256, depth: int = 2, num_heads: int = 8, mlp_dim: int = 2048,
                  upscale_dims: tuple[int, ...] = (64, 32), iou_head_depth: int = 2, iou_hidden: int = 256) -> None:
         super().__init__()
-        self.transformer = TwoWayTransformer(depth, dim, num_heads, mlp_dim)
+        self.transformer = TwoWayTransformer(depth, dim, num_heads, mlp_dim, folded=True)
         self.num_mask_tokens = NUM_MASKS + 1
         self.iou_token = nn.Embedding(1, dim)
         self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
@@ -296,14 +356,38 @@ class MaskDecoder(nn.Module):
         tokens = torch.cat([out_tokens.unsqueeze(0).expand(b, -1, -1), prompts], dim=1)
         image = image.expand(b, -1, -1, -1)
         hs, src = self.transformer(image, image_pe, tokens)
-        _, c, g, _ = image.shape
-        upscaled = src.transpose(1, 2).reshape(b, c, g, g)
-        for layer in self.final_output_upscaling_layers:
-            upscaled = layer(upscaled)
         hyper = torch.stack([mlp(hs[:, 1 + i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1)
-        b, c, h, w = upscaled.shape
-        masks = (hyper @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-        return masks, self.iou_prediction_head(hs[:, 0])
+        return self.masks(src, hyper, image.shape[-1]), self.iou_prediction_head(hs[:, 0])
+
+    def masks(self, src: torch.Tensor, hyper: torch.Tensor, g: int) -> torch.Tensor:
+        """Image tokens (B, g*g, C) and the hypernetworks' outputs (B, K, c) -> mask logits (B, K, sg, sg), s
+        the upscaling factor.
+
+        A 2 x 2 transposed convolution of stride 2 maps each pixel to its own 2 x 2 block, and a GroupNorm of
+        one group does not care about pixel order. So the upscaling runs as matmuls on the tokens with pixels
+        kept in block order (pixel, then each layer's block offset), and only the K logit planes are put in
+        image order at the end: moving the wide features into image order cost more than the convolutions on
+        ONNX Runtime at 1024 px. The arithmetic is the layers' own."""
+        b = src.shape[0]
+        x = src
+        for conv, norm, act in self.final_output_upscaling_layers:
+            cin, cout = conv.weight.shape[:2]
+            # rows ordered (dy, dx, out channel): each pixel becomes 4 pixels of its 2 x 2 block
+            weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * cout, cin)
+            x = F.linear(x, weight, conv.bias.repeat(4)).reshape(b, -1, cout)
+            if isinstance(norm, nn.GroupNorm):
+                mean = x.mean(dim=(1, 2), keepdim=True)
+                var = (x - mean).square().mean(dim=(1, 2), keepdim=True)
+                x = (x - mean) / torch.sqrt(var + norm.eps) * norm.weight + norm.bias
+            x = act(x)
+        k = hyper.shape[1]
+        levels = len(self.final_output_upscaling_layers)
+        logits = (x @ hyper.transpose(1, 2)).transpose(1, 2)  # (B, K, pixels in block order)
+        # (B*K*g rows, g columns, then (dy, dx) per level) -> rows (dy per level), then columns (dx per level)
+        logits = logits.reshape(b * k * g, g, *([2, 2] * levels))
+        dys, dxs = [2 + 2 * i for i in range(levels)], [3 + 2 * i for i in range(levels)]
+        side = g * 2 ** levels
+        return logits.permute(0, *dys, 1, *dxs).reshape(b, k, side, side)
 
 
 class EfficientSam(nn.Module):
