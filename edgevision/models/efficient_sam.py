@@ -201,7 +201,17 @@ class TokenAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
 
-class FewKeyAttention(TokenAttention):
+class _BlockDiagonalAttention(TokenAttention):
+    """``TokenAttention`` whose heads are laid out block-diagonally by multiplying with ``head_blocks``, an
+    identity kept as a constant buffer: built inside ``forward``, LiteRT's converter lowers it to an iota op that
+    its own interpreter cannot run."""
+
+    def __init__(self, dim: int, num_heads: int, downsample: int = 1) -> None:
+        super().__init__(dim, num_heads, downsample)
+        self.register_buffer("head_blocks", torch.eye(num_heads), persistent=False)
+
+
+class FewKeyAttention(_BlockDiagonalAttention):
     """``TokenAttention`` for many queries over a few keys (the image attending to the prompt tokens), with the
     same weights and arithmetic: q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C).
 
@@ -215,7 +225,7 @@ class FewKeyAttention(TokenAttention):
         """``bias`` (B, 1, 1, Nk), added to the logits, masks keys out."""
         b, nk, _ = k.shape
         h = self.num_heads
-        eye = torch.eye(h, dtype=q.dtype, device=q.device)
+        eye = self.head_blocks.to(q.dtype)
         keys = self.k_proj(k).reshape(b, nk, h, -1).permute(0, 2, 3, 1)  # (B, h, d, Nk)
         keys = (keys.unsqueeze(3) * eye[:, None, :, None]).reshape(b, -1, h * nk)  # (B, h*d, h*Nk)
         values = self.v_proj(v).reshape(b, nk, h, -1).transpose(1, 2)  # (B, h, Nk, d)
@@ -229,7 +239,7 @@ class FewKeyAttention(TokenAttention):
         return attn @ (values @ self.out_proj.weight.t()) + self.out_proj.bias
 
 
-class FewQueryAttention(TokenAttention):
+class FewQueryAttention(_BlockDiagonalAttention):
     """``TokenAttention`` for a few queries over many keys (the prompt tokens attending to the image), with the
     same weights and arithmetic: q (B, Nq, C), k and v (B, Nk, C) -> (B, Nq, C).
 
@@ -243,7 +253,7 @@ class FewQueryAttention(TokenAttention):
         """``bias`` (B, 1, 1, Nk), added to the logits, masks keys out."""
         b, nq, _ = q.shape
         h = self.num_heads
-        eye = torch.eye(h, dtype=q.dtype, device=q.device)
+        eye = self.head_blocks.to(q.dtype)
         queries = self.q_proj(q).reshape(b, nq, h, -1).transpose(1, 2)  # (B, h, Nq, d)
         queries = (queries.unsqueeze(3) * eye[:, None, :, None]).reshape(b, h * nq, -1)  # (B, h*Nq, h*d)
         logits = (queries @ self.k_proj.weight) @ k.transpose(1, 2) + (queries @ self.k_proj.bias).unsqueeze(-1)
