@@ -92,8 +92,9 @@ CalibrationMethod = Literal["mean-minmax", "minmax", "percentile", "entropy", "h
 class QuantizationSpec(_Strict):
     preset: NNCFPreset | None = None  # None: the target profile's nncf_preset
     ignored_types: list[str] = []  # op types kept in float (e.g. Sigmoid, Softmax of a detection head)
-    # Layers kept in float by name: ONNX node names on cpu and jetson, OpenVINO names on intel-npu, PyTorch
-    # module paths of the traced graph on rpi ("model.model.image_encoder.blocks.0"); so per target family too.
+    # Layers kept in float by name: ONNX node names or PyTorch module paths of the exported wrapper
+    # ("model.model.image_encoder.blocks.0": every node traced inside it) on cpu and jetson, module paths of the
+    # traced graph on rpi, OpenVINO names on intel-npu; so per target family too.
     ignored_names: list[str] = []
     target_ignored_names: dict[str, list[str]] = {}
     subset_size: int = Field(300, ge=1)

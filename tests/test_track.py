@@ -231,6 +231,16 @@ def test_int8_calibrates_on_tracker_roll_outs_of_a_clip_folder(tmp_path, clip, m
         assert spec.calibration["samples"] > 0
         ops = {n.op_type for n in onnx.load(str(bundle.graph_path(name))).graph.node}
         assert "QuantizeLinear" in ops or "QLinearConv" in ops or "MatMulInteger" in ops, ops
+    # the recipe names the encoder's first block by its PyTorch module path: all its linear layers stay float
+    encoder = onnx.load(str(bundle.graph_path("image_encoder")))
+    producer = {out: n.op_type for n in encoder.graph.node for out in n.output}
+
+    def quantized_linears(block: int) -> list[bool]:
+        scope = f"image_encoder.blocks.{block}'"
+        return [producer.get(n.input[0]) == "DequantizeLinear" for n in encoder.graph.node
+                if n.op_type == "Gemm" and any(scope in p.value for p in n.metadata_props)]
+
+    assert quantized_linears(0) == [False] * 4 and quantized_linears(1) == [True] * 4
     # one prompted frame and 7 tracked ones, one object: every graph saw each frame it runs on
     assert bundle.meta.graph("memory_attention").calibration["samples"] == 2 * (len(clip.frames) - 1)
     with Tracker(bundle) as t:

@@ -92,6 +92,25 @@ def simplify_input_stem(model) -> None:
         model.graph.initializer.remove(init)
 
 
+def module_scope_nodes(model, modules: list[str]) -> list[str]:
+    """Names of the nodes that PyTorch's exporter traced inside any of ``modules`` (module paths of the exported
+    wrapper, e.g. "model.model.image_encoder.blocks.0", the names rpi's traced graph uses), read from the nodes'
+    ``pkg.torch.onnx.name_scopes``; a recipe can then keep a whole block float by one name on every ONNX target."""
+    import ast
+
+    wanted = set(modules)
+    found = []
+    for node in model.graph.node:
+        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+        try:
+            parts = ast.literal_eval(scopes) if scopes else []
+        except (ValueError, SyntaxError):
+            continue
+        if wanted.intersection(p for p in parts if isinstance(p, str)):
+            found.append(node.name)
+    return found
+
+
 def ensure_node_names(model) -> None:
     """Give unnamed nodes stable names, so that quantizer exclusions and per-layer reports can refer to them."""
     for i, node in enumerate(model.graph.node):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from edgevision.errors import BadInput
 
 from edgevision.export.base import ArtifactInfo, ExportContext
-from edgevision.export.onnx_graph import ensure_node_names, input_stem_nodes, simplify_input_stem, tail_nodes
+from edgevision.export.onnx_graph import (ensure_node_names, input_stem_nodes, module_scope_nodes, simplify_input_stem,
+                                         tail_nodes)
 
 
 def _ort_calibration(name: str) -> tuple[object, dict]:
@@ -52,7 +53,8 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     onnx.save(model, str(pre))
     excluded = input_stem_nodes(model) + tail_nodes(model, ctx.recipe.quantization.ignored_types)
     by_name = ctx.recipe.quantization.ignored_names_for(ctx.profile.family) + ctx.options.get("exclude", [])
-    excluded += [n for n in by_name if n not in excluded]
+    in_modules = module_scope_nodes(model, by_name)  # a name may be a PyTorch module: all of its nodes
+    excluded += [n for n in by_name + in_modules if n not in excluded]
     feeds = ctx.calibration_feeds  # keyed by the graph's input names, which the ONNX graph carries
 
     class Reader(CalibrationDataReader):
