@@ -190,12 +190,29 @@ def test_a_worst_frame_that_is_a_mask_choice_tie_in_fp32_is_named_as_one():
     acc.add(ref, art)
     assert acc.result()["min_frame_iou"] == 50.0
     assert acc.worst_frame == {"frame": 2, "frame_iou": 0.5, "object": 0, "object_iou": 0.0,
-                               "reference_choice_margin": 0.003, "artifact_choice_margin": 0.004}
+                               "reference_choice_margin": 0.003, "artifact_choice_margin": 0.004,
+                               "reference_object_score": 1.0, "artifact_object_score": 1.0}
     worst = {"clip": "c", "min_frame_iou": 0.5, **acc.worst_frame}
     (note,) = tie_notes([worst])
     assert "c frame 2, object 0" in note and "0.0030 apart" in note
     assert tie_notes([{**worst, "reference_choice_margin": 0.05}]) == []  # a clear choice: quantization's fault
     assert tie_notes([{**worst, "object_iou": 0.9}]) == []  # the same object, only a rougher edge
+
+
+def test_a_worst_frame_where_fp32_barely_called_the_object_present_is_named():
+    mask, empty = np.zeros((8, 8), bool), np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    ref = TrackedObjects([ObjectResult(0, mask, mask.astype(np.float32), 0.4, np.zeros(4, np.float32), 0.3)], 3)
+    art = TrackedObjects([ObjectResult(0, empty, -np.ones((8, 8), np.float32), -0.2, np.zeros(4, np.float32),
+                                       0.3)], 3)
+    acc = TrackAccumulator()
+    acc.add(ref, art)
+    worst = {"clip": "c", "min_frame_iou": 0.0, **acc.worst_frame}
+    assert (worst["reference_object_score"], worst["artifact_object_score"]) == (0.4, -0.2)
+    (note,) = tie_notes([worst])
+    assert "c frame 3, object 0" in note and "+0.40" in note and "-0.20" in note
+    assert tie_notes([{**worst, "reference_object_score": 6.0}]) == []  # a clear call: quantization's fault
+    assert tie_notes([{**worst, "artifact_object_score": 0.1}]) == []  # both present: the masks differ
 
 
 def test_clip_folders_with_bad_masks_exit_2_naming_the_file(capsys, tracker_bundle, clip, tmp_path):

@@ -107,6 +107,10 @@ def record_feeds(graphs: Mapping[str, Callable], make_tracker: Callable[[Mapping
 TIE_MARGIN = 0.01
 
 
+# An object is present when its score logit is positive; within this of zero, a small perturbation flips the call.
+PRESENCE_MARGIN = 1.0
+
+
 def tie_notes(worst: Sequence[dict]) -> list[str]:
     """Explain a worst frame where the artifact's mask left the reference's object because the FP32 tracker
     itself was choosing between near-equal candidates: then no quantization scheme is at fault, the weights
@@ -120,6 +124,13 @@ def tie_notes(worst: Sequence[dict]) -> list[str]:
                          f"masks were predicted {margin:.4f} apart (under {TIE_MARGIN}), so any rounding can swap "
                          f"them; a better-trained model widens such margins, a different quantization scheme only "
                          f"moves the tie")
+        ref_score, art_score = w.get("reference_object_score"), w.get("artifact_object_score")
+        if (ref_score is not None and art_score is not None and (ref_score > 0) != (art_score > 0)
+                and abs(ref_score) < PRESENCE_MARGIN and w.get("object_iou", 1.0) < 0.5):
+            notes.append(f"worst frame: {w['clip']} frame {w['frame']}, object {w['object']} "
+                         f"(IoU {w['object_iou']:.3f} against FP32): the FP32 tracker's presence call was close, "
+                         f"object score logit {ref_score:+.2f} against the artifact's {art_score:+.2f} (present "
+                         f"above 0), so the object is shown by one tracker and hidden by the other on this frame")
     return notes
 
 
@@ -169,7 +180,9 @@ class TrackAccumulator(Accumulator):
                                         "object": int(obj.obj_id), "object_iou": float(ious[k]),
                                         "reference_choice_margin": obj.choice_margin,
                                         "artifact_choice_margin": getattr(theirs.get(obj.obj_id), "choice_margin",
-                                                                          None)}
+                                                                          None),
+                                        "reference_object_score": obj.score,
+                                        "artifact_object_score": getattr(theirs.get(obj.obj_id), "score", None)}
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -229,7 +242,8 @@ class TrackTask(Task):
                                   "min_frame_iou": round(w["frame_iou"], 4), "frame": w["frame"],
                                   "object": w["object"], "object_iou": round(w["object_iou"], 4),
                                   **{k: None if w[k] is None else round(w[k], 4)
-                                     for k in ("reference_choice_margin", "artifact_choice_margin")}})
+                                     for k in ("reference_choice_margin", "artifact_choice_margin",
+                                               "reference_object_score", "artifact_object_score")}})
             count += 1
             if progress:
                 progress(count)
