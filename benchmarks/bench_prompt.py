@@ -57,7 +57,9 @@ def runner(b, target: str, threads: int):
     if RUNTIMES[target] == "onnxruntime":
         from edgevision.runtime.onnxruntime import OnnxRuntimeRunner
 
-        return OnnxRuntimeRunner(b, threads, spinning=False)
+        # the runner's own default for a bundle of several graphs: worker threads spin inside a run and stop when
+        # it returns, so the other side's sessions get the cores (session 25; before it, no spinning at all)
+        return OnnxRuntimeRunner(b, threads, spin_after_run=False)
     return open_runner(b, None, threads)
 
 

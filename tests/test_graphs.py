@@ -176,9 +176,10 @@ def test_two_graphs_export_calibrate_check_pack_and_run(spot_model, tmp_path, ca
             runner.run("mask_decoder", {"image_embeddings": emb["image_embeddings"]})
         with pytest.raises(ValueError, match="no graph 'memory_encoder'"):
             runner.run("memory_encoder", {})
-        # the graphs run one after another, so no session's pool may spin on the cores the next one needs
+        # the graphs run one after another, so no session's pool may go on spinning on the cores the next one
+        # needs once its run returns
         for session in runner.sessions.values():
-            assert session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+            assert session.get_session_options().get_session_config_entry("session.force_spinning_stop") == "1"
 
     # golden data per graph, at least 2 samples each, the count recorded
     assert b.meta.golden["graphs"] == {"image_encoder": {"samples": 32}, "mask_decoder": {"samples": 32}}

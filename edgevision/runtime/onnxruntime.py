@@ -30,12 +30,16 @@ def emulates_exact_int8(bundle) -> bool:
         return bundle.meta.target_family == "jetson"
 
 
-def session_options(threads: int, *, exact_int8: bool = False, spinning: bool = True):
-    """``spinning=False`` stops idle worker threads from spinning between runs: slightly slower alone, but two
-    sessions in one process (a benchmark's two sides) no longer steal each other's cores."""
+def session_options(threads: int, *, exact_int8: bool = False, spinning: bool = True,
+                    spin_after_run: bool = True):
+    """Worker threads spin while they wait for work, which makes a graph of many small operators fast.
+    ``spin_after_run=False`` stops them when each run returns, so the next session's graph (a bundle's next graph,
+    a benchmark's other side) gets the cores; ``spinning=False`` never spins, slower inside every run."""
     opts = ort.SessionOptions()
     if not spinning:
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    elif not spin_after_run:
+        opts.add_session_config_entry("session.force_spinning_stop", "1")
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_BASIC if exact_int8
@@ -47,15 +51,17 @@ def session_options(threads: int, *, exact_int8: bool = False, spinning: bool = 
 class OnnxRuntimeRunner(Runner):
     runtime = "onnxruntime"
 
-    def __init__(self, bundle, threads=None, *, spinning: bool | None = None) -> None:
+    def __init__(self, bundle, threads=None, *, spinning: bool = True, spin_after_run: bool | None = None) -> None:
         super().__init__(bundle, threads)
         self.exact_int8 = emulates_exact_int8(bundle)
-        if spinning is None:
+        if spin_after_run is None:
             # A bundle of several graphs runs them one after another: each session's pool, still spinning after
             # its graph, stole the cores from the next (sam-track-demo's tracker step, 2 cores: 118 ms spinning,
-            # 30 ms not; benchmarks/RESULTS.md)
-            spinning = len(bundle.meta.graphs) == 1
-        opts = session_options(self.threads, exact_int8=self.exact_int8, spinning=spinning)
+            # 30 ms not). Spinning inside each run still pays: EfficientSAM's 1024 px decoder took 36 ms against
+            # 45 with no spinning at all (benchmarks/RESULTS.md)
+            spin_after_run = len(bundle.meta.graphs) == 1
+        opts = session_options(self.threads, exact_int8=self.exact_int8, spinning=spinning,
+                               spin_after_run=spin_after_run)
         self.sessions = open_graphs(bundle, lambda name, spec, path: ort.InferenceSession(
             str(path), opts, providers=["CPUExecutionProvider"]))
         self._bound = {name: ([t.bound_name for t in spec.outputs], {t.name: t.bound_name for t in spec.inputs},
