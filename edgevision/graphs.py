@@ -85,5 +85,19 @@ def count_macs(model_or_path) -> int:
     return int(total)
 
 
+def torch_name_scopes(node) -> list[str]:
+    """The name scopes PyTorch's exporter recorded on an ONNX node (``pkg.torch.onnx.name_scopes``), outermost
+    first: the module paths it was traced inside, then its op (['', 'model', 'model.features.0', 'leaky_relu']);
+    empty when the node carries none."""
+    import ast
+
+    scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
+    try:
+        parts = ast.literal_eval(scopes) if scopes else []
+    except (ValueError, SyntaxError):
+        return []
+    return [p for p in parts if isinstance(p, str)]
+
+
 def _prod(dims: list[int]) -> int:
     return int(np.prod(dims)) if dims and all(d > 0 for d in dims) else 0

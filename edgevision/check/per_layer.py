@@ -101,24 +101,17 @@ def rank_layers(nodes: list[Node], ref: dict[str, list[np.ndarray]], art: dict[s
 
 
 # ------------------------------------------------------------------------------------------------ ONNX
-def _torch_module(scopes: str) -> str:
-    """'['', 'model', 'model.features.0.2', 'leaky_relu']' -> 'features.0.2' (the wrapped model's module)."""
-    import ast
+def _torch_module(node) -> str:
+    """The wrapped model's innermost module a node was traced in: ['', 'model', 'model.features.0.2',
+    'leaky_relu'] -> 'features.0.2'."""
+    from edgevision.graphs import torch_name_scopes
 
-    try:
-        parts = ast.literal_eval(scopes)
-    except (ValueError, SyntaxError):
-        return ""
-    modules = [p for p in parts if isinstance(p, str) and p.startswith("model.")]
+    modules = [p for p in torch_name_scopes(node) if p.startswith("model.")]
     return modules[-1][len("model."):] if modules else ""
 
 
 def _onnx_nodes(model) -> list[Node]:
-    out = []
-    for n in model.graph.node:
-        scope = next((_torch_module(p.value) for p in n.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
-        out.append(Node(n.name, n.op_type, list(n.input), list(n.output), scope))
-    return out
+    return [Node(n.name, n.op_type, list(n.input), list(n.output), _torch_module(n)) for n in model.graph.node]
 
 
 Feeds = list[dict[str, np.ndarray]]  # one feed per sample, keyed by the file's own input names

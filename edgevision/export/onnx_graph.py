@@ -96,19 +96,10 @@ def module_scope_nodes(model, modules: list[str]) -> list[str]:
     """Names of the nodes that PyTorch's exporter traced inside any of ``modules`` (module paths of the exported
     wrapper, e.g. "model.model.image_encoder.blocks.0", the names rpi's traced graph uses), read from the nodes'
     ``pkg.torch.onnx.name_scopes``; a recipe can then keep a whole block float by one name on every ONNX target."""
-    import ast
+    from edgevision.graphs import torch_name_scopes
 
     wanted = set(modules)
-    found = []
-    for node in model.graph.node:
-        scopes = next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), None)
-        try:
-            parts = ast.literal_eval(scopes) if scopes else []
-        except (ValueError, SyntaxError):
-            continue
-        if wanted.intersection(p for p in parts if isinstance(p, str)):
-            found.append(node.name)
-    return found
+    return [node.name for node in model.graph.node if wanted.intersection(torch_name_scopes(node))]
 
 
 def ensure_node_names(model) -> None:
