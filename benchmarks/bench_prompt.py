@@ -58,7 +58,7 @@ def runner(b, target: str, threads: int):
         from edgevision.runtime.onnxruntime import OnnxRuntimeRunner
 
         # the runner's own default for a bundle of several graphs: worker threads spin inside a run and stop when
-        # it returns, so the other side's sessions get the cores (session 25; before it, no spinning at all)
+        # it returns, so the other side's sessions get the cores
         return OnnxRuntimeRunner(b, threads, spin_after_run=False)
     return open_runner(b, None, threads)
 
@@ -76,7 +76,7 @@ def measure(target: str, size: int, runs: int, threads: int, peaks: dict) -> dic
     enc = {k: (lambda r=r: r.run("image_encoder", {"image": net})) for k, r in rs.items()}
     dec = {k: (lambda p=p: p.decode(prompt)) for k, p in predictors.items()}
     # the artifacts only: eager PyTorch's click is not reported, and in the same rotation its runs slowed the
-    # artifacts' next clicks by about 8 ms (cpu at 1024: 32.6 alone, 40.6 beside eager; session 25)
+    # artifacts' next clicks by about 8 ms (cpu at 1024: 32.6 alone, 40.6 beside eager)
     click = {k: (lambda p=p: p.predict(points=[(640, 360)], multimask=False))
              for k, p in predictors.items() if k != "eager"}
     med = {}
