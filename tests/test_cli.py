@@ -178,7 +178,10 @@ def test_ctrl_c_during_export_exits_130_and_writes_nothing(tmp_path):
     out = tmp_path / "b"
     proc = subprocess.Popen([sys.executable, "-m", "edgevision", "export", "fast-yolo-demo", "--target", "intel-npu",
                              "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            # Ctrl-C's default action, whatever this run inherited: a shell starts background jobs
+                            # (`pytest ... &`) with SIGINT ignored, and the export then rightly ignored it too
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     # into the export proper: a fixed sleep raced the export itself, which a warm reference cache and a fast CPU
     # finished in under 8 s
     seen = []
