@@ -13,12 +13,12 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from edgevision.bundle import load_bundle
+from edgevision.check.bench import interleaved
 from edgevision.hardware import cpu_info, cpu_line
 from edgevision.runtime.onnxruntime import OnnxRuntimeRunner
 from edgevision.tracker import Tracker, runner_graphs
@@ -28,19 +28,6 @@ from bench_track_bundles import clip_frames  # noqa: E402
 
 MODES = {"never": {"spinning": False}, "inside runs (default)": {"spin_after_run": False},
          "throughout": {"spin_after_run": True}}
-
-
-def timed_rounds(steps: dict, rounds: int, per_visit: int = 2) -> dict[str, list[float]]:
-    """Each visit: one untimed call (the previous side's pool winds down), then ``per_visit`` timed ones."""
-    ms = {k: [] for k in steps}
-    for _ in range(rounds):
-        for k, step in steps.items():
-            step()
-            for _ in range(per_visit):
-                t0 = time.perf_counter()
-                step()
-                ms[k].append((time.perf_counter() - t0) * 1000)
-    return ms
 
 
 def tracker_steps(bundle, objects: int, threads: int) -> dict:
@@ -96,7 +83,7 @@ def main() -> None:
         cases += [(f"{b.meta.model} {b.meta.target} {b.meta.precision} tracker step, {n} object{'s' * (n > 1)}",
                    tracker_steps(b, n, args.threads)) for n in (1, 2)]
     for what, steps in cases:
-        ms = timed_rounds(steps, args.rounds)
+        ms = {k: np.asarray(v) * 1000 for k, v in interleaved(steps, 2 * args.rounds, warmup=1, block=2).items()}
         print(f"| {what} | " + " | ".join(f"{np.median(v):.1f} ({np.percentile(v, 10):.1f})" for v in ms.values())
               + " |", flush=True)
 
