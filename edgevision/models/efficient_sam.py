@@ -201,6 +201,17 @@ class TokenAttention(nn.Module):
         return self.out_proj(out.transpose(1, 2).reshape(b, n, h * c))
 
 
+def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(B, n, c) @ (B, c, k) -> (B, n, k), both operands computed in the graph.
+
+    LiteRT's converter turns a batch-1 matmul into a FULLY_CONNECTED whose weights are a graph tensor, which
+    XNNPACK does not take: at 1024 px those ran in TFLite's own kernels and took 60 % of the decoder's time. An
+    einsum becomes a BATCH_MATMUL that XNNPACK runs. ONNX keeps the matmul: ONNX Runtime's Einsum was slower."""
+    if torch.onnx.is_in_onnx_export():
+        return a @ b
+    return torch.einsum("bnc,bck->bnk", a, b)
+
+
 class _BlockDiagonalAttention(TokenAttention):
     """``TokenAttention`` whose heads are laid out block-diagonally by multiplying with ``head_blocks``, an
     identity kept as a constant buffer: built inside ``forward``, LiteRT's converter lowers it to an iota op that
@@ -231,12 +242,12 @@ class FewKeyAttention(_BlockDiagonalAttention):
         values = self.v_proj(v).reshape(b, nk, h, -1).transpose(1, 2)  # (B, h, Nk, d)
         values = (values.unsqueeze(3) * eye[:, None, :, None]).reshape(b, h * nk, -1)  # (B, h*Nk, h*d)
         w_q = self.q_proj.weight.t() @ keys * self.scale  # (B, C, h*Nk)
-        logits = q @ w_q + (self.q_proj.bias @ keys * self.scale).unsqueeze(1)
+        logits = batched_matmul(q, w_q) + (self.q_proj.bias @ keys * self.scale).unsqueeze(1)
         logits = logits.reshape(b, -1, h, nk)
         if bias is not None:
             logits = logits + bias.reshape(b, 1, 1, nk)
         attn = torch.softmax(logits, dim=-1).reshape(b, -1, h * nk)
-        return attn @ (values @ self.out_proj.weight.t()) + self.out_proj.bias
+        return batched_matmul(attn, values @ self.out_proj.weight.t()) + self.out_proj.bias
 
 
 class FewQueryAttention(_BlockDiagonalAttention):
@@ -256,12 +267,13 @@ class FewQueryAttention(_BlockDiagonalAttention):
         eye = self.head_blocks.to(q.dtype)
         queries = self.q_proj(q).reshape(b, nq, h, -1).transpose(1, 2)  # (B, h, Nq, d)
         queries = (queries.unsqueeze(3) * eye[:, None, :, None]).reshape(b, h * nq, -1)  # (B, h*Nq, h*d)
-        logits = (queries @ self.k_proj.weight) @ k.transpose(1, 2) + (queries @ self.k_proj.bias).unsqueeze(-1)
+        logits = batched_matmul(queries @ self.k_proj.weight, k.transpose(1, 2)) + \
+            (queries @ self.k_proj.bias).unsqueeze(-1)
         logits = (logits * self.scale).reshape(b, h, nq, -1)
         if bias is not None:
             logits = logits + bias
         attn = torch.softmax(logits, dim=-1).reshape(b, h * nq, -1)
-        mixed = (attn @ v) @ self.v_proj.weight.t()  # (B, h*Nq, h*d): every head's mix through every head's rows
+        mixed = batched_matmul(attn, v) @ self.v_proj.weight.t()  # (B, h*Nq, h*d): every head's mix through every head's rows
         out = (mixed.reshape(b, h, nq, h, -1) * eye[:, None, :, None]).sum(3)  # each head's own block
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, -1) + self.v_proj.bias)
 
@@ -392,7 +404,7 @@ class MaskDecoder(nn.Module):
             x = act(x)
         k = hyper.shape[1]
         levels = len(self.final_output_upscaling_layers)
-        logits = (x @ hyper.transpose(1, 2)).transpose(1, 2)  # (B, K, pixels in block order)
+        logits = batched_matmul(x, hyper.transpose(1, 2)).transpose(1, 2)  # (B, K, pixels in block order)
         # (B*K*g rows, g columns, then (dy, dx) per level) -> rows (dy per level), then columns (dx per level)
         logits = logits.reshape(b * k * g, g, *([2, 2] * levels))
         dys, dxs = [2 + 2 * i for i in range(levels)], [3 + 2 * i for i in range(levels)]
