@@ -39,18 +39,33 @@ CLICK_GOAL_MS = {1024: 50.0, 512: 15.0}
 SOURCE = (720, 1280)  # the camera frame a click lands on
 
 
+def _source_digest() -> str:
+    """A digest of the code that shapes an exported graph: a cached bundle made by other model or export code
+    would time that code's graph (a session-26 run timed a stale FP32 decoder beside a new INT8 one)."""
+    import hashlib
+
+    package = Path(__file__).resolve().parents[1] / "edgevision"
+    h = hashlib.sha256()
+    for f in sorted([*(package / "models").glob("*.py"), *(package / "export").glob("*.py"), package / "graphs.py"]):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
 def bundle(target: str, precision: str, size: int):
-    """The cached bundle; an INT8 one is re-exported when it carries a recipe other than this version's."""
+    """The cached bundle, re-exported when the model or export code changed since, or (INT8) its recipe."""
     from edgevision.bundle import load_bundle
     from edgevision.config import load_recipe
 
     path = OUT / f"{MODEL}-{size}-{target}-{precision}"
-    if (path / "edgevision.json").is_file():
+    stamp, digest = path.with_name(path.name + ".source"), _source_digest()
+    if (path / "edgevision.json").is_file() and stamp.is_file() and stamp.read_text() == digest:
         cached = load_bundle(path)
         if precision != "int8" or cached.meta.recipe == load_recipe(MODEL, "prompt-segment").model_dump(mode="json"):
             return cached
-    return export_bundle(MODEL, target, precision, path, imgsz=size, random_weights=True, measure_reference=False,
+    made = export_bundle(MODEL, target, precision, path, imgsz=size, random_weights=True, measure_reference=False,
                          golden=0, force=True)
+    stamp.write_text(digest)
+    return made
 
 
 def runner(b, target: str, threads: int):

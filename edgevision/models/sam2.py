@@ -89,6 +89,13 @@ class RoPEAttention(TokenAttention):
             if bias is not None:
                 logits = logits + bias
             out = torch.softmax(logits, dim=-1) @ v
+        elif torch.compiler.is_exporting():
+            # LiteRT: as einsums, which its converter makes BATCH_MATMULs that XNNPACK runs; the fused kernel and
+            # plain matmuls came out as FULLY_CONNECTEDs with graph-tensor weights, left to TFLite's own kernels
+            logits = torch.einsum("bhnc,bhkc->bhnk", q, k) * self.scale
+            if bias is not None:
+                logits = logits + bias
+            out = torch.einsum("bhnk,bhkc->bhnc", torch.softmax(logits, dim=-1), v)
         else:
             # the same sum without the (N, Nk) logits in memory: a full 1024 px bank's are 470 MB a layer, and
             # PyTorch's fused kernel takes half the time there (1 thread: 1.9 s against 3.7 s a call)
