@@ -362,3 +362,16 @@ def test_an_rpi_export_prints_only_edgevision_lines(tmp_path):
     lines = (res.stdout + res.stderr).strip().splitlines()
     foreign = [line for line in lines if not (line.startswith(("[", "bundle:", "next:", "FP32 reference")))]
     assert foreign == [], foreign
+
+
+# litert-torch turns a batch-1 matmul of two graph tensors into a FULLY_CONNECTED with non-constant weights,
+# which XNNPACK leaves to TFLite's own kernels: at 1024 px those took 60 % of the prompt decoder's time.
+@pytest.mark.slow
+@pytest.mark.parametrize("model, graph", [("efficient-sam-demo", "mask_decoder"),
+                                          ("sam-track-demo", "memory_attention")])
+def test_xnnpack_runs_every_attention_matmul_on_rpi(export_once, model, graph):
+    bundle = export_once(model, "rpi", "fp32", measure_reference=False, golden=0)
+    record = bundle.meta.graphs[graph].quantization["xnnpack"]
+    left = record["not_delegated"]
+    assert "FULLY_CONNECTED" not in left and "BATCH_MATMUL" not in left, left
+    assert record["partitions"] <= 4, record
