@@ -202,14 +202,14 @@ class TokenAttention(nn.Module):
 
 
 def batched_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(B, n, c) @ (B, c, k) -> (B, n, k), both operands computed in the graph.
+    """(..., n, c) @ (..., c, k) -> (..., n, k), both operands computed in the graph.
 
     LiteRT's converter turns a batch-1 matmul into a FULLY_CONNECTED whose weights are a graph tensor, which
     XNNPACK does not take: at 1024 px those ran in TFLite's own kernels and took 60 % of the decoder's time. An
     einsum becomes a BATCH_MATMUL that XNNPACK runs. ONNX keeps the matmul: ONNX Runtime's Einsum was slower."""
     if torch.onnx.is_in_onnx_export():
         return a @ b
-    return torch.einsum("bnc,bck->bnk", a, b)
+    return torch.einsum("...nc,...ck->...nk", a, b)
 
 
 class _BlockDiagonalAttention(TokenAttention):
@@ -273,7 +273,8 @@ class FewQueryAttention(_BlockDiagonalAttention):
         if bias is not None:
             logits = logits + bias
         attn = torch.softmax(logits, dim=-1).reshape(b, h * nq, -1)
-        mixed = batched_matmul(attn, v) @ self.v_proj.weight.t()  # (B, h*Nq, h*d): every head's mix through every head's rows
+        # (B, h*Nq, h*d): every head's mix through every head's rows
+        mixed = batched_matmul(attn, v) @ self.v_proj.weight.t()
         out = (mixed.reshape(b, h, nq, h, -1) * eye[:, None, :, None]).sum(3)  # each head's own block
         return self.out_proj(out.transpose(1, 2).reshape(b, nq, -1) + self.v_proj.bias)
 

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgevision.models.efficient_sam import ImageEncoderViT, LayerNorm2d, PositionEmbeddingRandom, TokenAttention, \
-    TwoWayTransformer
+    TwoWayTransformer, batched_matmul
 from edgevision.models.registry import get_variant
 from edgevision.models.hiera import MLP, FpnNeck, Hiera, ImageEncoder, sine_position_encoding
 
@@ -83,19 +83,13 @@ class RoPEAttention(TokenAttention):
         repeat = n_rope // k_cos.shape[0]
         rotated = apply_rope(k[..., :n_rope, :], k_cos.repeat(repeat, 1), k_sin.repeat(repeat, 1))
         k = torch.cat([rotated, k[..., n_rope:, :]], dim=-2) if n_rope < k.shape[-2] else rotated
-        if torch.onnx.is_in_onnx_export():
-            # written out, so that the graph holds plain MatMul/Softmax that every target's quantizer knows
-            logits = (q @ k.transpose(-2, -1)) * self.scale
+        if torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting():
+            # written out, so that the graph holds plain matmuls and Softmax that every target's quantizer knows
+            # (the fused kernel became FULLY_CONNECTEDs on LiteRT, which XNNPACK left to TFLite's own kernels)
+            logits = batched_matmul(q, k.transpose(-2, -1)) * self.scale
             if bias is not None:
                 logits = logits + bias
-            out = torch.softmax(logits, dim=-1) @ v
-        elif torch.compiler.is_exporting():
-            # LiteRT: as einsums, which its converter makes BATCH_MATMULs that XNNPACK runs; the fused kernel and
-            # plain matmuls came out as FULLY_CONNECTEDs with graph-tensor weights, left to TFLite's own kernels
-            logits = torch.einsum("bhnc,bhkc->bhnk", q, k) * self.scale
-            if bias is not None:
-                logits = logits + bias
-            out = torch.einsum("bhnk,bhkc->bhnc", torch.softmax(logits, dim=-1), v)
+            out = batched_matmul(torch.softmax(logits, dim=-1), v)
         else:
             # the same sum without the (N, Nk) logits in memory: a full 1024 px bank's are 470 MB a layer, and
             # PyTorch's fused kernel takes half the time there (1 thread: 1.9 s against 3.7 s a call)
