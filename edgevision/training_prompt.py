@@ -52,8 +52,12 @@ def render_instance_pool(count: int, imgsz: int, stride: int, pool_seed: int = 0
     return np.concatenate(images), masks
 
 
-def sample_prompt(mask: np.ndarray, rng: np.random.Generator, slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """One training prompt for an object's (H, W) bool mask -> coords (slots, 2), labels (slots,) in pixels."""
+def sample_prompt(mask: np.ndarray, rng: np.random.Generator, slots: int,
+                  loose_box_share: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """One training prompt for an object's (H, W) bool mask -> coords (slots, 2), labels (slots,) in pixels.
+
+    ``loose_box_share`` of the box prompts are loosened as a hand-dragged box is; the rest are tight, as a
+    detector's box (``--prompts-from``) and the box evaluation are. The random draws do not depend on it."""
     h, w = mask.shape
     coords = np.full((slots, 2), -1.0, np.float32)
     labels = np.full(slots, float(PAD), np.float32)
@@ -79,7 +83,7 @@ def sample_prompt(mask: np.ndarray, rng: np.random.Generator, slots: int) -> tup
                 coords[i], labels[i] = (out_x[k] + 0.5, out_y[k] + 0.5), BACKGROUND
     else:  # a box, exact or loosened as a user drags it; sometimes with a click
         box = np.array([x0, y0, x1, y1], np.float32)
-        if rng.random() < 0.5:
+        if rng.random() < loose_box_share:
             side = max(x1 - x0, y1 - y0)
             box += rng.normal(0, 0.06 * side, 4).astype(np.float32)
             box = np.clip(box, 0, [w, h, w, h])
@@ -126,9 +130,13 @@ def prompt_loss(model, images: torch.Tensor, coords: torch.Tensor, labels: torch
 def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int, batch: int, lr: float,
                            checkpoint: Path, per_image: int = 4, seed: int = 0, resume: bool = True,
                            warmup: int = 200, stop_after: int | None = None, init: Path | None = None,
-                           pool_seed: int = 0, log: Callable[[str], None] = print) -> torch.nn.Module:
+                           pool_seed: int = 0, loose_box_share: float = 0.5,
+                           log: Callable[[str], None] = print) -> torch.nn.Module:
     """Train ``variant`` (an EfficientSam) from scratch or from ``init`` weights; resumable from ``checkpoint``
-    (every 100 steps, atomically), continuing exactly as an uninterrupted run would."""
+    (every 100 steps, atomically), continuing exactly as an uninterrupted run would. ``loose_box_share``: see
+    ``sample_prompt``."""
+    if not 0.0 <= loose_box_share <= 1.0:
+        raise ValueError(f"loose_box_share must be in [0, 1], got {loose_box_share}")
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     model, _ = seeded_model(variant, seed, init)
@@ -157,7 +165,7 @@ def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int,
                 im[j] = im[j, :, ::-1]
                 masks = masks[:, :, ::-1]
             for k in rng.integers(0, len(masks), per_image):
-                c, lab = sample_prompt(masks[k], rng, slots)
+                c, lab = sample_prompt(masks[k], rng, slots, loose_box_share)
                 coords.append(c)
                 labels.append(lab)
                 targets.append(masks[k])

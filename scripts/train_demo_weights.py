@@ -47,6 +47,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--restart", action="store_true", help="classifiers and SAM: ignore the checkpoint in .train/")
+    ap.add_argument("--loose-box-share", type=float, default=0.5,
+                    help="efficient-sam-demo: share of box prompts loosened as a hand-dragged box (the rest tight)")
     ap.add_argument("--stop-after", type=int, help="tracker: stop at this step (a resumable stage of the schedule)")
     ap.add_argument("--encoder-from", type=Path,
                     help="tracker: take the frozen image encoder from these efficient-sam weights")
@@ -69,7 +71,8 @@ def main() -> None:
         stage = f".pool{args.pool_seed}" if args.init else ""
         model = train_prompt_segmenter(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
                                        lr=args.lr or lr, seed=args.seed, init=args.init, pool_seed=args.pool_seed,
-                                       checkpoint=CHECKPOINTS / f"{args.model}{stage}.pt", resume=not args.restart)
+                                       checkpoint=CHECKPOINTS / f"{args.model}{stage}.pt", resume=not args.restart,
+                                       loose_box_share=args.loose_box_share)
     elif variant.task == "classify":
         from edgevision.training import train_classifier
 
