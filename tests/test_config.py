@@ -95,7 +95,10 @@ def test_layers_kept_float_by_name_add_per_target_family_to_the_common_list():
     assert q.ignored_names_for("rpi") is not q.ignored_names  # callers extend the result
     prompt = load_recipe("efficient-sam-demo", "prompt-segment").quantization
     assert prompt.ignored_names_for("rpi") == ["model.model.image_encoder.blocks.0"]
-    assert prompt.method_for("rpi") == "histogram" and prompt.method_for("jetson") == "minmax"
+    assert prompt.ignored_names_for("intel-npu") == prompt.ignored_names_for("rpi")
+    assert prompt.ignored_names_for("cpu") == []
+    assert prompt.method_for("rpi") == "histogram" and prompt.method_for("jetson") == "percentile"
+    assert prompt.method_for("intel-npu") == prompt.method_for("cpu") == "minmax"
 
 
 def test_intel_npu_finds_the_matmuls_of_two_activations_by_name():

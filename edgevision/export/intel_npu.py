@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from edgevision.export.base import ArtifactInfo, ExportContext, quiet_progress
 from edgevision.export.nncf_quantize import (nncf_accuracy_control, nncf_advanced_parameters, nncf_model_type,
-                                             nncf_preset, openvino_ignored_names, openvino_ignored_types)
+                                             nncf_preset, openvino_ignored_names, openvino_ignored_types,
+                                             openvino_module_names)
 
 
 def export_artifact(ctx: ExportContext) -> ArtifactInfo:
@@ -45,7 +46,8 @@ def quantize_nncf(model, ctx: ExportContext):
                 "float_layers": _float_ops(quantized)}
         return quantized, info, nncf.__version__
     types = openvino_ignored_types(q)
-    names = q.ignored_names_for(ctx.profile.family) + list(ctx.options.get("exclude", []))
+    names = openvino_module_names(ctx.onnx_fp32, q.ignored_names_for(ctx.profile.family)
+                                  + list(ctx.options.get("exclude", [])))
     names += openvino_ignored_names(model, q)
     scope = nncf.IgnoredScope(types=types, names=names, validate=False)
     feeds = ctx.calibration_feeds  # dicts keyed by input name, as OpenVINO's compiled model takes them

@@ -80,6 +80,20 @@ def openvino_ignored_names(model, quantization) -> list[str]:
     return activation_matmuls(model)
 
 
+def openvino_module_names(onnx_path, names: list[str]) -> list[str]:
+    """``names`` plus, for each that is a PyTorch module path ("model.model.image_encoder.blocks.0"), the ONNX
+    nodes traced inside it. OpenVINO keeps an ONNX node's name as its op's friendly name, which NNCF's ignored
+    scope matches, so one recipe name keeps the same block float on intel-npu as on cpu, jetson and rpi."""
+    import onnx
+
+    from edgevision.export.onnx_graph import module_scope_nodes
+
+    if not names:
+        return []
+    in_modules = module_scope_nodes(onnx.load(str(onnx_path), load_external_data=False), names)
+    return list(names) + [n for n in in_modules if n not in names]
+
+
 def activation_matmuls(model) -> list[str]:
     """Friendly names of the MatMuls of an ov.Model with no constant operand (through weight decompression
     and reshapes)."""
