@@ -62,8 +62,8 @@ def test_a_module_path_keeps_that_block_float_under_nncf_on_intel_npu(tmp_path):
     ("blocks.0") must resolve to the nodes traced inside that module, so the same name means the same block on
     every target."""
     torch = pytest.importorskip("torch")
-    ov = pytest.importorskip("openvino")
-    nncf = pytest.importorskip("nncf")
+    ov = pytest.importorskip("openvino", reason="openvino is in the [export] extra")
+    nncf = pytest.importorskip("nncf", reason="nncf is in the [export] extra")
     from edgevision.bundle import TensorSpec
     from edgevision.export.nncf_quantize import openvino_module_names
     from edgevision.graphs import export_onnx
@@ -78,25 +78,26 @@ def test_a_module_path_keeps_that_block_float_under_nncf_on_intel_npu(tmp_path):
             return self.blocks(x)
 
     path = tmp_path / "net.onnx"
-    export_onnx(Net().eval(), path, inputs=[TensorSpec(name="x", shape=[1, 8, 16], dtype="float32")], output_names=["y"])
+    export_onnx(Net().eval(), path, inputs=[TensorSpec(name="x", shape=[1, 8, 16], dtype="float32")],
+                output_names=["y"])
     names = openvino_module_names(path, ["blocks.0", "/not/a/module"])
     assert names[:2] == ["blocks.0", "/not/a/module"] and len(names) > 2
 
-    def weights_quantized(ignored):
+    def matmuls_quantized(ignored):
         model = ov.convert_model(str(path))
         data = nncf.Dataset([{"x": np.random.default_rng(i).normal(size=(1, 8, 16)).astype(np.float32)}
                              for i in range(4)])
         quantized = nncf.quantize(model, data, subset_size=4,
                                   ignored_scope=nncf.IgnoredScope(names=ignored, validate=False))
-        fq_inputs = set()
+        quantized_inputs = set()
         for op in quantized.get_ordered_ops():
             if op.get_type_name() == "MatMul":
-                fq_inputs.add((op.get_friendly_name(), any(op.input_value(i).get_node().get_type_name()
+                quantized_inputs.add((op.get_friendly_name(), any(op.input_value(i).get_node().get_type_name()
                                                            == "FakeQuantize" for i in range(2))))
-        return fq_inputs
+        return quantized_inputs
 
-    unscoped = weights_quantized([])
-    scoped = weights_quantized(names)
+    unscoped = matmuls_quantized([])
+    scoped = matmuls_quantized(names)
     assert all(q for _, q in unscoped) and len(unscoped) == 2
     assert sorted(q for _, q in scoped) == [False, True]  # block 0's MatMul float, block 1's int8
-    assert weights_quantized(["blocks.0"]) == unscoped  # the bare module path alone matches no OpenVINO op
+    assert matmuls_quantized(["blocks.0"]) == unscoped  # the bare module path alone matches no OpenVINO op
