@@ -132,7 +132,7 @@ def nncf_accuracy_control(model, ctx, eval_set: EvalSet, io: ModelIO, metric: st
     ignored_names = q.ignored_names_for(ctx.profile.family)
     if backend == "openvino":
         types = openvino_ignored_types(q)
-        ignored_names += openvino_ignored_names(model, q)
+        ignored_names = openvino_module_names(ctx.onnx_fp32, ignored_names) + openvino_ignored_names(model, q)
     else:
         types = list(q.ignored_types)
     inputs = [{IMAGE: np.ascontiguousarray(prepare(s.image, io.imgsz, io.resize)[0][None])} for s in eval_set.samples]
