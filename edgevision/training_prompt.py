@@ -134,13 +134,15 @@ def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int,
                            log: Callable[[str], None] = print) -> torch.nn.Module:
     """Train ``variant`` (an EfficientSam) from scratch or from ``init`` weights; resumable from ``checkpoint``
     (every 100 steps, atomically), continuing exactly as an uninterrupted run would. ``loose_box_share``: see
-    ``sample_prompt``."""
+    ``sample_prompt``. It trains on scenes of the variant's scene size, at that input size, and returns the model
+    set to the variant's input size (``efficient-sam-demo`` trains at 256 px and runs at 512)."""
     if not 0.0 <= loose_box_share <= 1.0:
         raise ValueError(f"loose_box_share must be in [0, 1], got {loose_box_share}")
     checkpoint = Path(checkpoint)
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     model, _ = seeded_model(variant, seed, init)
-    imgsz, slots = variant.imgsz, 6
+    imgsz, slots = variant.scenes_at(variant.imgsz), 6
+    model.set_input_size(imgsz)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.05)
     rng = np.random.default_rng(seed)
     step = _load_checkpoint(checkpoint, model, None, opt, rng, log) if resume and checkpoint.is_file() else 0
@@ -187,4 +189,5 @@ def train_prompt_segmenter(variant: ModelVariant, *, steps: int, pool_size: int,
                 f"({(step - done_at_start) * batch / elapsed:.1f} img/s, {elapsed / 60:.1f} min)")
             window.clear()
     model.eval()
+    model.set_input_size(variant.imgsz)
     return model

@@ -31,7 +31,7 @@ def report_accuracy(variant, model, count: int | None = None) -> dict:
     recipe = load_recipe(variant.name, variant.task)
     count = count or (500 if variant.task == "prompt-segment" else recipe.eval.count)  # the 500 scenes
     imgsz = getattr(model, "img_size", None) or variant.imgsz
-    data = synthetic_eval_set(imgsz, variant.stride, count, recipe.eval.seed, variant.task)
+    data = synthetic_eval_set(variant.scenes_at(imgsz), variant.stride, count, recipe.eval.seed, variant.task)
     io = ModelIO(variant.task, imgsz, variant.preprocess.resize, model.head_spec(imgsz), variant.labels, recipe)
     outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess, imgsz=imgsz)}, data, io)
     print(f"{variant.name} FP32 on {data.description}: {outcome.metrics['fp32']}")

@@ -29,8 +29,8 @@ def _eval_set_for(bundle: Bundle, data: str | Path | None, recipe) -> tuple[Eval
     meta = bundle.meta
     variant = get_variant(meta.model)
     notes = []
-    eval_set = load_eval_set(data, imgsz=meta.imgsz, stride=variant.stride, task=meta.task, labels=meta.labels,
-                             count=recipe.eval.count, seed=recipe.eval.seed)
+    eval_set = load_eval_set(data, scene_size=variant.scenes_at(meta.imgsz), stride=variant.stride, task=meta.task,
+                             labels=meta.labels, count=recipe.eval.count, seed=recipe.eval.seed)
     if data is None and (meta.random_weights or list(meta.labels) != list(variant.labels)):
         eval_set.labelled = False
         notes.append("random weights: agreement metrics only" if meta.random_weights

@@ -325,7 +325,8 @@ def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top:
         n = min(samples, len(next(iter(stored.values()))))
         feeds = [{k: np.ascontiguousarray(v[i : i + 1]) for k, v in stored.items()} for i in range(n)]
     elif [t.name for t in spec.inputs] == ["image"]:
-        data = synthetic_eval_set(meta.imgsz, get_variant(meta.model).stride, samples, 1, meta.task)
+        variant = get_variant(meta.model)
+        data = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, samples, 1, meta.task)
         feeds = [{"image": np.ascontiguousarray(prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None])}
                  for s in data.samples]
     else:

@@ -63,8 +63,9 @@ def _overlay_worst(row: dict, path: Path) -> bool:
         return False
     bundle = load_bundle(row["bundle"])
     seed = int(worst[0]["image"].split("-", 1)[1])
-    s = bundle.meta.imgsz
-    image = render_scene(seed, SceneSpec(size=(s, s), grid=max(1, s // get_variant(bundle.meta.model).stride))).image
+    variant = get_variant(bundle.meta.model)
+    s = variant.scenes_at(bundle.meta.imgsz)
+    image = render_scene(seed, SceneSpec(size=(s, s), grid=max(1, s // variant.stride))).image
     art = Predictor(bundle)
     ref = Predictor(bundle, runner=reference_runner(bundle))
     panels = []

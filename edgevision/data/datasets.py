@@ -135,12 +135,12 @@ def _paint_masks(anns: list[dict], cls: np.ndarray, hw: tuple[int, int]) -> np.n
     return out
 
 
-def load_eval_set(data: str | Path | None, *, imgsz: int, stride: int, task: str, labels: Sequence[str],
+def load_eval_set(data: str | Path | None, *, scene_size: int, stride: int, task: str, labels: Sequence[str],
                   count: int, seed: int) -> EvalSet:
-    """``--data``: None (synthetic), a directory (unlabelled images) or a COCO .json file; or what the task
-    reads itself (a tracker's clip folders)."""
+    """``--data``: None (synthetic scenes of side ``scene_size``), a directory (unlabelled images) or a COCO .json
+    file; or what the task reads itself (a tracker's clip folders)."""
     if data is None:
-        return synthetic_eval_set(imgsz, stride, count, seed, task, labels)
+        return synthetic_eval_set(scene_size, stride, count, seed, task, labels)
     path = Path(data)
     from edgevision.tasks import get_task
 
@@ -167,9 +167,10 @@ class CalibrationSet:
         return len(self.batches)
 
 
-def calibration_set(calib_dir: Path | None, imgsz: int, stride: int, resize: str, limit: int = 300) -> CalibrationSet:
-    """The user's images, or the default set: synthetic scenes from calibration/synthetic.yaml plus
-    calibration/images/."""
+def calibration_set(calib_dir: Path | None, imgsz: int, stride: int, resize: str, limit: int = 300,
+                    scene_size: int | None = None) -> CalibrationSet:
+    """The user's images, or the default set: synthetic scenes from calibration/synthetic.yaml (of side
+    ``scene_size``, default ``imgsz``) plus calibration/images/; each resized to ``imgsz``."""
     digest = hashlib.sha256()
     images: list[np.ndarray] = []
     if calib_dir is not None:
@@ -199,8 +200,9 @@ def calibration_set(calib_dir: Path | None, imgsz: int, stride: int, resize: str
         spec_path = root / "synthetic.yaml"
         spec = yaml.safe_load(spec_path.read_text(encoding="utf-8")) or {}
         digest.update(spec_path.read_bytes())
-        digest.update(str(imgsz).encode())
-        scene = SceneSpec(size=(imgsz, imgsz), grid=max(1, imgsz // stride),
+        side = scene_size or imgsz
+        digest.update(str(imgsz if side == imgsz else (imgsz, side)).encode())
+        scene = SceneSpec(size=(side, side), grid=max(1, side // stride),
                           letterbox_prob=float(spec.get("letterbox_prob", 0.0)))
         for s in scene_seeds(int(spec.get("seed", 7)), int(spec.get("count", 100))):
             images.append(render_scene(s, scene).image)

@@ -139,7 +139,7 @@ def export_bundle(
             calibration = RecordedCalibration(source, max(len(v) for v in feeds.values()))
         else:
             calibration = calibration_set(calib, size, variant.stride, variant.preprocess.resize,
-                                          limit=recipe.quantization.subset_size)
+                                          limit=recipe.quantization.subset_size, scene_size=variant.scenes_at(size))
             feeds = chained_feeds(graphs, calibration.batches, recipe.eval.seed, wanted)
     exporter = importlib.import_module(EXPORTERS[profile.family])
     if precision == "int8":  # after the weights and calibration data are read: a bad input stays one line
@@ -367,8 +367,8 @@ def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:
     from edgevision.check.reference import PyTorchRunner
 
     variant = get_variant(meta.model)
-    data = synthetic_eval_set(meta.imgsz, variant.stride, recipe.eval.count, recipe.eval.seed, meta.task,
-                              meta.labels)
+    data = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, recipe.eval.count, recipe.eval.seed,
+                              meta.task, meta.labels)
     if not data.labelled:  # the synthetic set's ground truth is not in the model's classes
         return {"data": data.description, "metrics": None, "note": "the model's classes are not the synthetic "
                                                                    "shapes': no accuracy, agreement only"}
@@ -387,7 +387,7 @@ def store_golden(work: Path, graphs, meta: BundleMeta, recipe, count: int) -> di
     from edgevision.ops.preprocess import prepare
 
     variant = get_variant(meta.model)
-    data = synthetic_eval_set(meta.imgsz, variant.stride, count, recipe.eval.seed, meta.task)
+    data = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, count, recipe.eval.seed, meta.task)
     rolled = get_task(meta.task).rollout_feeds(numpy_graphs(graphs), meta.head, meta.imgsz, count,
                                                 recipe.eval.seed)
     if rolled is not None:

@@ -51,6 +51,13 @@ class ModelVariant:
     # the hyperparameters travel in the checkpoint (a distilled student): ``config`` is only the default for
     # random weights, and the checkpoint's ``edgevision_config`` overrides it
     config_in_weights: bool = False
+    # the side of the synthetic scenes it was trained on, when it runs at a larger input: its eval and default
+    # calibration sets render those scenes, and the runtime resizes them as it resizes any image
+    scene_size: int | None = None
+
+    def scenes_at(self, imgsz: int) -> int:
+        """The side of the synthetic scenes that evaluate and calibrate this model at input size ``imgsz``."""
+        return self.scene_size or imgsz
 
     @property
     def weights_path(self) -> Path | None:
@@ -126,12 +133,12 @@ VARIANTS: tuple[ModelVariant, ...] = (
                 "efficient_sam_vitt.pt; pass --weights)",
     ),
     ModelVariant(
-        "efficient-sam-demo", _EFFICIENT_SAM, "prompt-segment", imgsz=256, stride=16, labels=("object",),
-        preprocess=SAM_PLAIN, weights="efficient-sam-demo.pt",
-        config={"img_size": 256, "embed_dim": 192, "num_heads": 3, "depth": 6, "pos_grid": 16, "neck_dim": 128,
+        "efficient-sam-demo", _EFFICIENT_SAM, "prompt-segment", imgsz=512, stride=16, labels=("object",),
+        preprocess=SAM_PLAIN, weights="efficient-sam-demo.pt", scene_size=256,
+        config={"img_size": 512, "embed_dim": 192, "num_heads": 3, "depth": 6, "pos_grid": 16, "neck_dim": 128,
                 "decoder_heads": 4, "decoder_mlp_dim": 512, "upscale_dims": (32, 16)},
-        summary="EfficientSAM-style ViT (6 blocks, dim 192) at 256 px with a slimmer decoder, trained on the "
-                "synthetic scenes' instance masks",
+        summary="EfficientSAM-style ViT (6 blocks, dim 192) with a slimmer decoder, trained at 256 px on the "
+                "synthetic scenes' instance masks and run at 512 px (a 128 x 128 mask grid)",
     ),
     ModelVariant(
         "efficient-sam-student", _EFFICIENT_SAM, "prompt-segment", imgsz=512, stride=16, labels=("object",),
