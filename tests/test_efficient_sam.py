@@ -106,6 +106,27 @@ def test_the_position_embedding_is_resized_once_and_matches_the_per_forward_resi
     assert "image_encoder.fixed_pos" not in small.state_dict()  # checkpoints keep the official layout
 
 
+
+def test_the_demo_runs_at_512_on_the_256_px_scenes_it_was_trained_and_is_judged_on():
+    from edgevision.data.datasets import calibration_set, load_eval_set
+    from edgevision.data.synthetic import SceneSpec, render_scene, scene_seeds
+    from edgevision.ops.preprocess import prepare
+
+    demo = get_variant("efficient-sam-demo")
+    assert (demo.imgsz, demo.scenes_at(demo.imgsz)) == (512, 256)
+    assert get_variant("fast-yolo-demo").scenes_at(224) == 224  # without a scene size: the input size
+    data = load_eval_set(None, scene_size=demo.scenes_at(demo.imgsz), stride=demo.stride, task=demo.task,
+                         labels=demo.labels, count=2, seed=5)
+    assert data.samples[0].image.shape == (256, 256, 3) and data.samples[0].masks.shape[1:] == (256, 256)
+    # the default calibration scenes too: rendered at 256 with the 16-cell grid, then resized like any image
+    calib = calibration_set(None, demo.imgsz, demo.stride, "plain", limit=2, scene_size=256)
+    first = render_scene(scene_seeds(7, 1)[0], SceneSpec(size=(256, 256), grid=16)).image
+    assert calib.batches[0].shape == (1, 512, 512, 3)
+    assert np.array_equal(calib.batches[0][0], prepare(first, 512, "plain")[0])
+    assert calib.sha256 != calibration_set(None, 512, 16, "plain", limit=2).sha256
+    model = build_model(demo)
+    assert model.img_size == 512 and model.head_spec(512)["mask_size"] == 128
+
 # The cpu bundle runs on ONNX Runtime in the suite; OpenVINO (intel-npu's CPU fallback) and LiteRT (rpi) export
 # and run a ViT-T at 1024 px in minutes each, so they go under `heavy`, with their figures in RESULTS.
 @pytest.mark.slow
