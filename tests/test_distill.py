@@ -35,16 +35,16 @@ def test_a_student_learns_the_teacher_embeddings_resumes_and_exports(capsys, tea
     assert _distill(out, teacher_weights, "--steps", "30", "--lr", "2e-3") == 0, capsys.readouterr().err
     state = torch.load(out, weights_only=True)
     config = state["edgevision_config"]
-    assert config["img_size"] == 128 and config["embed_dim"] == 48 and config["decoder_grid"] == 16
+    assert config["img_size"] == 128 and config["embed_dim"] == 48 and config["decoder_grid"] == 32
     teacher = build_model(get_variant("efficient-sam-demo"), weights=teacher_weights)
     student = build_model(get_variant("efficient-sam-student"), weights=out)
     # the decoder is the teacher's, unchanged
     for k, v in teacher.mask_decoder.state_dict().items():
         assert torch.equal(v, student.mask_decoder.state_dict()[k]), k
-    x_t, x_s = torch.randn(1, 3, 256, 256), None
+    x_t = torch.randn(1, 3, 512, 512)  # the demo teacher runs at 512 px: a 32 x 32 grid
     x_s = torch.nn.functional.interpolate(x_t, size=(128, 128), mode="area")
     with torch.no_grad():
-        assert student.embed(x_s).shape == teacher.embed(x_t).shape == (1, 128, 16, 16)
+        assert student.embed(x_s).shape == teacher.embed(x_t).shape == (1, 128, 32, 32)
 
     # resuming continues from the saved step
     first = torch.load(out.with_name("student.pt.state.pt"), weights_only=True)["step"]
@@ -61,7 +61,7 @@ def test_a_student_learns_the_teacher_embeddings_resumes_and_exports(capsys, tea
 
     meta = json.loads((bundle / "edgevision.json").read_text())
     assert meta["imgsz"] == 128 and list(meta["graphs"]) == ["image_encoder", "mask_decoder"]
-    assert meta["graphs"]["image_encoder"]["outputs"][0]["shape"] == [1, 128, 16, 16]
+    assert meta["graphs"]["image_encoder"]["outputs"][0]["shape"] == [1, 128, 32, 32]
 
 
 def test_distill_bad_input_exits_2(capsys, teacher_weights, tmp_path):
