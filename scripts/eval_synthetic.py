@@ -3,9 +3,11 @@
     python scripts/eval_synthetic.py efficient-sam-demo                              # the bundled weights
     python scripts/eval_synthetic.py efficient-sam-student --weights student.pt      # a distilled student
     python scripts/eval_synthetic.py sam-track-demo --count 50                       # clips, for a tracker
+    python scripts/eval_synthetic.py efficient-sam-student --weights s.pt --scene-size 256   # on its teacher's scenes
 
 Promptable segmenters default to the issue's 500 held-out scenes, trackers to 50 clips, the rest to the
-recipe's eval count. A student checkpoint's own input size is used.
+recipe's eval count. A student checkpoint's own input size is used, and scenes of that size unless
+``--scene-size`` names its teacher's (efficient-sam-demo's are 256 px, at a 512 px input).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from edgevision.models.loading import build_model
 from edgevision.models.registry import get_variant
 
 
-def report_accuracy(variant, model, count: int | None = None) -> dict:
+def report_accuracy(variant, model, count: int | None = None, scene_size: int | None = None) -> dict:
     """Print and return the FP32 metrics of ``model`` (a ``variant``) on the synthetic eval set."""
     if variant.task == "track":
         from edgevision.training_track import evaluate_tracker
@@ -31,7 +33,7 @@ def report_accuracy(variant, model, count: int | None = None) -> dict:
     recipe = load_recipe(variant.name, variant.task)
     count = count or (500 if variant.task == "prompt-segment" else recipe.eval.count)  # the issue's 500 scenes
     imgsz = getattr(model, "img_size", None) or variant.imgsz
-    data = synthetic_eval_set(variant.scenes_at(imgsz), variant.stride, count, recipe.eval.seed, variant.task)
+    data = synthetic_eval_set(scene_size or variant.scenes_at(imgsz), variant.stride, count, recipe.eval.seed, variant.task)
     io = ModelIO(variant.task, imgsz, variant.preprocess.resize, model.head_spec(imgsz), variant.labels, recipe)
     outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess, imgsz=imgsz)}, data, io)
     print(f"{variant.name} FP32 on {data.description}: {outcome.metrics['fp32']}")
@@ -43,9 +45,10 @@ def main() -> None:
     ap.add_argument("model")
     ap.add_argument("--weights", type=Path, help="a checkpoint (default: the bundled weights)")
     ap.add_argument("--count", type=int, help="scenes (clips for a tracker)")
+    ap.add_argument("--scene-size", type=int, help="side of the scenes (default: the model's own scene size)")
     args = ap.parse_args()
     variant = get_variant(args.model)
-    report_accuracy(variant, build_model(variant, weights=args.weights), args.count)
+    report_accuracy(variant, build_model(variant, weights=args.weights), args.count, args.scene_size)
 
 
 if __name__ == "__main__":
