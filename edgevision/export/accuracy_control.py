@@ -180,7 +180,8 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
 
     variant = get_variant(meta.model)
     metric = recipe.primary_metric
-    eval_set = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, recipe.eval.count, recipe.eval.seed, meta.task)
+    eval_set = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, recipe.eval.count, recipe.eval.seed,
+                                  meta.task)
     io = ModelIO.from_bundle(meta, recipe)
     reference = float(meta.reference["metrics"][metric])
     probe = [{IMAGE: np.ascontiguousarray(prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None])}
