@@ -552,8 +552,8 @@ def distill(
                                depth=depth, num_heads=heads, steps=steps, batch=batch, lr=lr, seed=seed,
                                resume=resume, on_step=on_step, say=lambda m: err.print(m))
         except KeyboardInterrupt:
-            _stderr(f"interrupted; kept {out_file} (the student so far) and {out_file}.state.pt (--resume continues)")
-            raise typer.Exit(130) from None
+            _report_interrupt(f"interrupted; kept {out_file} (the student so far) and {out_file}.state.pt "
+                              f"(--resume continues)")
     out.print(f"wrote {path}; export it with: edgevision export efficient-sam-student --weights {path}")
 
 
@@ -639,8 +639,7 @@ def run(
     if summary.get("interrupted"):
         kept = [f"{p} ({summary['frames_processed']} frames)" for p in (out_video, jsonl) if p is not None]
         kept += [str(stats)] if stats is not None else []
-        _stderr("interrupted; " + (f"kept {', '.join(kept)}" if kept else "nothing was written"))
-        raise typer.Exit(130)
+        _report_interrupt("interrupted; " + (f"kept {', '.join(kept)}" if kept else "nothing was written"))
 
 
 def print_run(s: dict) -> None:
@@ -768,10 +767,22 @@ def console() -> None:
     sys.exit(code)
 
 
+_INTERRUPT_REPORTED: list[str] = []  # what a verb said it kept when Ctrl-C stopped it
+
+
+def _report_interrupt(message: str) -> None:
+    """A verb that keeps something on Ctrl-C says what, once, and exits 130; the entry point adds nothing."""
+    _INTERRUPT_REPORTED.append(message)
+    _stderr(message)
+    raise typer.Exit(130)
+
+
 def _interrupted(args: list[str]) -> int:
     """Ctrl-C: exit 130 and say what is left. Every verb writes its outputs atomically at the end, so an
     interrupted one leaves nothing; the demo keeps the steps it finished (each written atomically)."""
-    if "demo" in args:
+    if _INTERRUPT_REPORTED:
+        _INTERRUPT_REPORTED.clear()
+    elif "demo" in args:
         _stderr("interrupted; the demo steps that finished are kept in its output folder")
     else:
         _stderr("interrupted; nothing was written")

@@ -140,19 +140,19 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
         step = state["step"]
         rng.bit_generator.state = state["rng"]
         say(f"resumed from {state_path} at step {step}")
-    sizes = (teacher_model.img_size, config["img_size"])
-    images = load_images(Path(data), max(sizes))
-    say(f"{len(images)} images from {data}; teacher {teacher} at {sizes[0]} px, student at {sizes[1]} px "
-        f"(dim {embed_dim}, {depth} blocks)")
-    teacher_model.eval()
-    student.train()
 
     def save_state() -> None:
         _atomic_save({"model": student.state_dict(), "opt": opt.state_dict(), "step": step,
                       "rng": rng.bit_generator.state, "edgevision_config": config}, state_path)
 
-    start, first = time.perf_counter(), step
-    try:
+    try:  # from here on, Ctrl-C keeps the student so far, even before its first step
+        sizes = (teacher_model.img_size, config["img_size"])
+        images = load_images(Path(data), max(sizes))
+        say(f"{len(images)} images from {data}; teacher {teacher} at {sizes[0]} px, student at {sizes[1]} px "
+            f"(dim {embed_dim}, {depth} blocks)")
+        teacher_model.eval()
+        student.train()
+        start, first = time.perf_counter(), step
         while step < steps:
             set_lr(opt, lr, step, steps, warmup=100)
             idx = rng.integers(0, len(images), batch)

@@ -79,3 +79,30 @@ def test_distill_bad_input_exits_2(capsys, teacher_weights, tmp_path):
     assert main(["export", "efficient-sam-student", "--weights", str(teacher_weights), "--out",
                  str(tmp_path / "b")]) == 2
     assert "no edgevision_config in it" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_student_and_says_so_once(teacher_weights, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "student.pt"
+    proc = subprocess.Popen([sys.executable, "-m", "edgevision", "distill", "efficient-sam-demo", "--weights",
+                             str(teacher_weights), "--data", str(PHOTOS), "--out", str(out), "--imgsz", "128",
+                             "--dim", "48", "--depth", "2", "--batch", "2", "--steps", "100000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    seen = []
+    for line in proc.stderr:  # training starts after the images are read
+        seen.append(line)
+        if "images from" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    err = "".join(seen) + err
+    assert proc.returncode == 130, err
+    assert f"interrupted; kept {out}" in err and "nothing was written" not in err
+    assert out.is_file() and out.with_name("student.pt.state.pt").is_file()

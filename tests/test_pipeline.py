@@ -525,4 +525,5 @@ def test_ctrl_c_ends_a_run_with_exit_130_and_says_what_was_kept(yolo_cpu_int8, t
     proc, err, out, jsonl = run_then_signal(yolo_cpu_int8, tmp_path, signal.SIGINT)
     assert proc.returncode == 130, err
     assert f"interrupted; kept {out}" in err and str(jsonl) in err
+    assert "nothing was written" not in err  # said once, by the verb, not contradicted by the entry point
     assert 0 < frame_count(out) == len(read_jsonl(jsonl)) < 900  # what was kept is whole
