@@ -767,12 +767,13 @@ def console() -> None:
     sys.exit(code)
 
 
-_INTERRUPT_REPORTED: list[str] = []  # what a verb said it kept when Ctrl-C stopped it
+_interrupt_reported = False  # a verb said what it kept when Ctrl-C stopped it
 
 
 def _report_interrupt(message: str) -> None:
     """A verb that keeps something on Ctrl-C says what, once, and exits 130; the entry point adds nothing."""
-    _INTERRUPT_REPORTED.append(message)
+    global _interrupt_reported
+    _interrupt_reported = True
     _stderr(message)
     raise typer.Exit(130)
 
@@ -780,8 +781,9 @@ def _report_interrupt(message: str) -> None:
 def _interrupted(args: list[str]) -> int:
     """Ctrl-C: exit 130 and say what is left. Every verb writes its outputs atomically at the end, so an
     interrupted one leaves nothing; the demo keeps the steps it finished (each written atomically)."""
-    if _INTERRUPT_REPORTED:
-        _INTERRUPT_REPORTED.clear()
+    global _interrupt_reported
+    if _interrupt_reported:
+        _interrupt_reported = False
     elif "demo" in args:
         _stderr("interrupted; the demo steps that finished are kept in its output folder")
     else:
