@@ -135,3 +135,25 @@ def test_a_corrupt_safetensors_checkpoint_and_a_size_off_the_patch_grid_exit_2(t
     assert len(err) == 1 and "not a readable .safetensors file" in err[0]
     assert main(["export", "deit-tiny", "--weights", str(bad), "--imgsz", "100", "--out", str(tmp_path / "b")]) == 2
     assert "--imgsz 100: must be a positive multiple of deit-tiny's stride 16" in capsys.readouterr().err
+
+
+def test_attention_trains_on_the_fused_kernel_and_exports_the_explicit_ops_with_the_same_arithmetic():
+    from edgevision.models.vit import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(96, 3)
+    x = torch.randn(2, 64, 96, requires_grad=True)
+    fused = attn.train()(x)
+    fused.square().sum().backward()
+    fused_grad = x.grad.clone()
+    x.grad = None
+    explicit = attn.eval()(x)
+    explicit.square().sum().backward()
+    torch.testing.assert_close(fused, explicit, rtol=0, atol=1e-5)
+    torch.testing.assert_close(fused_grad, x.grad, rtol=0, atol=1e-5)
+    def op_kinds(module):
+        return {node.kind() for node in torch.jit.trace(module, x.detach(), check_trace=False).graph.nodes()}
+
+    assert "aten::scaled_dot_product_attention" in op_kinds(attn.train())
+    exported = op_kinds(attn.eval())
+    assert "aten::softmax" in exported and "aten::scaled_dot_product_attention" not in exported

@@ -32,8 +32,12 @@ class PatchEmbed(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention, (B, N, C) -> (B, N, C), written out as matmul-softmax-matmul so that every
-    converter sees the same ops (and INT8 quantizers find the two matmuls)."""
+    """Multi-head self-attention, (B, N, C) -> (B, N, C).
+
+    In eval mode, and so in every export, it is written out as matmul-softmax-matmul so that every converter sees
+    the same ops (and INT8 quantizers find the two matmuls). In training it runs PyTorch's fused kernel, the same
+    arithmetic without keeping the (N, N) attention map for the backward pass: at 1,024 tokens that is 2-3x faster
+    and is what makes distilling a 512-px teacher practical on a CPU."""
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True) -> None:
         super().__init__()
@@ -49,8 +53,10 @@ class Attention(nn.Module):
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # each (B, H, N, C/H)
-        attn = (q * self.scale) @ k.transpose(-2, -1)
-        out = attn.softmax(dim=-1) @ v
+        if self.training:
+            out = F.scaled_dot_product_attention(q, k, v, scale=self.scale)
+        else:
+            out = ((q * self.scale) @ k.transpose(-2, -1)).softmax(dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(b, n, c))
 
 
