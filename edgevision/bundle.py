@@ -122,6 +122,9 @@ class BundleMeta(BaseModel):
     # The recipe the bundle was exported with (thresholds, eval set, tolerances): a device with another edgevision
     # version judges and draws the bundle as the host did. Bundles without it fall back to the shipped recipe.
     recipe: dict[str, Any] | None = None
+    # the side of the synthetic scenes its eval and default calibration sets render (then resized to imgsz), when
+    # it is not imgsz: a model trained on smaller scenes than it runs at, or a student of one. None in older bundles
+    scene_size: int | None = None
 
     def graph(self, name: str) -> GraphSpec:
         try:

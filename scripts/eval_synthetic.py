@@ -3,11 +3,12 @@
     python scripts/eval_synthetic.py efficient-sam-demo                              # the bundled weights
     python scripts/eval_synthetic.py efficient-sam-student --weights student.pt      # a distilled student
     python scripts/eval_synthetic.py sam-track-demo --count 50                       # clips, for a tracker
-    python scripts/eval_synthetic.py efficient-sam-student --weights s.pt --scene-size 256   # on its teacher's scenes
+    python scripts/eval_synthetic.py efficient-sam-student --weights s.pt --scene-size 384   # other scenes
 
 Promptable segmenters default to the issue's 500 held-out scenes, trackers to 50 clips, the rest to the
-recipe's eval count. A student checkpoint's own input size is used, and scenes of that size unless
-``--scene-size`` names its teacher's (efficient-sam-demo's are 256 px, at a 512 px input).
+recipe's eval count. A student checkpoint runs at its own input size, on the scenes of the teacher it names
+(efficient-sam-demo's are 256 px, at a 512 px input), or at its input size when the teacher has no scene size
+of its own; ``--scene-size`` overrides either.
 """
 
 from __future__ import annotations
@@ -33,7 +34,8 @@ def report_accuracy(variant, model, count: int | None = None, scene_size: int | 
     recipe = load_recipe(variant.name, variant.task)
     count = count or (500 if variant.task == "prompt-segment" else recipe.eval.count)  # the issue's 500 scenes
     imgsz = getattr(model, "img_size", None) or variant.imgsz
-    data = synthetic_eval_set(scene_size or variant.scenes_at(imgsz), variant.stride, count, recipe.eval.seed, variant.task)
+    scene_size = scene_size or getattr(model, "scene_size", None) or variant.scenes_at(imgsz)  # a student: its teacher's
+    data = synthetic_eval_set(scene_size, variant.stride, count, recipe.eval.seed, variant.task)
     io = ModelIO(variant.task, imgsz, variant.preprocess.resize, model.head_spec(imgsz), variant.labels, recipe)
     outcome = evaluate({"fp32": PyTorchRunner(model.float(), variant.preprocess, imgsz=imgsz)}, data, io)
     print(f"{variant.name} FP32 on {data.description}: {outcome.metrics['fp32']}")

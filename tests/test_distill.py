@@ -62,6 +62,9 @@ def test_a_student_learns_the_teacher_embeddings_resumes_and_exports(capsys, tea
     meta = json.loads((bundle / "edgevision.json").read_text())
     assert meta["imgsz"] == 128 and list(meta["graphs"]) == ["image_encoder", "mask_decoder"]
     assert meta["graphs"]["image_encoder"]["outputs"][0]["shape"] == [1, 128, 32, 32]
+    # judged on the scenes its teacher was trained and judged on (256 px), not on scenes of its own 128 px input
+    assert student.scene_size == meta["scene_size"] == 256
+    assert "256px" in meta["reference"]["data"]
 
 
 def test_distill_bad_input_exits_2(capsys, teacher_weights, tmp_path):

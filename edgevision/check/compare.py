@@ -17,7 +17,7 @@ from edgevision.config import MetricTolerance, bundle_recipe
 from edgevision.data.datasets import EvalSet, load_eval_set
 from edgevision.errors import BadInput
 from edgevision.hardware import cpu_info, rss_mb
-from edgevision.models.registry import get_variant
+from edgevision.models.registry import bundle_scene_size, get_variant
 from edgevision.check.reference import reference_runner, torch_available
 from edgevision.runtime.base import open_runner
 
@@ -29,7 +29,7 @@ def _eval_set_for(bundle: Bundle, data: str | Path | None, recipe) -> tuple[Eval
     meta = bundle.meta
     variant = get_variant(meta.model)
     notes = []
-    eval_set = load_eval_set(data, scene_size=variant.scenes_at(meta.imgsz), stride=variant.stride, task=meta.task,
+    eval_set = load_eval_set(data, scene_size=bundle_scene_size(meta), stride=variant.stride, task=meta.task,
                              labels=meta.labels, count=recipe.eval.count, seed=recipe.eval.seed)
     if data is None and (meta.random_weights or list(meta.labels) != list(variant.labels)):
         eval_set.labelled = False

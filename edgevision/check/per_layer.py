@@ -312,7 +312,7 @@ def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top:
     from edgevision.check.golden import load_golden
     from edgevision.data.datasets import synthetic_eval_set
     from edgevision.graphs import export_onnx
-    from edgevision.models.registry import get_variant
+    from edgevision.models.registry import bundle_scene_size, get_variant
     from edgevision.ops.preprocess import prepare
     from edgevision.tasks import get_task
 
@@ -326,7 +326,7 @@ def per_layer_report(bundle: Bundle, *, samples: int = 8, threads: int = 2, top:
         feeds = [{k: np.ascontiguousarray(v[i : i + 1]) for k, v in stored.items()} for i in range(n)]
     elif [t.name for t in spec.inputs] == ["image"]:
         variant = get_variant(meta.model)
-        data = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, samples, 1, meta.task)
+        data = synthetic_eval_set(bundle_scene_size(meta), variant.stride, samples, 1, meta.task)
         feeds = [{"image": np.ascontiguousarray(prepare(s.image, meta.imgsz, meta.preprocess.resize)[0][None])}
                  for s in data.samples]
     else:

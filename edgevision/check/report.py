@@ -54,7 +54,7 @@ def _overlay_worst(row: dict, path: Path) -> bool:
     from edgevision.bundle import load_bundle
     from edgevision.check.reference import reference_runner
     from edgevision.data.synthetic import SceneSpec, render_scene
-    from edgevision.models.registry import get_variant
+    from edgevision.models.registry import bundle_scene_size, get_variant
     from edgevision.pipeline.render import draw_result
     from edgevision.predictor import Predictor
 
@@ -64,7 +64,7 @@ def _overlay_worst(row: dict, path: Path) -> bool:
     bundle = load_bundle(row["bundle"])
     seed = int(worst[0]["image"].split("-", 1)[1])
     variant = get_variant(bundle.meta.model)
-    s = variant.scenes_at(bundle.meta.imgsz)
+    s = bundle_scene_size(bundle.meta)
     image = render_scene(seed, SceneSpec(size=(s, s), grid=max(1, s // variant.stride))).image
     art = Predictor(bundle)
     ref = Predictor(bundle, runner=reference_runner(bundle))

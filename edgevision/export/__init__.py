@@ -24,7 +24,7 @@ from edgevision.config import PRECISIONS, get_target, load_recipe
 from edgevision.errors import AccuracyRegression, BadInput
 from edgevision.graphs import count_macs
 from edgevision.export.base import bind_artifact_names
-from edgevision.models.registry import get_variant
+from edgevision.models.registry import bundle_scene_size, get_variant
 from edgevision.tasks import get_task
 
 # target family -> module with export_artifact(ctx) -> ArtifactInfo
@@ -120,6 +120,7 @@ def export_bundle(
     say(f"building {variant.name} ({'random weights' if random_weights else weights or 'bundled weights'})")
     torch_model = build_model(variant, weights=weights, random_seed=seed if random_weights else None,
                               num_classes=len(label_list))
+    scene_size = getattr(torch_model, "scene_size", None) or variant.scene_size  # a student's: its teacher's
     weights_file = None if random_weights else Path(weights or variant.weights_path)
     graphs = model_graphs(torch_model, variant.preprocess, size)
     head = torch_model.head_spec(size)
@@ -139,7 +140,7 @@ def export_bundle(
             calibration = RecordedCalibration(source, max(len(v) for v in feeds.values()))
         else:
             calibration = calibration_set(calib, size, variant.stride, variant.preprocess.resize,
-                                          limit=recipe.quantization.subset_size, scene_size=variant.scenes_at(size))
+                                          limit=recipe.quantization.subset_size, scene_size=scene_size or size)
             feeds = chained_feeds(graphs, calibration.batches, recipe.eval.seed, wanted)
     exporter = importlib.import_module(EXPORTERS[profile.family])
     if precision == "int8":  # after the weights and calibration data are read: a bad input stays one line
@@ -185,6 +186,7 @@ def export_bundle(
                 "source": calibration.source, "images": len(calibration), "sha256": calibration.sha256},
             toolchain=_toolchain(toolchain),
             recipe=recipe.model_dump(mode="json"),
+            scene_size=scene_size,
         )
         if (measure_reference or max_drop is not None) and not random_weights:
             say("measuring the FP32 PyTorch reference on the synthetic eval set")
@@ -367,7 +369,7 @@ def reference_accuracy(torch_model, meta: BundleMeta, recipe) -> dict:
     from edgevision.check.reference import PyTorchRunner
 
     variant = get_variant(meta.model)
-    data = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, recipe.eval.count, recipe.eval.seed,
+    data = synthetic_eval_set(bundle_scene_size(meta), variant.stride, recipe.eval.count, recipe.eval.seed,
                               meta.task, meta.labels)
     if not data.labelled:  # the synthetic set's ground truth is not in the model's classes
         return {"data": data.description, "metrics": None, "note": "the model's classes are not the synthetic "
@@ -387,7 +389,7 @@ def store_golden(work: Path, graphs, meta: BundleMeta, recipe, count: int) -> di
     from edgevision.ops.preprocess import prepare
 
     variant = get_variant(meta.model)
-    data = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, count, recipe.eval.seed, meta.task)
+    data = synthetic_eval_set(bundle_scene_size(meta), variant.stride, count, recipe.eval.seed, meta.task)
     rolled = get_task(meta.task).rollout_feeds(numpy_graphs(graphs), meta.head, meta.imgsz, count,
                                                 recipe.eval.seed)
     if rolled is not None:

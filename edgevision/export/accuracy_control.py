@@ -174,13 +174,13 @@ def control_accuracy(exporter, ctx, meta, recipe, max_drop: float, say,
                      max_layers: int = DEFAULT_MAX_FLOAT_LAYERS) -> tuple[object, ControlResult]:
     """Run the target's accuracy-control search; returns the final ArtifactInfo and the search record."""
     from edgevision.data.datasets import synthetic_eval_set
-    from edgevision.models.registry import get_variant
+    from edgevision.models.registry import bundle_scene_size, get_variant
     from edgevision.ops.preprocess import prepare
     from edgevision.runtime.base import open_runner
 
     variant = get_variant(meta.model)
     metric = recipe.primary_metric
-    eval_set = synthetic_eval_set(variant.scenes_at(meta.imgsz), variant.stride, recipe.eval.count, recipe.eval.seed,
+    eval_set = synthetic_eval_set(bundle_scene_size(meta), variant.stride, recipe.eval.count, recipe.eval.seed,
                                   meta.task)
     io = ModelIO.from_bundle(meta, recipe)
     reference = float(meta.reference["metrics"][metric])

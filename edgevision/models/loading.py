@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from edgevision.errors import BadInput
-from edgevision.models.registry import ModelVariant
+from edgevision.models.registry import ModelVariant, get_variant
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -88,9 +88,24 @@ def build_model(variant: ModelVariant, *, weights: Path | None = None, random_se
                            f"model) or --random-weights for speed tests")
         config = checkpoint_config(path) if variant.config_in_weights else None
         model = load_into(variant.build(num_classes, config), read_state_dict(path), path)
+        if variant.config_in_weights:
+            model.scene_size = teacher_scene_size(path)
     if hasattr(model, "after_load"):
         model.after_load()
     return model.eval()
+
+
+def teacher_scene_size(path: Path) -> int | None:
+    """The synthetic scene size of the registered teacher a student checkpoint names (``"teacher"``, written by
+    ``distill``): the student is judged on the scenes its teacher was; None when the teacher has none of its own."""
+    obj = torch.load(path, map_location="cpu", weights_only=True)
+    teacher = obj.get("teacher") if isinstance(obj, dict) else None
+    if not isinstance(teacher, str):
+        return None
+    try:
+        return get_variant(teacher).scene_size
+    except BadInput:  # a teacher this version does not register: the student's own input size
+        return None
 
 
 def checkpoint_config(path: Path) -> dict:

@@ -192,5 +192,11 @@ def get_variant(name: str) -> ModelVariant:
                        f"({', '.join(_BY_NAME)})") from None
 
 
+def bundle_scene_size(meta) -> int:
+    """The side of the synthetic scenes that evaluate a bundle: the one its export recorded (a student's is its
+    teacher's), else its variant's at the bundle's input size (bundles from before the record)."""
+    return meta.scene_size or get_variant(meta.model).scenes_at(meta.imgsz)
+
+
 def list_variants() -> tuple[ModelVariant, ...]:
     return tuple(_BY_NAME.values())
