@@ -9,6 +9,7 @@ before the decoder. The output checkpoint carries its hyperparameters (``edgevis
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable
@@ -48,6 +49,40 @@ def student_config(teacher_variant, teacher_model, *, img_size: int | None, embe
     config.update({"img_size": size, "embed_dim": embed_dim, "depth": depth, "num_heads": num_heads,
                    "pos_grid": size // 16, "decoder_grid": teacher_model.image_encoder.grid})
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
+
+
+def teacher_blocks(teacher_depth: int, depth: int) -> list[int]:
+    """The teacher blocks a student of ``depth`` blocks starts from: evenly spaced, first and last kept (as
+    DistilBERT takes every other layer of its teacher)."""
+    if not 1 <= depth <= teacher_depth:
+        raise BadInput(f"--depth {depth}: a student started from the teacher takes 1 to {teacher_depth} of its "
+                       f"{teacher_depth} blocks")
+    if depth == 1:
+        return [teacher_depth - 1]
+    return [round(i * (teacher_depth - 1) / (depth - 1)) for i in range(depth)]
+
+
+def init_from_teacher(student_encoder, teacher_encoder) -> list[int]:
+    """Copy the teacher encoder into the student's: patch embedding, position embedding (resized to the student's
+    grid), neck, and evenly spaced blocks. The student must have the teacher's width and heads. Returns the
+    teacher blocks used."""
+    from edgevision.models.efficient_sam import resize_abs_pos
+
+    s_dim, t_dim = student_encoder.pos_embed.shape[-1], teacher_encoder.pos_embed.shape[-1]
+    s_heads, t_heads = student_encoder.blocks[0].attn.num_heads, teacher_encoder.blocks[0].attn.num_heads
+    if (s_dim, s_heads) != (t_dim, t_heads):
+        raise BadInput(f"--init-from-teacher: the student's --dim {s_dim} --heads {s_heads} must equal the "
+                       f"teacher's ({t_dim}, {t_heads}); change them or drop --init-from-teacher")
+    keep = teacher_blocks(len(teacher_encoder.blocks), len(student_encoder.blocks))
+    with torch.no_grad():
+        student_encoder.patch_embed.load_state_dict(teacher_encoder.patch_embed.state_dict())
+        student_encoder.neck.load_state_dict(teacher_encoder.neck.state_dict())
+        grid = math.isqrt(student_encoder.pos_embed.shape[1] - 1)
+        pos = teacher_encoder.pos_embed
+        student_encoder.pos_embed.copy_(torch.cat([pos[:, :1], resize_abs_pos(pos, grid)], dim=1))
+        for block, i in zip(student_encoder.blocks, keep):
+            block.load_state_dict(teacher_encoder.blocks[i].state_dict())
+    return keep
 
 
 def load_images(data: Path, size: int, limit: int | None = None) -> list[np.ndarray]:
@@ -99,13 +134,15 @@ def _normalise(batch: np.ndarray, preprocess) -> torch.Tensor:
 
 def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None = None, img_size: int | None = None,
             embed_dim: int = 96, depth: int = 6, num_heads: int = 3, steps: int = 2000, batch: int = 8,
-            lr: float = 1e-3, seed: int = 0, resume: bool = False, checkpoint_every: int = 50,
+            lr: float = 1e-3, seed: int = 0, resume: bool = False, from_teacher: bool = False,
+            checkpoint_every: int = 50,
             on_step: Callable[[DistillStep], None] | None = None, say: Callable[[str], None] = lambda _m: None,
             ) -> Path:
     """Distill ``teacher``'s image encoder into a student on the images of ``data``; writes ``out``.
 
     The training state goes to ``OUT.state.pt`` every ``checkpoint_every`` steps and on Ctrl-C (KeyboardInterrupt,
-    re-raised after the student so far is written to ``out``); ``resume`` continues from it."""
+    re-raised after the student so far is written to ``out``); ``resume`` continues from it. ``from_teacher``
+    starts the student's encoder from the teacher's (see :func:`init_from_teacher`) instead of at random."""
     variant = get_variant(teacher)
     if variant.task != "prompt-segment":
         raise BadInput(f"distill takes a promptable segmentation model; {teacher} is a {variant.task} model")
@@ -126,6 +163,9 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
                                                                   for k, v in config.items()})
     student.prompt_encoder.load_state_dict(teacher_model.prompt_encoder.state_dict())
     student.mask_decoder.load_state_dict(teacher_model.mask_decoder.state_dict())
+    if from_teacher:
+        keep = init_from_teacher(student.image_encoder, teacher_model.image_encoder)
+        say(f"student encoder started from the teacher's (blocks {keep})")
     params = list(student.image_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     rng = np.random.default_rng(seed)

@@ -109,3 +109,51 @@ def test_ctrl_c_keeps_the_student_and_says_so_once(teacher_weights, tmp_path):
     assert proc.returncode == 130, err
     assert f"interrupted; kept {out}" in err and "nothing was written" not in err
     assert out.is_file() and out.with_name("student.pt.state.pt").is_file()
+
+
+def test_teacher_blocks_are_evenly_spaced_and_keep_the_first_and_last():
+    from edgevision.distill import teacher_blocks
+    from edgevision.errors import BadInput
+
+    assert teacher_blocks(6, 6) == [0, 1, 2, 3, 4, 5]
+    assert teacher_blocks(6, 3) == [0, 2, 5]
+    assert teacher_blocks(12, 4) == [0, 4, 7, 11]
+    assert teacher_blocks(6, 1) == [5]
+    with pytest.raises(BadInput, match="--depth 7"):
+        teacher_blocks(6, 7)
+
+
+def test_a_student_started_from_the_teacher_reproduces_it_at_its_size_and_depth(teacher_weights):
+    from edgevision.distill import init_from_teacher
+    from edgevision.models.loading import build_model
+
+    teacher = build_model(get_variant("efficient-sam-demo"), weights=teacher_weights).eval()
+    student = get_variant("efficient-sam-demo").build().eval()  # same shape, other random weights
+    x = torch.randn(1, 3, 512, 512)
+    with torch.no_grad():
+        assert not torch.allclose(student.embed(x), teacher.embed(x), atol=1e-3)
+        assert init_from_teacher(student.image_encoder, teacher.image_encoder) == list(range(6))
+        torch.testing.assert_close(student.embed(x), teacher.embed(x), rtol=0, atol=1e-5)
+
+
+def test_init_from_teacher_through_the_cli_copies_the_chosen_blocks(capsys, teacher_weights, tmp_path):
+    from edgevision.models.loading import build_model
+
+    out = tmp_path / "student.pt"
+    # --lr 0: the one step changes nothing, so the student is exactly its starting point
+    args = ["distill", "efficient-sam-demo", "--weights", str(teacher_weights), "--data", str(PHOTOS), "--out",
+            str(out), "--imgsz", "128", "--dim", "192", "--heads", "3", "--depth", "2", "--batch", "1",
+            "--steps", "1", "--lr", "0", "--init-from-teacher"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert "started from the teacher's (blocks [0, 5])" in capsys.readouterr().err
+    teacher = build_model(get_variant("efficient-sam-demo"), weights=teacher_weights).image_encoder
+    student = build_model(get_variant("efficient-sam-student"), weights=out).image_encoder
+    for s_block, t_block in zip(student.blocks, (teacher.blocks[0], teacher.blocks[5])):
+        for k, v in t_block.state_dict().items():
+            assert torch.equal(s_block.state_dict()[k], v), k
+    assert torch.equal(student.neck[2].weight, teacher.neck[2].weight)
+    assert student.pos_embed.shape == (1, 1 + 8 * 8, 192)  # resized from the teacher's 16 x 16
+
+    assert main([*args[:-1], "--dim", "48", "--init-from-teacher", "--out", str(tmp_path / "s2.pt")]) == 2
+    assert "--init-from-teacher: the student's --dim 48 --heads 3 must equal the teacher's (192, 3)" in \
+        capsys.readouterr().err
