@@ -531,8 +531,9 @@ def distill(
     from_teacher: Annotated[bool, typer.Option("--init-from-teacher", help="Start the student's encoder from the "
                                                "teacher's: patch and position embeddings, neck, and --depth of "
                                                "its blocks, evenly spaced (needs the teacher's --dim and "
-                                               "--heads). Converges far faster than a random start, above all "
-                                               "with a smaller --imgsz.")] = False,
+                                               "--heads). Ignored with --resume. At a smaller --imgsz it did "
+                                               "worse than a random start at the teacher's size on the demo "
+                                               "(RESULTS, session 31).")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

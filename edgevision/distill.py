@@ -163,7 +163,7 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
                                                                   for k, v in config.items()})
     student.prompt_encoder.load_state_dict(teacher_model.prompt_encoder.state_dict())
     student.mask_decoder.load_state_dict(teacher_model.mask_decoder.state_dict())
-    if from_teacher:
+    if from_teacher and not resume:  # a resumed state holds the student's weights
         keep = init_from_teacher(student.image_encoder, teacher_model.image_encoder)
         say(f"student encoder started from the teacher's (blocks {keep})")
     params = list(student.image_encoder.parameters())
