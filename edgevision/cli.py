@@ -534,6 +534,10 @@ def distill(
                                                "--heads). Ignored with --resume. At a smaller --imgsz it did "
                                                "worse than a random start at the teacher's size on the demo "
                                                "(RESULTS, session 31).")] = False,
+    own_grid: Annotated[bool, typer.Option("--own-grid", help="Run the decoder at the student's own embedding "
+                                           "grid (--imgsz / 16; masks 4x that grid) and learn the teacher's "
+                                           "embeddings area-resized to it, instead of resizing the student's "
+                                           "up to the teacher's grid.")] = False,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -556,7 +560,7 @@ def distill(
         try:
             path = run_distill(teacher, data, out_file, teacher_weights=weights, img_size=imgsz, embed_dim=dim,
                                depth=depth, num_heads=heads, steps=steps, batch=batch, lr=lr, seed=seed,
-                               resume=resume, from_teacher=from_teacher, on_step=on_step,
+                               resume=resume, from_teacher=from_teacher, own_grid=own_grid, on_step=on_step,
                                say=lambda m: err.print(m))
         except KeyboardInterrupt:
             _report_interrupt(f"interrupted; kept {out_file} (the student so far) and {out_file}.state.pt "

@@ -38,8 +38,9 @@ class DistillStep:
 
 
 def student_config(teacher_variant, teacher_model, *, img_size: int | None, embed_dim: int, depth: int,
-                   num_heads: int) -> dict:
-    """The student's hyperparameters: its own encoder, the teacher's decoder, and the teacher's grid."""
+                   num_heads: int, own_grid: bool = False) -> dict:
+    """The student's hyperparameters: its own encoder, the teacher's decoder, and the decoder's grid: the
+    teacher's, or with ``own_grid`` the student's own."""
     size = img_size or teacher_model.img_size
     if size % 16:
         raise BadInput(f"--imgsz {size}: must be a multiple of the patch size 16")
@@ -47,7 +48,8 @@ def student_config(teacher_variant, teacher_model, *, img_size: int | None, embe
         raise BadInput(f"--dim {embed_dim} is not divisible by --heads {num_heads}")
     config = {k: v for k, v in teacher_variant.config.items() if k in DECODER_KEYS}
     config.update({"img_size": size, "embed_dim": embed_dim, "depth": depth, "num_heads": num_heads,
-                   "pos_grid": size // 16, "decoder_grid": teacher_model.image_encoder.grid})
+                   "pos_grid": size // 16,
+                   "decoder_grid": size // 16 if own_grid else teacher_model.image_encoder.grid})
     return {k: list(v) if isinstance(v, tuple) else v for k, v in config.items()}
 
 
@@ -135,14 +137,16 @@ def _normalise(batch: np.ndarray, preprocess) -> torch.Tensor:
 def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None = None, img_size: int | None = None,
             embed_dim: int = 96, depth: int = 6, num_heads: int = 3, steps: int = 2000, batch: int = 8,
             lr: float = 1e-3, seed: int = 0, resume: bool = False, from_teacher: bool = False,
-            checkpoint_every: int = 50,
+            own_grid: bool = False, checkpoint_every: int = 50,
             on_step: Callable[[DistillStep], None] | None = None, say: Callable[[str], None] = lambda _m: None,
             ) -> Path:
     """Distill ``teacher``'s image encoder into a student on the images of ``data``; writes ``out``.
 
     The training state goes to ``OUT.state.pt`` every ``checkpoint_every`` steps and on Ctrl-C (KeyboardInterrupt,
     re-raised after the student so far is written to ``out``); ``resume`` continues from it. ``from_teacher``
-    starts the student's encoder from the teacher's (see :func:`init_from_teacher`) instead of at random."""
+    starts the student's encoder from the teacher's (see :func:`init_from_teacher`) instead of at random.
+    ``own_grid`` runs the decoder at the student's own grid and learns the teacher's embeddings area-resized to
+    it, instead of resizing the student's embeddings up to the teacher's grid."""
     variant = get_variant(teacher)
     if variant.task != "prompt-segment":
         raise BadInput(f"distill takes a promptable segmentation model; {teacher} is a {variant.task} model")
@@ -158,7 +162,7 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
     teacher_model = build_model(variant, weights=teacher_weights)
     teacher_model.set_input_size(teacher_model.img_size)
     config = student_config(variant, teacher_model, img_size=img_size, embed_dim=embed_dim, depth=depth,
-                            num_heads=num_heads)
+                            num_heads=num_heads, own_grid=own_grid)
     student = get_variant("efficient-sam-student").build(config={k: tuple(v) if isinstance(v, list) else v
                                                                   for k, v in config.items()})
     student.prompt_encoder.load_state_dict(teacher_model.prompt_encoder.state_dict())
@@ -199,6 +203,8 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
             t_in, s_in = _views(images, idx, rng, sizes)
             with torch.no_grad():
                 target = teacher_model.embed(_normalise(t_in, variant.preprocess))
+                if target.shape[-1] != student.grid:  # --own-grid: the teacher's embeddings down to the student's
+                    target = F.interpolate(target, size=(student.grid, student.grid), mode="area")
             loss = F.mse_loss(student.embed(_normalise(s_in, variant.preprocess)), target)
             opt.zero_grad(set_to_none=True)
             loss.backward()

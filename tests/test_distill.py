@@ -157,3 +157,22 @@ def test_init_from_teacher_through_the_cli_copies_the_chosen_blocks(capsys, teac
     assert main([*args[:-1], "--dim", "48", "--init-from-teacher", "--out", str(tmp_path / "s2.pt")]) == 2
     assert "--init-from-teacher: the student's --dim 48 --heads 3 must equal the teacher's (192, 3)" in \
         capsys.readouterr().err
+
+
+def test_own_grid_runs_the_decoder_at_the_student_grid_and_exports_its_mask_size(capsys, teacher_weights, tmp_path):
+    import json
+
+    from edgevision.models.loading import build_model
+
+    out = tmp_path / "student.pt"
+    assert _distill(out, teacher_weights, "--steps", "2", "--own-grid") == 0, capsys.readouterr().err
+    assert torch.load(out, weights_only=True)["edgevision_config"]["decoder_grid"] == 8  # 128 px / 16
+    student = build_model(get_variant("efficient-sam-student"), weights=out).eval()
+    with torch.no_grad():
+        assert student.embed(torch.randn(1, 3, 128, 128)).shape == (1, 128, 8, 8)
+    bundle = tmp_path / "bundle"
+    assert main(["export", "efficient-sam-student", "--weights", str(out), "--target", "cpu", "--precision", "fp32",
+                 "--out", str(bundle)]) == 0, capsys.readouterr().err
+    meta = json.loads((bundle / "edgevision.json").read_text())
+    assert meta["graphs"]["image_encoder"]["outputs"][0]["shape"] == [1, 128, 8, 8]
+    assert meta["head"]["mask_size"] == 32
