@@ -531,9 +531,9 @@ def distill(
     from_teacher: Annotated[bool, typer.Option("--init-from-teacher", help="Start the student's encoder from the "
                                                "teacher's: patch and position embeddings, neck, and --depth of "
                                                "its blocks, evenly spaced (needs the teacher's --dim and "
-                                               "--heads). Ignored with --resume. At a smaller --imgsz it did "
-                                               "worse than a random start at the teacher's size on the demo "
-                                               "(RESULTS, session 31).")] = False,
+                                               "--heads). Ignored with --resume. At a smaller --imgsz, pair it "
+                                               "with --own-grid: resized to the teacher's grid it did worse "
+                                               "than a random start on the demo (RESULTS, session 31).")] = False,
     own_grid: Annotated[bool, typer.Option("--own-grid", help="Run the decoder at the student's own embedding "
                                            "grid (--imgsz / 16; masks 4x that grid) and learn the teacher's "
                                            "embeddings area-resized to it, instead of resizing the student's "

@@ -3,7 +3,7 @@ the user's own unlabelled images (MobileSAM's decoupled distillation: MSE on the
 encoder and mask decoder are copied unchanged).
 
 The student may be narrower, shallower, or take a smaller input; its embeddings are resized to the teacher's grid
-before the decoder. The output checkpoint carries its hyperparameters (``edgevision_config``) and exports as
+before the decoder, or (``own_grid``) the decoder runs at the student's grid. The output checkpoint carries its hyperparameters (``edgevision_config``) and exports as
 ``efficient-sam-student``.
 """
 
