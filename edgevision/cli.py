@@ -538,6 +538,13 @@ def distill(
                                            "grid (--imgsz / 16; masks 4x that grid) and learn the teacher's "
                                            "embeddings area-resized to it, instead of resizing the student's "
                                            "up to the teacher's grid.")] = False,
+    teacher_imgsz: Annotated[Optional[int], typer.Option("--teacher-imgsz", min=16, help="Run the teacher at "
+                                                         "this input size to make the targets [default: its "
+                                                         "own]. With --own-grid and the student's --imgsz, the "
+                                                         "student learns the teacher's own embeddings at that "
+                                                         "size, which the decoder reads far better than a "
+                                                         "resize of the full-size ones (RESULTS, session 32).")]
+    = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
 ) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -560,7 +567,8 @@ def distill(
         try:
             path = run_distill(teacher, data, out_file, teacher_weights=weights, img_size=imgsz, embed_dim=dim,
                                depth=depth, num_heads=heads, steps=steps, batch=batch, lr=lr, seed=seed,
-                               resume=resume, from_teacher=from_teacher, own_grid=own_grid, on_step=on_step,
+                               resume=resume, from_teacher=from_teacher, own_grid=own_grid,
+                               teacher_img_size=teacher_imgsz, on_step=on_step,
                                say=lambda m: err.print(m))
         except KeyboardInterrupt:
             _report_interrupt(f"interrupted; kept {out_file} (the student so far) and {out_file}.state.pt "

@@ -137,7 +137,7 @@ def _normalise(batch: np.ndarray, preprocess) -> torch.Tensor:
 def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None = None, img_size: int | None = None,
             embed_dim: int = 96, depth: int = 6, num_heads: int = 3, steps: int = 2000, batch: int = 8,
             lr: float = 1e-3, seed: int = 0, resume: bool = False, from_teacher: bool = False,
-            own_grid: bool = False, checkpoint_every: int = 50,
+            own_grid: bool = False, teacher_img_size: int | None = None, checkpoint_every: int = 50,
             on_step: Callable[[DistillStep], None] | None = None, say: Callable[[str], None] = lambda _m: None,
             ) -> Path:
     """Distill ``teacher``'s image encoder into a student on the images of ``data``; writes ``out``.
@@ -146,7 +146,10 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
     re-raised after the student so far is written to ``out``); ``resume`` continues from it. ``from_teacher``
     starts the student's encoder from the teacher's (see :func:`init_from_teacher`) instead of at random.
     ``own_grid`` runs the decoder at the student's own grid and learns the teacher's embeddings area-resized to
-    it, instead of resizing the student's embeddings up to the teacher's grid."""
+    it, instead of resizing the student's embeddings up to the teacher's grid. ``teacher_img_size`` runs the
+    teacher at another input size to make the targets (its position embedding resized, as for the student):
+    with ``own_grid`` and the student's size, the targets are the teacher's own embeddings at the student's
+    grid, which its decoder reads as it reads its own, not a resize of them."""
     variant = get_variant(teacher)
     if variant.task != "prompt-segment":
         raise BadInput(f"distill takes a promptable segmentation model; {teacher} is a {variant.task} model")
@@ -160,6 +163,8 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
         raise BadInput(f"--resume: no training state at {state_path}; run without --resume to start")
     torch.manual_seed(seed)
     teacher_model = build_model(variant, weights=teacher_weights)
+    if teacher_img_size is not None and (teacher_img_size < 16 or teacher_img_size % 16):
+        raise BadInput(f"--teacher-imgsz {teacher_img_size}: must be a positive multiple of the patch size 16")
     teacher_model.set_input_size(teacher_model.img_size)
     config = student_config(variant, teacher_model, img_size=img_size, embed_dim=embed_dim, depth=depth,
                             num_heads=num_heads, own_grid=own_grid)
@@ -170,12 +175,18 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
     if from_teacher and not resume:  # a resumed state holds the student's weights
         keep = init_from_teacher(student.image_encoder, teacher_model.image_encoder)
         say(f"student encoder started from the teacher's (blocks {keep})")
+    if teacher_img_size is not None:  # after the student's start, which copies the teacher's trained pos_embed
+        teacher_model.set_input_size(teacher_img_size)
+    targets_at = teacher_model.img_size
     params = list(student.image_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.05)
     rng = np.random.default_rng(seed)
     step = 0
     if resume:
         state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state.get("teacher_img_size", targets_at) != targets_at:
+            raise BadInput(f"--resume: {state_path} was started with the teacher at {state['teacher_img_size']} px; "
+                           f"repeat --teacher-imgsz {state['teacher_img_size']}, or start without --resume")
         if state.get("edgevision_config") != config:
             raise BadInput(f"--resume: {state_path} was started with other student settings "
                            f"({state.get('edgevision_config')}); repeat them, or start without --resume")
@@ -187,7 +198,8 @@ def distill(teacher: str, data: Path, out: Path, *, teacher_weights: Path | None
 
     def save_state() -> None:
         _atomic_save({"model": student.state_dict(), "opt": opt.state_dict(), "step": step,
-                      "rng": rng.bit_generator.state, "edgevision_config": config}, state_path)
+                      "rng": rng.bit_generator.state, "edgevision_config": config, "teacher_img_size": targets_at},
+                     state_path)
 
     try:  # from here on, Ctrl-C keeps the student so far, even before its first step
         sizes = (teacher_model.img_size, config["img_size"])
