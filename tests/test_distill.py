@@ -176,3 +176,34 @@ def test_own_grid_runs_the_decoder_at_the_student_grid_and_exports_its_mask_size
     meta = json.loads((bundle / "edgevision.json").read_text())
     assert meta["graphs"]["image_encoder"]["outputs"][0]["shape"] == [1, 128, 8, 8]
     assert meta["head"]["mask_size"] == 32
+
+
+def test_teacher_imgsz_makes_the_targets_from_the_teacher_at_that_size(teacher_weights, tmp_path):
+    from edgevision.distill import distill
+
+    def first_loss(out, **extra):
+        losses = []
+        distill("efficient-sam-demo", PHOTOS, out, teacher_weights=teacher_weights, img_size=128, embed_dim=192,
+                num_heads=3, depth=6, batch=2, steps=1, lr=0.0, from_teacher=True, own_grid=True,
+                on_step=lambda s: losses.append(s.loss), **extra)
+        return losses[0]
+
+    # a student that is the whole teacher, at the teacher's size: it matches its own targets exactly ...
+    assert first_loss(tmp_path / "same.pt", teacher_img_size=128) < 1e-9
+    # ... but not the 512-px teacher's embeddings area-resized to its 8 x 8 grid
+    assert first_loss(tmp_path / "resized.pt") > 1e-4
+    assert torch.load(tmp_path / "same.pt.state.pt", weights_only=True)["teacher_img_size"] == 128
+
+
+def test_teacher_imgsz_bad_size_or_a_resume_at_another_size_exits_2(capsys, teacher_weights, tmp_path):
+    out = tmp_path / "s.pt"
+    assert _distill(out, teacher_weights, "--teacher-imgsz", "100") == 2
+    err = capsys.readouterr().err
+    assert "--teacher-imgsz 100: must be a positive multiple of the patch size 16" in err
+    assert len(err.strip().splitlines()) == 1
+    assert _distill(out, teacher_weights, "--steps", "1", "--teacher-imgsz", "128") == 0, capsys.readouterr().err
+    assert _distill(out, teacher_weights, "--steps", "2", "--teacher-imgsz", "256", "--resume") == 2
+    assert "was started with the teacher at 128 px; repeat --teacher-imgsz 128" in capsys.readouterr().err
+    assert _distill(out, teacher_weights, "--steps", "2", "--resume") == 2  # the default is the teacher's 512 px
+    assert "repeat --teacher-imgsz 128" in capsys.readouterr().err
+    assert torch.load(out.with_name("s.pt.state.pt"), weights_only=True)["step"] == 1
