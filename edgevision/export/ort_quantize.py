@@ -22,6 +22,68 @@ def _ort_calibration(name: str) -> tuple[object, dict]:
             "entropy": CalibrationMethod.Entropy}[name], {}
 
 
+# The histogram calibrators (percentile, entropy) keep every calibrated tensor of every image until they build
+# their histograms: about 250 MB an image for a ViT-T encoder at 1024, so 64 images need more than 24 GiB. Above
+# this much (EDGEVISION_CALIBRATION_HOLD_MB), the images go through in chunks whose histograms ONNX Runtime merges.
+CALIBRATION_HOLD_MB = 2048
+_HISTOGRAM_METHODS = ("percentile", "entropy")
+
+
+def calibrated_bytes_per_image(model, op_types: list[str] | None) -> int:
+    """Bytes of float activations ONNX Runtime's histogram calibrator keeps for one image.
+
+    Mirrors its choice of tensors: the float, non-constant inputs and outputs of the nodes of ``op_types``
+    (None: every op type its quantizer knows). Shapes come from the pre-processed model's shape inference; a
+    tensor whose shape is not static counts as empty.
+    """
+    import numpy as np
+    from onnx import TensorProto, helper
+    from onnxruntime.quantization.registry import QDQRegistry, QLinearOpsRegistry
+
+    kinds = set(op_types) if op_types else set(QLinearOpsRegistry) | set(QDQRegistry)
+    infos = {vi.name: vi for vi in [*model.graph.value_info, *model.graph.output, *model.graph.input]}
+    constants = {i.name for i in model.graph.initializer}
+    names = {t for n in model.graph.node if n.op_type in kinds for t in [*n.input, *n.output]
+             if t in infos and t not in constants}
+    total = 0
+    for name in names:
+        tensor_type = infos[name].type.tensor_type
+        if tensor_type.elem_type not in (TensorProto.FLOAT, TensorProto.FLOAT16):
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor_type.shape.dim]
+        total += int(np.prod(dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor_type.elem_type)).itemsize
+    return total
+
+
+def calibration_hold_bytes() -> int:
+    """The most a histogram calibrator may hold at once: EDGEVISION_CALIBRATION_HOLD_MB, or 2048 MB."""
+    import os
+
+    value = os.environ.get("EDGEVISION_CALIBRATION_HOLD_MB", "").strip() or str(CALIBRATION_HOLD_MB)
+    try:
+        mb = float(value)
+    except ValueError:
+        mb = 0
+    if not mb > 0:
+        raise BadInput(f"EDGEVISION_CALIBRATION_HOLD_MB={value!r}: give the calibration's memory limit in MB, "
+                       f"more than 0 (default {CALIBRATION_HOLD_MB})")
+    return max(1, int(mb * 1024 * 1024))
+
+
+def calibration_chunk(images: int, bytes_per_image: int, hold_bytes: int) -> int | None:
+    """Images per chunk so a histogram calibrator holds at most ``hold_bytes``; None when all of them fit.
+
+    ONNX Runtime's chunked collection needs a chunk that divides the image count, so this is the largest divisor
+    of ``images`` that fits (at least 1).
+    """
+    if images < 1 or bytes_per_image < 0 or hold_bytes < 1:
+        raise ValueError(f"images={images}, bytes_per_image={bytes_per_image}, hold_bytes={hold_bytes}")
+    if images * bytes_per_image <= hold_bytes:
+        return None
+    fits = max(1, hold_bytes // max(bytes_per_image, 1))
+    return max(d for d in range(1, min(fits, images) + 1) if images % d == 0)
+
+
 def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
                  op_types: list[str] | None = None, quantize_bias: bool = True,
                  calibration_method: str | None = None) -> ArtifactInfo:
@@ -64,8 +126,21 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
         def get_next(self):
             return next(self._it, None)
 
+        def __len__(self) -> int:
+            return len(feeds)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(feeds[start_index:end_index])
+
     method = calibration_method or ctx.recipe.quantization.method_for(ctx.profile.family)
     calibrate_method, calibration_options = _ort_calibration(method)
+    chunk, held = None, {}
+    if method in _HISTOGRAM_METHODS:
+        per_image = calibrated_bytes_per_image(model, op_types)
+        chunk = calibration_chunk(len(feeds), per_image, calibration_hold_bytes())
+        held = {"calibration_mb_per_image": round(per_image / 2**20, 1)}
+        if chunk:
+            calibration_options["CalibStridedMinMax"] = chunk  # despite the name, any calibrator: merged histograms
     seven_bit = ctx.profile.weight_bits == 7
     # A transformer's matmuls get Q/DQ on their inputs only: a quantized output would put the attention logits
     # through int8 on their way into Softmax (and the MLP's into GELU), which TensorRT and the budget want float.
@@ -83,7 +158,7 @@ def quantize_qdq(ctx: ExportContext, out, *, symmetric_activations: bool,
     named.unlink(missing_ok=True)
     return ArtifactInfo(out.name, "onnx", quantization={
         "tool": "onnxruntime.quantization", "format": "QDQ", "calibration_images": len(feeds),
-        "calibration_method": method,
+        "calibration_method": method, **held, **({"calibration_chunk": chunk} if chunk else {}),
         "activations": "int8 symmetric" if symmetric_activations else "uint8 asymmetric",
         "weights": "int8 symmetric per-channel" + (", 7-bit range -64..64" if seven_bit else ""),
         "weight_bits": ctx.profile.weight_bits, "bias": "int32" if quantize_bias else "float",
