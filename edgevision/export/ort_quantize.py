@@ -23,7 +23,7 @@ def _ort_calibration(name: str) -> tuple[object, dict]:
 
 
 # The histogram calibrators (percentile, entropy) keep every calibrated tensor of every image until they build
-# their histograms: about 250 MB an image for a ViT-T encoder at 1024, so 64 images need more than 24 GiB. Above
+# their histograms: 576 MB an image for a ViT-T encoder at 1024, so about 36 GB for 64 images. Above
 # this much (EDGEVISION_CALIBRATION_HOLD_MB), the images go through in chunks whose histograms ONNX Runtime merges.
 CALIBRATION_HOLD_MB = 2048
 _HISTOGRAM_METHODS = ("percentile", "entropy")
