@@ -52,6 +52,9 @@ def main() -> None:
     ap.add_argument("--stop-after", type=int, help="tracker: stop at this step (a resumable stage of the schedule)")
     ap.add_argument("--encoder-from", type=Path,
                     help="tracker: take the frozen image encoder from these efficient-sam weights")
+    ap.add_argument("--feature-noise-db", type=float,
+                    help="tracker: train under Gaussian noise this many dB below the encoder features' power "
+                         "(an INT8 encoder is at 35-48 dB); a fine-tuning stage for decisions that survive it")
     ap.add_argument("--int8-aware", action="store_true",
                     help="fine-tune under simulated symmetric INT8 (use with --init and a small --lr)")
     args = ap.parse_args()
@@ -64,7 +67,8 @@ def main() -> None:
         model = train_tracker(variant, steps=args.steps or steps, pool_size=args.pool or pool, batch=batch,
                               lr=args.lr or lr, seed=args.seed, init=args.init,
                               checkpoint=CHECKPOINTS / f"{args.model}.pt", resume=not args.restart,
-                              stop_after=args.stop_after, encoder_from=args.encoder_from)
+                              stop_after=args.stop_after, encoder_from=args.encoder_from,
+                              feature_noise_db=args.feature_noise_db)
     elif variant.task == "prompt-segment":
         from edgevision.training_prompt import train_prompt_segmenter
 

@@ -1,5 +1,7 @@
-"""Training helpers: the INT8 simulation for quantization-aware fine-tuning, and exact resumption."""
+"""Training helpers: the INT8 simulation for quantization-aware fine-tuning, exact resumption, and the tracker's
+feature noise."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,3 +45,39 @@ def test_prompt_segmenter_training_resumes_exactly_where_it_stopped(tmp_path):
     resumed = train_prompt_segmenter(variant, checkpoint=tmp_path / "b.pt", **kw)
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), k
+
+
+def test_feature_noise_sits_at_the_asked_sqnr_in_every_frame():
+    from edgevision.training_track import with_feature_noise
+
+    rng = np.random.default_rng(0)
+    scales = np.array([0.1, 1, 10, 3], np.float32)[None, :, None, None, None]
+    feats = rng.standard_normal((3, 4, 128, 16, 16)).astype(np.float32) * scales
+    noisy = with_feature_noise(feats, 40.0, np.random.default_rng(1))
+    error = noisy - feats
+    sqnr = 10 * np.log10((feats ** 2).sum(axis=(-3, -2, -1)) / (error ** 2).sum(axis=(-3, -2, -1)))
+    assert noisy.dtype == np.float32 and np.abs(sqnr - 40).max() < 0.2, sqnr  # per frame, whatever its scale
+    assert np.array_equal(noisy, with_feature_noise(feats, 40.0, np.random.default_rng(1)))
+    with pytest.raises(ValueError, match="sqnr_db=nan"):
+        with_feature_noise(feats, float("nan"), rng)
+
+
+@pytest.mark.slow
+def test_tracker_training_under_feature_noise_is_reproducible_and_resumes_only_with_the_same_noise(tmp_path):
+    import torch
+
+    from edgevision.errors import BadInput
+    from edgevision.models.registry import get_variant
+    from edgevision.training_track import train_tracker
+
+    variant = get_variant("sam-track-demo")
+    kw = {"steps": 2, "pool_size": 2, "batch": 1, "lr": 1e-3, "frames": 3, "warmup": 1, "extra_prompts": 1,
+          "log": lambda _m: None}
+    plain = train_tracker(variant, checkpoint=tmp_path / "plain.pt", **kw).state_dict()
+    noisy = train_tracker(variant, checkpoint=tmp_path / "a.pt", feature_noise_db=30.0, **kw).state_dict()
+    again = train_tracker(variant, checkpoint=tmp_path / "b.pt", feature_noise_db=30.0, **kw).state_dict()
+    assert all(torch.equal(noisy[k], again[k]) for k in noisy)  # reproducible by seed
+    assert any(not torch.equal(noisy[k], plain[k]) for k in noisy)  # and the noise reached the training
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["feature_noise_db"] == 30.0
+    with pytest.raises(BadInput, match="feature noise 30.0 dB, not None"):
+        train_tracker(variant, checkpoint=tmp_path / "a.pt", **{**kw, "steps": 3})
