@@ -283,6 +283,12 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
     model.train()
     model.image_encoder.eval()
     start, done_at_start = time.perf_counter(), step
+
+    def encoded(cached: np.ndarray) -> np.ndarray:
+        """Cached encoder features as the rest of the model sees them in training (with the noise, if any)."""
+        f = cached.astype(np.float32)
+        return f if feature_noise_db is None else with_feature_noise(f, feature_noise_db, rng)
+
     window: list[dict] = []
     while step < min(steps, stop_after or steps):
         set_lr(opt, lr, step, steps, warmup)
@@ -299,9 +305,7 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
             k = 0 if areas[0] >= MIN_AREA and rng.random() < 0.5 else int(rng.choice(candidates))
             c, lab = sample_prompt(masks[idx[0], k], rng, slots - 1)
             c, lab = slot_prompt(c, lab, slots)
-            window_feats = feats[i][idx].astype(np.float32)
-            f_b.append(window_feats if feature_noise_db is None else
-                       with_feature_noise(window_feats, feature_noise_db, rng))
+            f_b.append(encoded(feats[i][idx]))
             i_b.append(images[i][idx])
             t_b.append(masks[idx, k].astype(np.float32))
             v_b.append((masks[idx, k].reshape(frames, -1).sum(1) > 0).astype(np.float32))
@@ -315,9 +319,7 @@ def train_tracker(variant: ModelVariant, *, steps: int, pool_size: int, batch: i
                     continue
                 j = int(rng.choice(seen))
                 c, lab = slot_prompt(*sample_prompt(masks[t, j], rng, slots - 1), slots)
-                frame_feats = feats[i][t].astype(np.float32)
-                x_f.append(frame_feats if feature_noise_db is None else
-                           with_feature_noise(frame_feats, feature_noise_db, rng))
+                x_f.append(encoded(feats[i][t]))
                 x_i.append(images[i][t])
                 x_t.append(masks[t, j].astype(np.float32))
                 x_c.append(c)
