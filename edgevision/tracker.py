@@ -16,8 +16,7 @@ graphs, or ``edgevision.models.sam2.torch_graphs`` for the PyTorch model):
   (the same plus SAM 2's no-memory embedding), and for a Hiera encoder ``high_res_feat0``, ``high_res_feat1``;
 * ``memory_attention``: ``vision_features`` and ``MemoryBank.gather``'s arrays -> ``conditioned_features``;
 * ``mask_decoder``: features, the skip features, ``point_coords`` (1, K, 2) in input pixels,
-  ``point_labels`` (1, K), ``mask_prompt`` (1, 1, S, S), ``mask_weight`` (1, 1) (1 for a mask prompt) and
-  ``presence_bias`` (1, 1) (the presence hysteresis below; bundles made before it lack the input) ->
+  ``point_labels`` (1, K), ``mask_prompt`` (1, 1, S, S) and ``mask_weight`` (1, 1) (1 for a mask prompt) ->
   ``low_res_masks`` (1, 4, 4g, 4g), ``iou_predictions`` (1, 4), ``obj_ptrs`` (1, 4, C) and
   ``object_score_logits`` (1, 1);
 * ``memory_encoder``: ``vision_features``, ``mask_logits`` (1, 1, 4g, 4g), ``binarize`` (1, 1) and
@@ -25,15 +24,6 @@ graphs, or ``edgevision.models.sam2.torch_graphs`` for the PyTorch model):
 
 Every object shares one image encoding per frame. An object whose score is negative is absent (it may come
 back: its memory keeps the frames it was absent in, as SAM 2's does).
-
-Two decisions per object and frame are thresholds, and a frame near one flips under the smallest perturbation
-(another precision, another CPU's kernels); the flip then feeds back through the memory. A bundle's head may
-make them sticky (0, SAM 2's rules, for the official checkpoints):
-
-* ``presence_hysteresis`` h: a present object stays present until its score logit falls below -h, an absent
-  one comes back above +h (the prompted frame decides at 0);
-* ``choice_hysteresis`` d: the multimask candidate kept on the frame before stays unless another is predicted
-  more than d better in IoU (``ops.memory_bank.select_mask``).
 """
 
 from __future__ import annotations
@@ -68,15 +58,6 @@ def head_capacity(head: Mapping) -> dict:
             "max_ptrs": int(head["max_ptrs"]), "prompt_slots": int(head["prompt_slots"])}
 
 
-def head_decisions(head: Mapping) -> dict:
-    """The Tracker's decision rules a tracker bundle's head records; a head without them (a bundle made before
-    they existed, whose decoder takes no ``presence_bias``) gets SAM 2's rules."""
-    if "presence_hysteresis" not in head:
-        return {"presence_hysteresis": None, "choice_hysteresis": 0.0}
-    return {"presence_hysteresis": float(head["presence_hysteresis"]),
-            "choice_hysteresis": float(head.get("choice_hysteresis", 0.0))}
-
-
 def runner_graphs(runner) -> dict[str, Graph]:
     """A runner's four tracker graphs as callables."""
     return {name: (lambda feeds, name=name: runner.run(name, feeds)) for name in GRAPH_NAMES}
@@ -86,8 +67,6 @@ def runner_graphs(runner) -> dict[str, Graph]:
 class _Track:
     bank: MemoryBank
     prompted: set[int] = field(default_factory=set)
-    present: bool | None = None  # the call on the last frame (the presence hysteresis starts from it)
-    choice: int | None = None  # the mask kept on the last frame (the choice hysteresis keeps it)
 
 
 class Tracker:
@@ -96,8 +75,7 @@ class Tracker:
     def __init__(self, graphs: Mapping[str, Graph] | Bundle | str | os.PathLike, img_size: int | None = None, *,
                  feature_shape: tuple[int, int, int] | None = None, ptr_dim: int = 256, num_maskmem: int = 7,
                  max_cond_frames: int = 4, max_ptrs: int = 16, prompt_slots: int = 8, num_frames: int | None = None,
-                 mask_threshold: float = 0.0, presence_hysteresis: float | None = 0.0, choice_hysteresis: float = 0.0,
-                 runtime: str | None = None, threads: int | None = None) -> None:
+                 mask_threshold: float = 0.0, runtime: str | None = None, threads: int | None = None) -> None:
         self.runner = None
         if not isinstance(graphs, Mapping):
             bundle = graphs if isinstance(graphs, Bundle) else load_bundle(graphs)
@@ -111,8 +89,6 @@ class Tracker:
             feature_shape, ptr_dim = capacity["feature_shape"], capacity["ptr_dim"]
             num_maskmem, max_cond_frames = capacity["num_maskmem"], capacity["max_cond_frames"]
             max_ptrs, prompt_slots = capacity["max_ptrs"], capacity["prompt_slots"]
-            decisions = head_decisions(head)
-            presence_hysteresis, choice_hysteresis = decisions["presence_hysteresis"], decisions["choice_hysteresis"]
         elif img_size is None or feature_shape is None:
             raise TypeError("Tracker(graphs, ...) needs img_size and feature_shape (a bundle brings its own)")
         missing = [name for name in GRAPH_NAMES if name not in graphs]
@@ -122,11 +98,6 @@ class Tracker:
         self.feature_shape, self.ptr_dim = tuple(feature_shape), ptr_dim
         self.bank_args = {"num_maskmem": num_maskmem, "max_cond_frames": max_cond_frames, "max_ptrs": max_ptrs}
         self.prompt_slots, self.num_frames, self.mask_threshold = prompt_slots, num_frames, mask_threshold
-        for name, value in (("presence_hysteresis", presence_hysteresis), ("choice_hysteresis", choice_hysteresis)):
-            if value is not None and not value >= 0:
-                raise BadInput(f"{name} {value}: use a number >= 0 (0: SAM 2's rule)")
-        # None: graphs without the decoder's presence_bias input (SAM 2's rule, nothing fed)
-        self.presence_hysteresis, self.choice_hysteresis = presence_hysteresis, choice_hysteresis
         self.tracks: dict[int, _Track] = {}
         self._no_mask = np.zeros((1, 1, img_size, img_size), np.float32)
         self.reset()
@@ -134,7 +105,7 @@ class Tracker:
     @classmethod
     def from_graphs(cls, graphs: Mapping[str, Graph], head: Mapping, img_size: int, **options) -> Tracker:
         """A tracker of graph callables with the capacity a bundle's ``head`` records."""
-        return cls(graphs, img_size, **{**head_capacity(head), **head_decisions(head), **options})
+        return cls(graphs, img_size, **head_capacity(head), **options)
 
     @classmethod
     def from_runner(cls, runner, head: Mapping, img_size: int, **options) -> Tracker:
@@ -246,15 +217,13 @@ class Tracker:
         skips = {k: v for k, v in feats.items() if k.startswith("high_res_feat")}
         out = self.graphs["mask_decoder"]({"image_embeddings": feats["no_memory_features"], **skips,
                                            "point_coords": slot_coords, "point_labels": slot_labels,
-                                           "mask_prompt": mask[None, None], "mask_weight": np.ones((1, 1), np.float32),
-                                           **self._bias_feed(0.0)})
+                                           "mask_prompt": mask[None, None], "mask_weight": np.ones((1, 1), np.float32)})
         score = np.full((1, 1), 10.0, np.float32)  # SAM 2: 20 x (mask not empty) - 10
         memory_features = self.graphs["memory_encoder"]({
             "vision_features": feats["vision_features"], "mask_logits": logits[None, None],
             "binarize": np.ones((1, 1), np.float32), "object_score_logits": score})["memory_features"]
         ptr = out["obj_ptrs"][0, 0]
         track.bank.add(self.frame_idx, memory_features[0], ptr, conditioning=True)
-        track.present, track.choice = True, None
         h, w = self.frame_size
         full = cv2.resize(logits, (w, h), interpolation=cv2.INTER_LINEAR) > self.mask_threshold
         return ObjectResult(obj_id, full, logits, float(score[0, 0]), ptr)
@@ -300,16 +269,6 @@ class Tracker:
         return slots_coords, slots_labels
 
     # ------------------------------------------------------------------------------------------- tracking
-    def _bias_feed(self, bias: float) -> dict:
-        if self.presence_hysteresis is None:
-            return {}
-        return {"presence_bias": np.full((1, 1), bias, np.float32)}
-
-    def _presence_bias(self, track: _Track, prompted: bool) -> float:
-        if prompted or track.present is None or not self.presence_hysteresis:
-            return 0.0
-        return self.presence_hysteresis if track.present else -self.presence_hysteresis
-
     def track(self, frame: np.ndarray) -> dict[int, ObjectResult]:
         """Advance to ``frame`` and track every object on it."""
         self._new_frame(np.asarray(frame))
@@ -330,28 +289,23 @@ class Tracker:
             coords, labels = np.zeros((0, 2), np.float32), np.zeros((0,), np.float32)
         slot_coords, slot_labels = self._decoder_prompt(coords, labels)
         skips = {k: v for k, v in feats.items() if k.startswith("high_res_feat")}  # none from a one-scale encoder
-        bias = self._presence_bias(track, prompted)
         out = self.graphs["mask_decoder"]({"image_embeddings": features, **skips, "point_coords": slot_coords,
                                            "point_labels": slot_labels, "mask_prompt": self._no_mask,
-                                           "mask_weight": np.zeros((1, 1), np.float32), **self._bias_feed(bias)})
+                                           "mask_weight": np.zeros((1, 1), np.float32)})
         masks, ious = out["low_res_masks"][0], out["iou_predictions"][0]
-        sticky = {"previous": None if prompted else track.choice, "hysteresis": self.choice_hysteresis}
-        mask_index, ptr_index = select_mask(masks, ious, num_points=len(coords), **sticky)
-        margin = choice_margin(ious, num_points=len(coords), **sticky)
+        mask_index, ptr_index = select_mask(masks, ious, num_points=len(coords))
+        margin = choice_margin(ious, num_points=len(coords))
         logits = masks[mask_index]
         score = out["object_score_logits"].reshape(1, 1).astype(np.float32)
-        memory_features = self.graphs["memory_encoder"]({  # it encodes "absent" where the biased score is <= 0
+        memory_features = self.graphs["memory_encoder"]({
             "vision_features": feats["vision_features"], "mask_logits": logits[None, None].astype(np.float32),
-            "binarize": np.full((1, 1), 1.0 if prompted else 0.0, np.float32),
-            "object_score_logits": score + np.float32(bias),
+            "binarize": np.full((1, 1), 1.0 if prompted else 0.0, np.float32), "object_score_logits": score,
         })["memory_features"]
         ptr = out["obj_ptrs"][0, ptr_index]
         track.bank.add(self.frame_idx, memory_features[0], ptr, conditioning=prompted)
         h, w = self.frame_size
         mask = cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR) > self.mask_threshold
-        result = ObjectResult(obj_id, mask, logits, float(score[0, 0]), ptr, margin, bias)
-        track.present, track.choice = result.present, mask_index
-        return result
+        return ObjectResult(obj_id, mask, logits, float(score[0, 0]), ptr, margin)
 
 
 # ------------------------------------------------------------------------------------------------ live stage

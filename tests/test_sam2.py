@@ -193,22 +193,6 @@ def test_choice_margin_is_how_narrowly_the_multimask_rule_chose():
     assert choice_margin(ious, num_points=2) is None  # a box: the single mask, decided by stability instead
 
 
-def test_a_sticky_choice_keeps_the_last_candidate_unless_another_is_clearly_better():
-    masks = np.full((4, 8, 8), -5.0, np.float32)
-    masks[0, :4] = 5.0  # a stable single mask
-    ious = np.array([0.1, 0.50, 0.52, 0.3], np.float32)
-    assert select_mask(masks, ious, num_points=0, previous=1) == (2, 2)  # SAM 2's rule: no hysteresis
-    assert select_mask(masks, ious, num_points=0, previous=1, hysteresis=0.05) == (1, 1)
-    assert choice_margin(ious, num_points=0, previous=1, hysteresis=0.05) == pytest.approx(0.03, abs=1e-6)
-    ious[2] = 0.6  # now clearly better: it takes over
-    assert select_mask(masks, ious, num_points=0, previous=1, hysteresis=0.05) == (2, 2)
-    assert choice_margin(ious, num_points=0, previous=1, hysteresis=0.05) == pytest.approx(0.05, abs=1e-6)
-    assert select_mask(masks, ious, num_points=0, previous=0, hysteresis=0.5) == (2, 2)  # token 0 is no candidate
-    assert select_mask(masks, ious, num_points=2, previous=1, hysteresis=0.5) == (0, 0)  # a prompt: not sticky
-    with pytest.raises(ValueError, match="hysteresis"):
-        select_mask(masks, ious, num_points=0, previous=1, hysteresis=-0.1)
-
-
 def test_tracker_rejects_bad_prompts_in_one_line(tiny):
     tracker = Tracker(torch_graphs(tiny), 1024, feature_shape=(64, 64, 64))
     with pytest.raises(BadInput, match="graphs"):
@@ -289,54 +273,6 @@ def test_a_new_frame_size_resets_the_tracker_with_a_warning(small_pooled, caplog
     with caplog.at_level("WARNING"):
         assert tracker.track(np.zeros((100, 160, 3), np.uint8)) == {}
     assert "frame size changed" in caplog.text and tracker.object_ids == []
-
-
-def _watched(graphs: dict, seen: dict) -> dict:
-    """The graphs as they are, keeping what the decoder and the memory encoder were fed."""
-    def watch(name):
-        def run(feeds):
-            seen.setdefault(name, []).append({k: np.array(v) for k, v in feeds.items()})
-            return graphs[name](feeds)
-        return run
-    return {**graphs, "mask_decoder": watch("mask_decoder"), "memory_encoder": watch("memory_encoder")}
-
-
-def test_presence_hysteresis_holds_the_last_call_until_the_score_crosses_the_far_side(small_pooled):
-    from edgevision.data.tracking_clips import render_clip
-
-    clip = render_clip(3)
-    runs = {}
-    for h in (None, 0.0, 0.5, 1e6):
-        seen: dict = {}
-        tracker = Tracker(_watched(torch_graphs(small_pooled), seen), 256, feature_shape=(64, 8, 8),
-                          presence_hysteresis=h)
-        out = [tracker.add_prompt(clip.frames[0], 1, box=clip.target_box())]
-        out += [tracker.track(f)[1] for f in clip.frames[1:8]]
-        runs[h] = out
-        biases = [None if "presence_bias" not in f else float(f["presence_bias"][0, 0]) for f in seen["mask_decoder"]]
-        if h is None:
-            assert biases == [None] * 8  # a bundle made before the input existed: nothing fed
-            continue
-        for i, (result, bias) in enumerate(zip(out, biases)):
-            expected = 0.0 if i == 0 or not h else (h if out[i - 1].present else -h)  # the prompt decides at 0
-            assert bias == result.presence_bias == expected
-            assert result.present == (result.score + bias > 0)
-            # the memory encoder encodes "absent" exactly where the decision says so
-            assert (seen["memory_encoder"][i]["object_score_logits"][0, 0] > 0) == result.present
-    for a, b in zip(runs[None], runs[0.0]):  # a bias of 0 is SAM 2's rule, to the bit
-        np.testing.assert_array_equal(a.low_res_logits, b.low_res_logits)
-        assert a.score == b.score and a.present == b.present
-    assert len({r.present for r in runs[1e6]}) == 1  # no score is that far: the prompt frame's call holds
-    with pytest.raises(BadInput, match="presence_hysteresis -1"):
-        Tracker(torch_graphs(small_pooled), 256, feature_shape=(64, 8, 8), presence_hysteresis=-1)
-
-
-def test_a_head_without_decision_rules_is_an_older_bundle_with_sam2s_rules():
-    from edgevision.tracker import head_decisions
-
-    assert head_decisions({}) == {"presence_hysteresis": None, "choice_hysteresis": 0.0}
-    assert head_decisions({"presence_hysteresis": 1, "choice_hysteresis": 0.05}) == {
-        "presence_hysteresis": 1.0, "choice_hysteresis": 0.05}
 
 
 @pytest.mark.slow

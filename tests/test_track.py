@@ -191,8 +191,7 @@ def test_a_worst_frame_that_is_a_mask_choice_tie_in_fp32_is_named_as_one():
     assert acc.result()["min_frame_iou"] == 50.0
     assert acc.worst_frame == {"frame": 2, "frame_iou": 0.5, "object": 0, "object_iou": 0.0,
                                "reference_choice_margin": 0.003, "artifact_choice_margin": 0.004,
-                               "reference_object_score": 1.0, "artifact_object_score": 1.0,
-                               "reference_presence_bias": 0.0, "artifact_presence_bias": 0.0}
+                               "reference_object_score": 1.0, "artifact_object_score": 1.0}
     worst = {"clip": "c", "min_frame_iou": 0.5, **acc.worst_frame}
     (note,) = tie_notes([worst])
     assert "c frame 2, object 0" in note and "0.0030 apart" in note
@@ -214,11 +213,6 @@ def test_a_worst_frame_where_fp32_barely_called_the_object_present_is_named():
     assert "c frame 3, object 0" in note and "+0.40" in note and "-0.20" in note
     assert tie_notes([{**worst, "reference_object_score": 6.0}]) == []  # a clear call: quantization's fault
     assert tie_notes([{**worst, "artifact_object_score": 0.1}]) == []  # both present: the masks differ
-    # with presence hysteresis the call is at -bias: a present object at -0.2 stays present, so no flip
-    assert tie_notes([{**worst, "reference_presence_bias": 1.0, "artifact_presence_bias": 1.0}]) == []
-    (note,) = tie_notes([{**worst, "reference_object_score": -0.9, "artifact_object_score": -1.2,
-                          "reference_presence_bias": 1.0, "artifact_presence_bias": 1.0}])
-    assert "-0.90" in note and "present above -1.00" in note
 
 
 def test_clip_folders_with_bad_masks_exit_2_naming_the_file(capsys, tracker_bundle, clip, tmp_path):

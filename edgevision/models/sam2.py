@@ -312,14 +312,11 @@ class Sam2(nn.Module):
                  global_att_blocks: tuple[int, ...] = (5, 7, 9), window_pos_embed_bkg: tuple[int, int] = (7, 7),
                  dim: int = 256, mem_dim: int = 64, num_maskmem: int = 7, memory_layers: int = 4,
                  memory_pool: int = 1, memory_ffn_dim: int = 2048, decoder_mlp_dim: int = 2048,
-                 vit: dict | None = None, skip_stem: bool = False, presence_hysteresis: float = 0.0,
-                 choice_hysteresis: float = 0.0) -> None:
+                 vit: dict | None = None, skip_stem: bool = False) -> None:
         super().__init__()  # num_classes: the registry passes it to every family; tracks have none
         # ``vit``: an EfficientSAM-style ViT image encoder (ImageEncoderViT arguments, its neck giving ``dim``
         # channels) instead of Hiera: one scale, so the decoder has no high-res skips (EfficientTAM's layout)
-        # unless ``skip_stem`` adds a small conv stem that makes them from the image.
-        # ``presence_hysteresis`` and ``choice_hysteresis``: the tracker's decision rules (its bundle head;
-        # ``edgevision.tracker.Tracker``); 0, SAM 2's own rules
+        # unless ``skip_stem`` adds a small conv stem that makes them from the image
         if vit is None and skip_stem:
             raise ValueError("skip_stem is for a ViT encoder: Hiera has its own high-res features")
         if vit is None:
@@ -349,8 +346,6 @@ class Sam2(nn.Module):
         # the bank holds and the cross-attention reads 1/memory_pool^2 of the spatial tokens (pointers unpooled)
         self.memory_pool = memory_pool
         self.img_size = img_size
-        self.hysteresis = {"presence_hysteresis": float(presence_hysteresis),
-                           "choice_hysteresis": float(choice_hysteresis)}
         self.set_input_size(img_size)
 
     # constants of the input size, kept out of the state_dict (the official model makes them on the fly)
@@ -398,7 +393,7 @@ class Sam2(nn.Module):
         capacity = getattr(self, "capacity", {"prompt_slots": 8, "max_cond_frames": 4, "max_ptrs": 16})
         gm = imgsz // 16 // self.memory_pool
         return {"kind": "tracker", **capacity, "memory_shape": [self.mem_dim, gm, gm], "ptr_dim": self.dim,
-                "num_maskmem": self.num_maskmem, **self.hysteresis}
+                "num_maskmem": self.num_maskmem}
 
     def dense_pe(self) -> torch.Tensor:
         return self.sam_prompt_encoder.pe_layer.dense(self.grid).unsqueeze(0)
@@ -445,16 +440,14 @@ class Sam2(nn.Module):
                                     (self.key_cos, self.key_sin))
         return out.transpose(1, 2).reshape(b, c, g, g)
 
-    def decode(self, features, feat_s0, feat_s1, coords, labels, mask_prompt=None, mask_weight=None, dense_pe=None,
-               presence_bias=None):
+    def decode(self, features, feat_s0, feat_s1, coords, labels, mask_prompt=None, mask_weight=None, dense_pe=None):
         """Conditioned features (B, C, g, g) and skip features, points (B, N, 2) in input pixels with labels
         (B, N) (-1 SAM 2's padding token, ``UNUSED_SLOT`` a masked spare slot) -> mask logits (B, 4, 4g, 4g)
         (NO_OBJ_SCORE where the object is absent), IoU predictions (B, 4), object pointers (B, 4, C), one per
         mask token, and object score logits (B, 1). ``mask_prompt`` (B, 1, S, S) in {0, 1} is a mask prompt
         where ``mask_weight`` (B, 1) is 1; where it is 0 the decoder sees SAM 2's no-mask embedding (a static
         graph takes both always). ``dense_pe``: ``self.dense_pe()``, computed once by callers that decode every
-        frame. ``presence_bias`` (B, 1), added to the object score before the present/absent call (the tracker's
-        hysteresis; SAM 2: 0); the score returned is the decoder's own."""
+        frame."""
         b = coords.shape[0]
         labels = labels.to(coords.dtype)
         sparse = self.sam_prompt_encoder(coords, labels)
@@ -468,8 +461,7 @@ class Sam2(nn.Module):
             feat_s0, feat_s1 = feat_s0.expand(b, -1, -1, -1), feat_s1.expand(b, -1, -1, -1)
         masks, iou, tokens, score = self.sam_mask_decoder(features.expand(b, -1, -1, -1), pe, sparse, dense,
                                                           feat_s0, feat_s1, labels != UNUSED_SLOT)
-        decided = score if presence_bias is None else score + presence_bias.to(score.dtype)
-        present = (decided > 0).to(masks.dtype)  # (B, 1)
+        present = (score > 0).to(masks.dtype)  # (B, 1)
         masks = torch.where(present[:, :, None, None] > 0, masks, torch.full_like(masks, NO_OBJ_SCORE))
         ptrs = self.obj_ptr_proj(tokens)
         ptrs = present[:, :, None] * ptrs + (1 - present[:, :, None]) * self.no_obj_ptr
@@ -533,8 +525,7 @@ def torch_graphs(model: Sam2) -> dict:
         t = tensors(a)
         masks, iou, ptrs, score = model.decode(t["image_embeddings"], t.get("high_res_feat0"),
                                                t.get("high_res_feat1"), t["point_coords"], t["point_labels"],
-                                               t.get("mask_prompt"), t.get("mask_weight"), dense_pe=dense_pe,
-                                               presence_bias=t.get("presence_bias"))
+                                               t.get("mask_prompt"), t.get("mask_weight"), dense_pe=dense_pe)
         return {"low_res_masks": masks.numpy(), "iou_predictions": iou.numpy(), "obj_ptrs": ptrs.numpy(),
                 "object_score_logits": score.numpy()}
 

@@ -173,10 +173,9 @@ class _TrackerDecoder(nn.Module):
 
     def forward(self, image_embeddings, *rest):
         """``rest``: high_res_feat0, high_res_feat1 (a model with high-res features), point_coords, point_labels,
-        mask_prompt, mask_weight, presence_bias."""
-        skips = rest[:-5] or (None, None)
-        return self.model.decode(image_embeddings, *skips, *rest[-5:-1], dense_pe=self.dense_pe,
-                                 presence_bias=rest[-1])
+        mask_prompt, mask_weight."""
+        skips = rest[:-4] or (None, None)
+        return self.model.decode(image_embeddings, *skips, *rest[-4:], dense_pe=self.dense_pe)
 
 
 class _TrackerMemoryEncoder(nn.Module):
@@ -213,8 +212,7 @@ def tracker_graphs(model: nn.Module, imgsz: int, preprocess, *, prompt_slots: in
                  ["conditioned_features"]),
         GraphDef("mask_decoder", _TrackerDecoder(model).eval(),
                  [f32("image_embeddings", c, g, g), *skips, f32("point_coords", prompt_slots, 2),
-                  f32("point_labels", prompt_slots), f32("mask_prompt", 1, imgsz, imgsz), f32("mask_weight", 1),
-                  f32("presence_bias", 1)],
+                  f32("point_labels", prompt_slots), f32("mask_prompt", 1, imgsz, imgsz), f32("mask_weight", 1)],
                  ["low_res_masks", "iou_predictions", "obj_ptrs", "object_score_logits"]),
         GraphDef("memory_encoder", _TrackerMemoryEncoder(model).eval(),
                  [features, f32("mask_logits", 1, 4 * g, 4 * g), f32("binarize", 1), f32("object_score_logits", 1)],

@@ -142,39 +142,26 @@ def stability_score(logits: np.ndarray, delta: float = 0.05) -> float:
 
 
 def select_mask(masks: np.ndarray, ious: np.ndarray, num_points: int, stability_thresh: float = 0.98,
-                multimask_max_points: int = 1, previous: int | None = None,
-                hysteresis: float = 0.0) -> tuple[int, int]:
+                multimask_max_points: int = 1) -> tuple[int, int]:
     """Which of the decoder's 4 masks (index 0 single, 1-3 multimask) SAM 2 keeps, and whose object pointer.
 
     With at most ``multimask_max_points`` prompt points (0 while tracking) SAM 2 asks for the multimask output
     and keeps the best predicted IoU, pointer included. Otherwise it asks for one mask: token 0's, unless its
     stability falls below the threshold, then the best multimask; the pointer stays token 0's.
-    With ``hysteresis`` > 0 the multimask rule is sticky: ``previous`` (the candidate kept on the frame before)
-    stays unless another is predicted more than ``hysteresis`` better, so candidates predicted about equal do
-    not swap from frame to frame (0: SAM 2's rule).
     ``masks`` (4, h, w), ``ious`` (4,) -> (mask index, pointer index)."""
     if masks.shape[0] != 4 or ious.shape[0] != 4:
         raise ValueError(f"expected 4 masks and 4 IoU predictions, got {masks.shape[0]} and {ious.shape[0]}")
-    if hysteresis < 0:
-        raise ValueError(f"hysteresis must be >= 0, got {hysteresis}")
     best = 1 + int(np.argmax(ious[1:]))
     if num_points <= multimask_max_points:
-        if hysteresis > 0 and previous in (1, 2, 3) and ious[previous] + hysteresis >= ious[best]:
-            best = previous
         return best, best
     return (0 if stability_score(masks[0]) >= stability_thresh else best), 0
 
 
-def choice_margin(ious: np.ndarray, num_points: int, multimask_max_points: int = 1, previous: int | None = None,
-                  hysteresis: float = 0.0) -> float | None:
-    """How far the multimask rule of ``select_mask`` was from choosing another candidate, in predicted IoU (the
-    kept candidate's lead over the runner-up, the sticky candidate counting ``hysteresis`` more), or None where
-    that rule does not decide. Under about 0.01 any rounding can swap the two candidates, and they can be
-    different objects: the check names such ties."""
+def choice_margin(ious: np.ndarray, num_points: int, multimask_max_points: int = 1) -> float | None:
+    """How far the kept multimask candidate's predicted IoU is ahead of the runner-up's (``select_mask``'s
+    argmax rule), or None where that rule does not decide. Under about 0.01 any rounding can swap the two
+    candidates, and they can be different objects: the check names such ties."""
     if num_points > multimask_max_points:
         return None
-    ious = np.asarray(ious, np.float64)[1:].copy()
-    if hysteresis > 0 and previous in (1, 2, 3):
-        ious[previous - 1] += hysteresis
-    top = np.sort(ious)
+    top = np.sort(np.asarray(ious, np.float64)[1:])
     return float(top[-1] - top[-2])

@@ -81,9 +81,8 @@ class PromptMasks:
 @dataclass
 class ObjectResult:
     """One tracked object on one frame: ``mask`` (H, W) bool at frame size, the decoder's low-res logits of the
-    kept mask (4g, 4g), the object score logit and the object pointer (C,); ``choice_margin``: how narrowly the
-    kept mask won among the decoder's candidates (``ops.memory_bank.choice_margin``). The object is present
-    when its score plus ``presence_bias`` is positive (the tracker's hysteresis; SAM 2: a bias of 0)."""
+    kept mask (4g, 4g), the object score logit (> 0: present) and the object pointer (C,); ``choice_margin``:
+    how narrowly the kept mask won among the decoder's candidates (``ops.memory_bank.choice_margin``)."""
 
     obj_id: int
     mask: np.ndarray
@@ -91,11 +90,10 @@ class ObjectResult:
     score: float
     obj_ptr: np.ndarray
     choice_margin: float | None = None
-    presence_bias: float = 0.0
 
     @property
     def present(self) -> bool:
-        return self.score + self.presence_bias > 0
+        return self.score > 0
 
     @property
     def area(self) -> int:

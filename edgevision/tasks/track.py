@@ -107,8 +107,7 @@ def record_feeds(graphs: Mapping[str, Callable], make_tracker: Callable[[Mapping
 TIE_MARGIN = 0.01
 
 
-# An object is present when its score logit (plus the tracker's presence bias) is positive; within this of the
-# threshold, a small perturbation flips the call.
+# An object is present when its score logit is positive; within this of zero, a small perturbation flips the call.
 PRESENCE_MARGIN = 1.0
 
 
@@ -126,14 +125,12 @@ def tie_notes(worst: Sequence[dict]) -> list[str]:
                          f"them; a better-trained model widens such margins, a different quantization scheme only "
                          f"moves the tie")
         ref_score, art_score = w.get("reference_object_score"), w.get("artifact_object_score")
-        ref_bias, art_bias = w.get("reference_presence_bias") or 0.0, w.get("artifact_presence_bias") or 0.0
-        if (ref_score is not None and art_score is not None and (ref_score + ref_bias > 0) != (art_score + art_bias > 0)
-                and abs(ref_score + ref_bias) < PRESENCE_MARGIN and w.get("object_iou", 1.0) < 0.5):
+        if (ref_score is not None and art_score is not None and (ref_score > 0) != (art_score > 0)
+                and abs(ref_score) < PRESENCE_MARGIN and w.get("object_iou", 1.0) < 0.5):
             notes.append(f"worst frame: {w['clip']} frame {w['frame']}, object {w['object']} "
                          f"(IoU {w['object_iou']:.3f} against FP32): the FP32 tracker's presence call was close, "
                          f"object score logit {ref_score:+.2f} against the artifact's {art_score:+.2f} (present "
-                         f"above {-ref_bias:+.2f}), so the object is shown by one tracker and hidden by the other on "
-                         f"this frame")
+                         f"above 0), so the object is shown by one tracker and hidden by the other on this frame")
     return notes
 
 
@@ -185,10 +182,7 @@ class TrackAccumulator(Accumulator):
                                         "artifact_choice_margin": getattr(theirs.get(obj.obj_id), "choice_margin",
                                                                           None),
                                         "reference_object_score": obj.score,
-                                        "artifact_object_score": getattr(theirs.get(obj.obj_id), "score", None),
-                                        "reference_presence_bias": obj.presence_bias,
-                                        "artifact_presence_bias": getattr(theirs.get(obj.obj_id), "presence_bias",
-                                                                          None)}
+                                        "artifact_object_score": getattr(theirs.get(obj.obj_id), "score", None)}
 
     def result(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -249,8 +243,7 @@ class TrackTask(Task):
                                   "object": w["object"], "object_iou": round(w["object_iou"], 4),
                                   **{k: None if w[k] is None else round(w[k], 4)
                                      for k in ("reference_choice_margin", "artifact_choice_margin",
-                                               "reference_object_score", "artifact_object_score",
-                                               "reference_presence_bias", "artifact_presence_bias")}})
+                                               "reference_object_score", "artifact_object_score")}})
             count += 1
             if progress:
                 progress(count)
